@@ -1,0 +1,37 @@
+// The route table: which (method, path) pairs paygate serves and under which route name.
+//
+// The nginx module matches a request against this table (404/405 never leave nginx) and sends the
+// route name plus the path parameters; the daemon dispatches on the route name. Both sides use
+// this one table, so a route exists in exactly one place.
+#pragma once
+
+#include <string_view>
+#include <vector>
+
+#include "paygate/ipc.hpp"
+
+namespace paygate::routes {
+
+struct Route {
+    std::string_view name;     // what the daemon dispatches on
+    ipc::Method method;
+    std::string_view pattern;  // "/api/v1/payment/{payment_id}/retrieve": {x} is one path segment
+};
+
+// Every route paygate serves.
+const std::vector<Route>& table();
+
+enum class MatchResult { Found, NotFound, MethodNotAllowed };
+
+struct Match {
+    MatchResult result = MatchResult::NotFound;
+    const Route* route = nullptr;
+    std::vector<ipc::NameValue> params;
+    std::string allowed;       // for MethodNotAllowed: the "Allow" header value, e.g. "GET, POST"
+};
+
+// `method` is the request's method name as sent ("GET"; any other name only ever matches nothing),
+// `path` the decoded URI path without query string. A trailing slash is not significant.
+Match match(std::string_view method, std::string_view path);
+
+}  // namespace paygate::routes

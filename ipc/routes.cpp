@@ -1,0 +1,68 @@
+// The route table and its matcher (see routes.hpp).
+#include "paygate/routes.hpp"
+
+namespace paygate::routes {
+
+namespace {
+
+// Splits off the next '/'-separated segment of `rest`.
+std::string_view next_segment(std::string_view& rest) {
+    std::size_t slash = rest.find('/');
+    std::string_view segment = rest.substr(0, slash);
+    rest = slash == std::string_view::npos ? std::string_view{} : rest.substr(slash + 1);
+    return segment;
+}
+
+std::string_view trim_slashes(std::string_view path) {
+    if (!path.empty() && path.front() == '/') path.remove_prefix(1);
+    if (!path.empty() && path.back() == '/') path.remove_suffix(1);
+    return path;
+}
+
+bool match_pattern(std::string_view pattern, std::string_view path, std::vector<ipc::NameValue>& params) {
+    std::string_view pat = trim_slashes(pattern);
+    std::string_view got = trim_slashes(path);
+    params.clear();
+    while (!pat.empty() && !got.empty()) {
+        std::string_view want = next_segment(pat);
+        std::string_view seg = next_segment(got);
+        if (want.size() > 2 && want.front() == '{' && want.back() == '}') {
+            if (seg.empty()) return false;
+            params.emplace_back(std::string(want.substr(1, want.size() - 2)), std::string(seg));
+        } else if (want != seg) {
+            return false;
+        }
+    }
+    return pat.empty() && got.empty();
+}
+
+}  // namespace
+
+const std::vector<Route>& table() {
+    static const std::vector<Route> routes = {
+        {"health", ipc::Method::Get, "/health"},
+        {"ping", ipc::Method::Get, "/ping"},
+    };
+    return routes;
+}
+
+Match match(std::string_view method, std::string_view path) {
+    Match m;
+    std::vector<ipc::NameValue> params;
+    for (const Route& route : table()) {
+        if (!match_pattern(route.pattern, path, params)) continue;
+        if (ipc::method_name(route.method) == method) {
+            m.result = MatchResult::Found;
+            m.route = &route;
+            m.params = std::move(params);
+            m.allowed.clear();
+            return m;
+        }
+        m.result = MatchResult::MethodNotAllowed;
+        if (!m.allowed.empty()) m.allowed += ", ";
+        m.allowed += ipc::method_name(route.method);
+    }
+    return m;
+}
+
+}  // namespace paygate::routes

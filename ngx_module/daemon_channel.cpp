@@ -1,0 +1,97 @@
+// The worker's DEALER socket to the daemons (see daemon_channel.hpp).
+#include "daemon_channel.hpp"
+
+#include <cerrno>
+#include <zmq.h>
+
+namespace paygate::module {
+
+namespace {
+
+void set_int(void* socket, int option, int value, const char* name) {
+    if (zmq_setsockopt(socket, option, &value, sizeof value) != 0) {
+        throw ChannelError(std::string("zmq_setsockopt ") + name + ": " + zmq_strerror(zmq_errno()));
+    }
+}
+
+}  // namespace
+
+DaemonChannel::DaemonChannel(const std::vector<std::string>& endpoints, int max_in_flight) {
+    context_ = zmq_ctx_new();
+    if (context_ == nullptr) throw ChannelError(std::string("zmq_ctx_new: ") + zmq_strerror(zmq_errno()));
+    try {
+        zmq_ctx_set(context_, ZMQ_IO_THREADS, 1);
+        socket_ = zmq_socket(context_, ZMQ_DEALER);
+        if (socket_ == nullptr) throw ChannelError(std::string("zmq_socket: ") + zmq_strerror(zmq_errno()));
+        // Queue only to connected daemons: with none up, send fails at once (503) instead of
+        // parking requests until their timeout.
+        set_int(socket_, ZMQ_IMMEDIATE, 1, "ZMQ_IMMEDIATE");
+        set_int(socket_, ZMQ_SNDHWM, max_in_flight, "ZMQ_SNDHWM");
+        set_int(socket_, ZMQ_RCVHWM, 0, "ZMQ_RCVHWM");  // replies are bounded by what we sent
+        set_int(socket_, ZMQ_LINGER, 0, "ZMQ_LINGER");
+        set_int(socket_, ZMQ_RECONNECT_IVL, 100, "ZMQ_RECONNECT_IVL");
+        set_int(socket_, ZMQ_RECONNECT_IVL_MAX, 1000, "ZMQ_RECONNECT_IVL_MAX");
+        // A daemon that stops answering at the transport level (host gone, process frozen) is
+        // dropped after the heartbeat timeout, so new requests go to the others or get 503.
+        set_int(socket_, ZMQ_HEARTBEAT_IVL, 1000, "ZMQ_HEARTBEAT_IVL");
+        set_int(socket_, ZMQ_HEARTBEAT_TIMEOUT, 3000, "ZMQ_HEARTBEAT_TIMEOUT");
+        for (const std::string& endpoint : endpoints) {
+            if (zmq_connect(socket_, endpoint.c_str()) != 0) {
+                throw ChannelError("zmq_connect " + endpoint + ": " + zmq_strerror(zmq_errno()));
+            }
+        }
+        size_t size = sizeof fd_;
+        if (zmq_getsockopt(socket_, ZMQ_FD, &fd_, &size) != 0) {
+            throw ChannelError(std::string("ZMQ_FD: ") + zmq_strerror(zmq_errno()));
+        }
+    } catch (...) {
+        if (socket_ != nullptr) zmq_close(socket_);
+        zmq_ctx_term(context_);
+        throw;
+    }
+}
+
+DaemonChannel::~DaemonChannel() {
+    zmq_close(socket_);
+    zmq_ctx_term(context_);
+}
+
+bool DaemonChannel::send(std::string_view frame) {
+    return zmq_send(socket_, frame.data(), frame.size(), ZMQ_DONTWAIT) == static_cast<int>(frame.size());
+}
+
+bool DaemonChannel::readable() {
+    int events = 0;
+    size_t size = sizeof events;
+    if (zmq_getsockopt(socket_, ZMQ_EVENTS, &events, &size) != 0) return false;
+    return (events & ZMQ_POLLIN) != 0;
+}
+
+void DaemonChannel::drain(const std::function<void(std::string_view frame)>& on_reply) {
+    zmq_msg_t msg;
+    bool rest_of_multipart = false;
+    while (readable()) {
+        zmq_msg_init(&msg);
+        int n = zmq_msg_recv(&msg, socket_, ZMQ_DONTWAIT);
+        if (n < 0) {
+            zmq_msg_close(&msg);
+            if (zmq_errno() == EAGAIN || zmq_errno() == EINTR) continue;
+            return;
+        }
+        // A reply is one frame; a multipart message is not ours and is skipped whole.
+        bool more = zmq_msg_more(&msg) != 0;
+        if (!more && !rest_of_multipart) {
+            std::string_view frame(static_cast<const char*>(zmq_msg_data(&msg)), zmq_msg_size(&msg));
+            try {
+                on_reply(frame);
+            } catch (...) {
+                zmq_msg_close(&msg);
+                throw;
+            }
+        }
+        rest_of_multipart = more;
+        zmq_msg_close(&msg);
+    }
+}
+
+}  // namespace paygate::module

@@ -1,0 +1,512 @@
+// ngx_http_paygate_module: the nginx side of paygate. A thin adapter: it matches the request
+// against the shared route table, reads the body without blocking, and forwards it over the
+// worker's ZeroMQ channel to paygated; the request is suspended until the reply, the timeout
+// timer or the client's disconnect, whichever comes first. Everything else lives in plain C++.
+#include "ngx_includes.hpp"
+
+#include <cerrno>
+#include <cstring>
+#include <memory>
+#include <new>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include "daemon_channel.hpp"
+#include "paygate/ipc.hpp"
+#include "paygate/json_error.hpp"
+#include "paygate/routes.hpp"
+
+extern ngx_module_t ngx_http_paygate_module;
+
+namespace {
+
+using paygate::module::DaemonChannel;
+namespace ipc = paygate::ipc;
+namespace routes = paygate::routes;
+
+struct MainConf {
+    ngx_array_t* daemons;        // ngx_str_t endpoints, from paygate_daemon
+    ngx_int_t max_in_flight;     // per worker
+};
+
+struct LocConf {
+    ngx_flag_t pass;             // paygate_pass in this location
+    ngx_msec_t timeout;
+    size_t max_body_size;
+};
+
+// Per worker process: created in init_process (never in the master), gone in exit_process.
+struct Worker {
+    Worker(const std::vector<std::string>& endpoints, ngx_uint_t bound)
+        : channel(endpoints, static_cast<int>(bound)), max_in_flight(bound) {}
+
+    DaemonChannel channel;
+    ngx_connection_t* connection = nullptr;   // wraps the channel's fd for nginx's event loop
+    std::unordered_map<std::uint64_t, ngx_http_request_t*> pending;   // request id -> waiting request
+    std::uint64_t last_id = 0;
+    ngx_uint_t max_in_flight;
+};
+
+Worker* worker = nullptr;
+ngx_int_t request_id_variable = NGX_ERROR;
+
+// Lives in the request pool's cleanup storage, so its destructor runs however the request ends.
+struct RequestCtx {
+    ngx_http_request_t* request = nullptr;
+    routes::Match match;
+    std::uint64_t id = 0;        // nonzero while a reply is awaited
+    ngx_event_t timer{};
+};
+
+constexpr std::string_view kJson = "application/json";
+
+std::string_view view(const ngx_str_t& s) { return {reinterpret_cast<const char*>(s.data), s.len}; }
+
+bool copy_to_pool(ngx_pool_t* pool, std::string_view from, ngx_str_t& to) {
+    to.len = from.size();
+    to.data = static_cast<u_char*>(ngx_pnalloc(pool, from.size() + 1));
+    if (to.data == nullptr) return false;
+    ngx_memcpy(to.data, from.data(), from.size());
+    to.data[from.size()] = '\0';
+    return true;
+}
+
+std::string_view request_id(ngx_http_request_t* r) {
+    ngx_http_variable_value_t* v = ngx_http_get_indexed_variable(r, request_id_variable);
+    if (v == nullptr || v->not_found) return {};
+    return {reinterpret_cast<const char*>(v->data), v->len};
+}
+
+ngx_int_t add_header(ngx_http_request_t* r, std::string_view name, std::string_view value) {
+    ngx_table_elt_t* h = static_cast<ngx_table_elt_t*>(ngx_list_push(&r->headers_out.headers));
+    if (h == nullptr) return NGX_ERROR;
+    h->hash = 1;
+    h->lowcase_key = nullptr;
+    if (!copy_to_pool(r->pool, name, h->key) || !copy_to_pool(r->pool, value, h->value)) return NGX_ERROR;
+    return NGX_OK;
+}
+
+// Sends status, headers and body of `reply`; returns what ngx_http_finalize_request wants.
+ngx_int_t send_reply(ngx_http_request_t* r, const ipc::Reply& reply) {
+    r->headers_out.status = reply.status;
+    r->headers_out.content_length_n = static_cast<off_t>(reply.body.size());
+    for (const auto& [name, value] : reply.headers) {
+        if (name == "content-type") {
+            if (!copy_to_pool(r->pool, value, r->headers_out.content_type)) return NGX_ERROR;
+            r->headers_out.content_type_len = value.size();
+            r->headers_out.content_type_lowcase = nullptr;
+        } else if (add_header(r, name, value) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+    std::string_view rid = request_id(r);
+    if (!rid.empty() && add_header(r, "X-Request-Id", rid) != NGX_OK) return NGX_ERROR;
+
+    if (reply.body.empty()) r->header_only = 1;
+    ngx_int_t rc = ngx_http_send_header(r);
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) return rc;
+
+    ngx_buf_t* b = ngx_create_temp_buf(r->pool, reply.body.size());
+    if (b == nullptr) return NGX_ERROR;
+    b->last = ngx_cpymem(b->last, reply.body.data(), reply.body.size());
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+    ngx_chain_t out{b, nullptr};
+    return ngx_http_output_filter(r, &out);
+}
+
+ngx_int_t send_error(ngx_http_request_t* r, ngx_uint_t status, std::string_view code, std::string_view message,
+                     std::string_view allow = {}) {
+    ipc::Reply reply = ipc::error_reply(0, static_cast<std::uint16_t>(status), code, message);
+    if (!allow.empty()) reply.headers.emplace_back("Allow", std::string(allow));
+    return send_reply(r, reply);
+}
+
+ngx_int_t send_unavailable(ngx_http_request_t* r, std::string_view why) {
+    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0, "paygate: 503, %*s, request_id=%*s",
+                  static_cast<int>(why.size()), why.data(), static_cast<int>(request_id(r).size()),
+                  request_id(r).data());
+    return send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE, "service_unavailable", "payment core unavailable, retry later");
+}
+
+ngx_int_t send_internal_error(ngx_http_request_t* r, const char* what) {
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0, "paygate: %s", what);
+    try {
+        return send_error(r, NGX_HTTP_INTERNAL_SERVER_ERROR, "internal_error", "internal error");
+    } catch (...) {
+        return NGX_ERROR;
+    }
+}
+
+RequestCtx* ctx_of(ngx_http_request_t* r) {
+    return static_cast<RequestCtx*>(ngx_http_get_module_ctx(r, ngx_http_paygate_module));
+}
+
+// Ends a request whose reply is no longer awaited and runs what its end made runnable.
+void complete(ngx_http_request_t* r, ngx_int_t rc) {
+    ngx_connection_t* c = r->connection;
+    ngx_http_finalize_request(r, rc);
+    ngx_http_run_posted_requests(c);
+}
+
+// Stops waiting for the daemon: the id leaves the pending map and the timer is cancelled.
+void stop_waiting(RequestCtx* ctx) {
+    if (ctx->id != 0 && worker != nullptr) worker->pending.erase(ctx->id);
+    ctx->id = 0;
+    if (ctx->timer.timer_set) ngx_del_timer(&ctx->timer);
+}
+
+void destroy_ctx(void* data) {
+    auto* ctx = static_cast<RequestCtx*>(data);
+    stop_waiting(ctx);
+    ctx->~RequestCtx();
+}
+
+void on_timeout(ngx_event_t* ev) {
+    auto* r = static_cast<ngx_http_request_t*>(ev->data);
+    stop_waiting(ctx_of(r));
+    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0, "paygate: 504, no reply from the payment core in time, request_id=%*s",
+                  static_cast<int>(request_id(r).size()), request_id(r).data());
+    ngx_int_t rc;
+    try {
+        rc = send_error(r, NGX_HTTP_GATEWAY_TIME_OUT, "gateway_timeout", "payment core did not answer in time");
+    } catch (...) {
+        rc = NGX_ERROR;
+    }
+    complete(r, rc);
+}
+
+// While the reply is awaited: notice a client that went away, so its request ends at once.
+void on_client_event(ngx_http_request_t* r) {
+    ngx_connection_t* c = r->connection;
+    ngx_event_t* ev = c->read;
+#if (NGX_HTTP_V2)
+    if (r->stream) return;   // HTTP/2 resets end the stream through its own path
+#endif
+    char probe;
+    ssize_t n = recv(c->fd, &probe, 1, MSG_PEEK);
+    ngx_err_t err = ngx_socket_errno;
+    if (n > 0 || (n == -1 && err == NGX_EAGAIN)) {
+        // Pipelined data or a spurious wakeup: keep waiting, and stop a level-triggered busy loop.
+        if ((ngx_event_flags & NGX_USE_LEVEL_EVENT) && ev->active) ngx_del_event(ev, NGX_READ_EVENT, 0);
+        return;
+    }
+    ev->eof = 1;
+    c->error = 1;
+    ngx_log_error(NGX_LOG_INFO, c->log, n == 0 ? 0 : err,
+                  "paygate: client closed the connection while waiting for the payment core, request_id=%*s",
+                  static_cast<int>(request_id(r).size()), request_id(r).data());
+    ngx_http_finalize_request(r, NGX_HTTP_CLIENT_CLOSED_REQUEST);
+}
+
+bool read_body(ngx_http_request_t* r, std::string& body) {
+    if (r->request_body == nullptr) return true;
+    for (ngx_chain_t* cl = r->request_body->bufs; cl != nullptr; cl = cl->next) {
+        ngx_buf_t* b = cl->buf;
+        if (!b->in_file) {
+            body.append(reinterpret_cast<const char*>(b->pos), static_cast<std::size_t>(b->last - b->pos));
+            continue;
+        }
+        // A body larger than client_body_buffer_size was spooled to a temp file nginx just wrote.
+        std::size_t size = static_cast<std::size_t>(b->file_last - b->file_pos);
+        std::size_t at = body.size();
+        body.resize(at + size);
+        ssize_t n = ngx_read_file(b->file, reinterpret_cast<u_char*>(&body[at]), size, b->file_pos);
+        if (n != static_cast<ssize_t>(size)) return false;
+    }
+    return true;
+}
+
+// The body is in: hand the request to a daemon, or answer at once why not.
+ngx_int_t forward(ngx_http_request_t* r, RequestCtx* ctx) {
+    auto* lcf = static_cast<LocConf*>(ngx_http_get_module_loc_conf(r, ngx_http_paygate_module));
+
+    ipc::Request request;
+    if (!read_body(r, request.body)) return send_internal_error(r, "cannot read the spooled request body");
+    if (request.body.size() > lcf->max_body_size) {
+        return send_error(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE, "payload_too_large",
+                          "request body exceeds " + std::to_string(lcf->max_body_size) + " bytes");
+    }
+    if (worker == nullptr) return send_unavailable(r, "no channel to the daemons in this worker");
+    if (worker->pending.size() >= worker->max_in_flight) return send_unavailable(r, "in-flight bound reached");
+
+    request.id = ++worker->last_id;
+    ipc::parse_method(view(r->method_name), request.method);
+    request.route = std::string(ctx->match.route->name);
+    request.request_id = std::string(request_id(r));
+    request.timeout_ms = static_cast<std::uint32_t>(lcf->timeout);
+    request.params = std::move(ctx->match.params);
+    if (r->headers_in.content_type != nullptr) {
+        request.headers.emplace_back("content-type", std::string(view(r->headers_in.content_type->value)));
+    }
+
+    bool sent = worker->channel.send(ipc::encode(request));
+    // Any zmq call may swallow the edge of ZMQ_FD: look for replies now rather than miss them.
+    if (worker->channel.readable()) {
+        ngx_post_event(worker->connection->read, &ngx_posted_events);
+    }
+    if (!sent) return send_unavailable(r, "no daemon connected or send queue full");
+
+    worker->pending.emplace(request.id, r);
+    ctx->id = request.id;
+    ctx->timer.handler = on_timeout;
+    ctx->timer.data = r;
+    ctx->timer.log = r->connection->log;
+    ngx_add_timer(&ctx->timer, lcf->timeout);
+    r->read_event_handler = on_client_event;
+    r->write_event_handler = ngx_http_request_empty_handler;
+    return NGX_DONE;
+}
+
+void on_body_read(ngx_http_request_t* r) {
+    ngx_int_t rc;
+    try {
+        rc = forward(r, ctx_of(r));
+    } catch (const std::exception& e) {
+        rc = send_internal_error(r, e.what());
+    }
+    if (rc != NGX_DONE) ngx_http_finalize_request(r, rc);
+}
+
+ngx_int_t handle(ngx_http_request_t* r) {
+    auto* lcf = static_cast<LocConf*>(ngx_http_get_module_loc_conf(r, ngx_http_paygate_module));
+
+    routes::Match match = routes::match(view(r->method_name), view(r->uri));
+    if (match.result != routes::MatchResult::Found) {
+        if (ngx_http_discard_request_body(r) != NGX_OK) return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        if (match.result == routes::MatchResult::NotFound) {
+            return send_error(r, NGX_HTTP_NOT_FOUND, "not_found", "no such route");
+        }
+        return send_error(r, NGX_HTTP_NOT_ALLOWED, "method_not_allowed",
+                          "method " + std::string(view(r->method_name)) + " is not allowed here", match.allowed);
+    }
+    if (r->headers_in.content_length_n > static_cast<off_t>(lcf->max_body_size)) {
+        if (ngx_http_discard_request_body(r) != NGX_OK) return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return send_error(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE, "payload_too_large",
+                          "request body exceeds " + std::to_string(lcf->max_body_size) + " bytes");
+    }
+
+    ngx_pool_cleanup_t* cln = ngx_pool_cleanup_add(r->pool, sizeof(RequestCtx));
+    if (cln == nullptr) return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    auto* ctx = new (cln->data) RequestCtx();
+    cln->handler = destroy_ctx;
+    ctx->request = r;
+    ctx->match = std::move(match);
+    ngx_http_set_ctx(r, ctx, ngx_http_paygate_module);
+
+    ngx_int_t rc = ngx_http_read_client_request_body(r, on_body_read);
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        if (rc == NGX_HTTP_REQUEST_ENTITY_TOO_LARGE) {
+            return send_error(r, rc, "payload_too_large", "request body exceeds client_max_body_size");
+        }
+        return rc;
+    }
+    return NGX_DONE;
+}
+
+ngx_int_t paygate_handler(ngx_http_request_t* r) {
+    try {
+        return handle(r);
+    } catch (const std::exception& e) {
+        return send_internal_error(r, e.what());
+    }
+}
+
+// The channel's fd fired: receive every reply and resume the requests waiting for them.
+void on_channel_event(ngx_event_t* ev) {
+    if (worker == nullptr) return;
+    try {
+        worker->channel.drain([ev](std::string_view frame) {
+            ipc::Reply reply;
+            std::string error;
+            if (!ipc::decode(frame, reply, error)) {
+                ngx_log_error(NGX_LOG_ERR, ev->log, 0, "paygate: bad reply frame from daemon: %s", error.c_str());
+                return;
+            }
+            auto it = worker->pending.find(reply.id);
+            if (it == worker->pending.end()) {
+                // Its request timed out or its client left: the late reply has nobody to go to.
+                ngx_log_error(NGX_LOG_INFO, ev->log, 0, "paygate: late reply %uL dropped", reply.id);
+                return;
+            }
+            ngx_http_request_t* r = it->second;
+            stop_waiting(ctx_of(r));
+            ngx_int_t rc;
+            try {
+                rc = send_reply(r, reply);
+            } catch (const std::exception& e) {
+                rc = send_internal_error(r, e.what());
+            }
+            complete(r, rc);
+        });
+    } catch (const std::exception& e) {
+        ngx_log_error(NGX_LOG_ALERT, ev->log, 0, "paygate: receiving replies failed: %s", e.what());
+    }
+}
+
+// ---- configuration ----
+
+void* create_main_conf(ngx_conf_t* cf) {
+    auto* conf = static_cast<MainConf*>(ngx_pcalloc(cf->pool, sizeof(MainConf)));
+    if (conf == nullptr) return nullptr;
+    conf->daemons = static_cast<ngx_array_t*>(NGX_CONF_UNSET_PTR);
+    conf->max_in_flight = NGX_CONF_UNSET;
+    return conf;
+}
+
+char* init_main_conf(ngx_conf_t*, void* data) {
+    auto* conf = static_cast<MainConf*>(data);
+    ngx_conf_init_value(conf->max_in_flight, 1024);
+    return NGX_CONF_OK;
+}
+
+void* create_loc_conf(ngx_conf_t* cf) {
+    auto* conf = static_cast<LocConf*>(ngx_pcalloc(cf->pool, sizeof(LocConf)));
+    if (conf == nullptr) return nullptr;
+    conf->pass = NGX_CONF_UNSET;
+    conf->timeout = NGX_CONF_UNSET_MSEC;
+    conf->max_body_size = NGX_CONF_UNSET_SIZE;
+    return conf;
+}
+
+char* merge_loc_conf(ngx_conf_t* cf, void* parent, void* child) {
+    auto* prev = static_cast<LocConf*>(parent);
+    auto* conf = static_cast<LocConf*>(child);
+    ngx_conf_merge_value(conf->pass, prev->pass, 0);
+    ngx_conf_merge_msec_value(conf->timeout, prev->timeout, 5000);
+    ngx_conf_merge_size_value(conf->max_body_size, prev->max_body_size, 64 * 1024);
+    if (conf->pass) {
+        auto* mcf = static_cast<MainConf*>(ngx_http_conf_get_module_main_conf(cf, ngx_http_paygate_module));
+        if (mcf->daemons == NGX_CONF_UNSET_PTR || mcf->daemons->nelts == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"paygate_pass\" needs at least one \"paygate_daemon\"");
+            return static_cast<char*>(NGX_CONF_ERROR);
+        }
+    }
+    return NGX_CONF_OK;
+}
+
+char* set_daemon(ngx_conf_t* cf, ngx_command_t*, void* data) {
+    auto* conf = static_cast<MainConf*>(data);
+    ngx_str_t* value = static_cast<ngx_str_t*>(cf->args->elts);
+    std::string_view endpoint = view(value[1]);
+    if (endpoint.rfind("tcp://", 0) != 0 && endpoint.rfind("ipc://", 0) != 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "paygate_daemon \"%V\": expected tcp://host:port or ipc:///path",
+                           &value[1]);
+        return static_cast<char*>(NGX_CONF_ERROR);
+    }
+    if (conf->daemons == NGX_CONF_UNSET_PTR) {
+        conf->daemons = ngx_array_create(cf->pool, 2, sizeof(ngx_str_t));
+        if (conf->daemons == nullptr) return static_cast<char*>(NGX_CONF_ERROR);
+    }
+    auto* slot = static_cast<ngx_str_t*>(ngx_array_push(conf->daemons));
+    if (slot == nullptr) return static_cast<char*>(NGX_CONF_ERROR);
+    *slot = value[1];
+    return NGX_CONF_OK;
+}
+
+char* set_pass(ngx_conf_t* cf, ngx_command_t*, void* data) {
+    auto* conf = static_cast<LocConf*>(data);
+    if (conf->pass != NGX_CONF_UNSET) return const_cast<char*>("is duplicate");
+    conf->pass = 1;
+    auto* clcf = static_cast<ngx_http_core_loc_conf_t*>(ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module));
+    clcf->handler = paygate_handler;
+    return NGX_CONF_OK;
+}
+
+ngx_int_t postconfiguration(ngx_conf_t* cf) {
+    ngx_str_t name = ngx_string("request_id");
+    request_id_variable = ngx_http_get_variable_index(cf, &name);
+    return request_id_variable == NGX_ERROR ? NGX_ERROR : NGX_OK;
+}
+
+// ---- worker lifecycle ----
+
+ngx_int_t init_process(ngx_cycle_t* cycle) {
+    if (ngx_process != NGX_PROCESS_WORKER && ngx_process != NGX_PROCESS_SINGLE) return NGX_OK;
+    auto* mcf = static_cast<MainConf*>(ngx_http_cycle_get_module_main_conf(cycle, ngx_http_paygate_module));
+    if (mcf == nullptr || mcf->daemons == NGX_CONF_UNSET_PTR || mcf->daemons->nelts == 0) return NGX_OK;
+
+    std::vector<std::string> endpoints;
+    auto* values = static_cast<ngx_str_t*>(mcf->daemons->elts);
+    for (ngx_uint_t i = 0; i < mcf->daemons->nelts; ++i) endpoints.emplace_back(view(values[i]));
+
+    std::unique_ptr<Worker> w;
+    try {
+        w = std::make_unique<Worker>(endpoints, static_cast<ngx_uint_t>(mcf->max_in_flight));
+    } catch (const std::exception& e) {
+        // The worker still serves: paygate locations answer 503 until a reload fixes this.
+        ngx_log_error(NGX_LOG_ALERT, cycle->log, 0, "paygate: cannot open the daemon channel: %s", e.what());
+        return NGX_OK;
+    }
+    ngx_connection_t* c = ngx_get_connection(w->channel.fd(), cycle->log);
+    if (c == nullptr) return NGX_ERROR;
+    c->read->handler = on_channel_event;
+    c->read->log = cycle->log;
+    c->write->log = cycle->log;
+    c->data = w.get();
+    ngx_uint_t flags = NGX_LEVEL_EVENT;
+    if (ngx_event_flags & NGX_USE_CLEAR_EVENT) flags = NGX_CLEAR_EVENT;
+    if (ngx_add_event(c->read, NGX_READ_EVENT, flags) != NGX_OK) {
+        ngx_free_connection(c);
+        return NGX_ERROR;
+    }
+    w->connection = c;
+    worker = w.release();
+    return NGX_OK;
+}
+
+void exit_process(ngx_cycle_t*) {
+    if (worker == nullptr) return;
+    ngx_connection_t* c = worker->connection;
+    if (c->read->active) ngx_del_event(c->read, NGX_READ_EVENT, 0);
+    ngx_free_connection(c);
+    c->fd = static_cast<ngx_socket_t>(-1);   // the fd belongs to libzmq, which closes it
+    // Requests still waiting now never get an answer from this process; forget them.
+    for (auto& [id, r] : worker->pending) {
+        if (RequestCtx* ctx = ctx_of(r)) ctx->id = 0;
+    }
+    delete worker;
+    worker = nullptr;
+}
+
+ngx_conf_num_bounds_t in_flight_bounds = {ngx_conf_check_num_bounds, 1, 1000000};
+
+ngx_command_t commands[] = {
+    {ngx_string("paygate_daemon"), NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1, set_daemon, NGX_HTTP_MAIN_CONF_OFFSET, 0,
+     nullptr},
+    {ngx_string("paygate_max_in_flight"), NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1, ngx_conf_set_num_slot,
+     NGX_HTTP_MAIN_CONF_OFFSET, offsetof(MainConf, max_in_flight), &in_flight_bounds},
+    {ngx_string("paygate_pass"), NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS, set_pass, NGX_HTTP_LOC_CONF_OFFSET, 0, nullptr},
+    {ngx_string("paygate_timeout"), NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1,
+     ngx_conf_set_msec_slot, NGX_HTTP_LOC_CONF_OFFSET, offsetof(LocConf, timeout), nullptr},
+    {ngx_string("paygate_max_body_size"), NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1,
+     ngx_conf_set_size_slot, NGX_HTTP_LOC_CONF_OFFSET, offsetof(LocConf, max_body_size), nullptr},
+    ngx_null_command};
+
+ngx_http_module_t module_ctx = {
+    nullptr,             // preconfiguration
+    postconfiguration,   // postconfiguration
+    create_main_conf,    // create main configuration
+    init_main_conf,      // init main configuration
+    nullptr,             // create server configuration
+    nullptr,             // merge server configuration
+    create_loc_conf,     // create location configuration
+    merge_loc_conf,      // merge location configuration
+};
+
+}  // namespace
+
+ngx_module_t ngx_http_paygate_module = {
+    NGX_MODULE_V1,
+    &module_ctx,
+    commands,
+    NGX_HTTP_MODULE,
+    nullptr,        // init master
+    nullptr,        // init module
+    init_process,   // init process
+    nullptr,        // init thread
+    nullptr,        // exit thread
+    exit_process,   // exit process
+    nullptr,        // exit master
+    NGX_MODULE_V1_PADDING};

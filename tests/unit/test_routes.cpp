@@ -1,0 +1,72 @@
+// The route table matcher: found, not found, wrong method, path parameters.
+#include "cmocka.hpp"
+
+#include <string>
+
+#include "paygate/routes.hpp"
+
+using namespace paygate;
+using routes::MatchResult;
+
+namespace {
+
+void health_found(void**) {
+    auto m = routes::match("GET", "/health");
+    assert_true(m.result == MatchResult::Found);
+    assert_string_equal(std::string(m.route->name).c_str(), "health");
+    assert_true(m.params.empty());
+    // A trailing slash is not significant.
+    assert_true(routes::match("GET", "/health/").result == MatchResult::Found);
+}
+
+void unknown_paths_not_found(void**) {
+    for (const char* path : {"/", "", "/healthz", "/health/x", "/api", "//health/x"}) {
+        assert_true(routes::match("GET", path).result == MatchResult::NotFound);
+    }
+}
+
+void wrong_method_lists_allowed(void**) {
+    auto m = routes::match("POST", "/health");
+    assert_true(m.result == MatchResult::MethodNotAllowed);
+    assert_null(m.route);
+    assert_string_equal(m.allowed.c_str(), "GET");
+    // Methods paygate never serves are refused the same way, not treated as unknown paths.
+    for (const char* method : {"HEAD", "OPTIONS", "get", ""}) {
+        assert_true(routes::match(method, "/health").result == MatchResult::MethodNotAllowed);
+    }
+    assert_true(routes::match("TRACE", "/nowhere").result == MatchResult::NotFound);
+}
+
+void every_route_matches_itself(void**) {
+    for (const auto& route : routes::table()) {
+        std::string path;
+        std::string pattern(route.pattern);
+        // Replace each {param} with a value and expect it back as a parameter.
+        std::size_t params = 0;
+        for (std::size_t i = 0; i < pattern.size(); ++i) {
+            if (pattern[i] == '{') {
+                std::size_t close = pattern.find('}', i);
+                path += "v" + std::to_string(params++);
+                i = close;
+            } else {
+                path += pattern[i];
+            }
+        }
+        auto m = routes::match(ipc::method_name(route.method), path);
+        assert_true(m.result == MatchResult::Found);
+        assert_true(m.route == &route);
+        assert_int_equal(m.params.size(), params);
+    }
+}
+
+}  // namespace
+
+int main() {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(health_found),
+        cmocka_unit_test(unknown_paths_not_found),
+        cmocka_unit_test(wrong_method_lists_allowed),
+        cmocka_unit_test(every_route_matches_itself),
+    };
+    return cmocka_run_group_tests(tests, nullptr, nullptr);
+}
