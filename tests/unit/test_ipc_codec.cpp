@@ -194,6 +194,13 @@ void json_errors_escaped(void**) {
     assert_string_equal(json_error("not_found", "payment \"a\\b\"\n not found").c_str(),
                         "{\"code\":\"not_found\",\"message\":\"payment \\\"a\\\\b\\\"\\n not found\"}");
     assert_string_equal(json_error("x", std::string("\x01", 1)).c_str(), "{\"code\":\"x\",\"message\":\"\\u0001\"}");
+    // Valid UTF-8 passes through; broken sequences, overlongs and surrogates become U+FFFD.
+    assert_string_equal(json_error("x", "платёж €").c_str(), "{\"code\":\"x\",\"message\":\"платёж €\"}");
+    for (const char* bad : {"\xff", "\xc3", "\xc0\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80", "\xe2\x82"}) {
+        std::string got = json_error("x", bad);
+        assert_true(got.find("\\ufffd") != std::string::npos);
+        assert_true(got.find('\xff') == std::string::npos);
+    }
     Reply r = error_reply(9, 503, "service_unavailable", "down");
     assert_int_equal(r.status, 503);
     assert_true(r.id == 9);

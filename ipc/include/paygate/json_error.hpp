@@ -9,7 +9,8 @@
 
 namespace paygate::ipc {
 
-// Appends `text` to `out` as a JSON string literal (quotes included), escaping as RFC 8259 says.
+// Appends `text` to `out` as a JSON string literal (quotes included), escaping as RFC 8259 says;
+// bytes that are not well-formed UTF-8 become U+FFFD.
 void append_json_string(std::string& out, std::string_view text);
 
 // {"code":"<code>","message":"<message>"}
