@@ -227,6 +227,7 @@ std::string encode(const Request& r) {
     out.str(r.request_id);
     out.str(r.principal);
     out.fixed(r.timeout_ms, 4);
+    out.fixed(r.sent_unix_ms, 8);
     out.list(r.params);
     out.list(r.headers);
     out.str(r.body);
@@ -256,6 +257,7 @@ bool decode(std::string_view frame, Request& out, std::string& error) {
     in.str(out.request_id, kMaxFieldBytes, "request_id");
     in.str(out.principal, kMaxFieldBytes, "principal");
     out.timeout_ms = static_cast<std::uint32_t>(in.fixed(4, "timeout_ms"));
+    out.sent_unix_ms = in.fixed(8, "sent_unix_ms");
     in.list(out.params, "params");
     in.list(out.headers, "headers");
     in.str(out.body, kMaxFrameBytes, "body");

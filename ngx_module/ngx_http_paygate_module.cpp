@@ -53,11 +53,15 @@ ngx_int_t request_id_variable = NGX_ERROR;
 
 // Lives in the request pool's cleanup storage, so its destructor runs however the request ends.
 struct RequestCtx {
-    ngx_http_request_t* request = nullptr;
     routes::Match match;
     std::uint64_t id = 0;        // nonzero while a reply is awaited
     ngx_event_t timer{};
+    std::string error_body;      // JSON replacing nginx's own HTML error page, once set
+    bool error_body_sent = false;
 };
+
+ngx_http_output_header_filter_pt next_header_filter;
+ngx_http_output_body_filter_pt next_body_filter;
 
 constexpr std::string_view kJson = "application/json";
 
@@ -141,6 +145,19 @@ ngx_int_t send_internal_error(ngx_http_request_t* r, const char* what) {
 
 RequestCtx* ctx_of(ngx_http_request_t* r) {
     return static_cast<RequestCtx*>(ngx_http_get_module_ctx(r, ngx_http_paygate_module));
+}
+
+void destroy_ctx(void* data);
+
+// The request's context, created on first use in the request pool's cleanup storage.
+RequestCtx* ensure_ctx(ngx_http_request_t* r) {
+    if (RequestCtx* ctx = ctx_of(r)) return ctx;
+    ngx_pool_cleanup_t* cln = ngx_pool_cleanup_add(r->pool, sizeof(RequestCtx));
+    if (cln == nullptr) return nullptr;
+    auto* ctx = new (cln->data) RequestCtx();
+    cln->handler = destroy_ctx;
+    ngx_http_set_ctx(r, ctx, ngx_http_paygate_module);
+    return ctx;
 }
 
 // Ends a request whose reply is no longer awaited and runs what its end made runnable.
@@ -236,6 +253,8 @@ ngx_int_t forward(ngx_http_request_t* r, RequestCtx* ctx) {
     request.route = std::string(ctx->match.route->name);
     request.request_id = std::string(request_id(r));
     request.timeout_ms = static_cast<std::uint32_t>(lcf->timeout);
+    ngx_time_t* now = ngx_timeofday();
+    request.sent_unix_ms = static_cast<std::uint64_t>(now->sec) * 1000 + now->msec;
     request.params = std::move(ctx->match.params);
     if (r->headers_in.content_type != nullptr) {
         request.headers.emplace_back("content-type", std::string(view(r->headers_in.content_type->value)));
@@ -270,8 +289,6 @@ void on_body_read(ngx_http_request_t* r) {
 }
 
 ngx_int_t handle(ngx_http_request_t* r) {
-    auto* lcf = static_cast<LocConf*>(ngx_http_get_module_loc_conf(r, ngx_http_paygate_module));
-
     routes::Match match = routes::match(view(r->method_name), view(r->uri));
     if (match.result != routes::MatchResult::Found) {
         if (ngx_http_discard_request_body(r) != NGX_OK) return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -281,27 +298,14 @@ ngx_int_t handle(ngx_http_request_t* r) {
         return send_error(r, NGX_HTTP_NOT_ALLOWED, "method_not_allowed",
                           "method " + std::string(view(r->method_name)) + " is not allowed here", match.allowed);
     }
-    if (r->headers_in.content_length_n > static_cast<off_t>(lcf->max_body_size)) {
-        if (ngx_http_discard_request_body(r) != NGX_OK) return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        return send_error(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE, "payload_too_large",
-                          "request body exceeds " + std::to_string(lcf->max_body_size) + " bytes");
-    }
-
-    ngx_pool_cleanup_t* cln = ngx_pool_cleanup_add(r->pool, sizeof(RequestCtx));
-    if (cln == nullptr) return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    auto* ctx = new (cln->data) RequestCtx();
-    cln->handler = destroy_ctx;
-    ctx->request = r;
+    // An oversized Content-Length never gets here: nginx's client_max_body_size check, clamped to
+    // paygate_max_body_size in merge_loc_conf, answers it before the content phase.
+    RequestCtx* ctx = ensure_ctx(r);
+    if (ctx == nullptr) return NGX_HTTP_INTERNAL_SERVER_ERROR;
     ctx->match = std::move(match);
-    ngx_http_set_ctx(r, ctx, ngx_http_paygate_module);
 
     ngx_int_t rc = ngx_http_read_client_request_body(r, on_body_read);
-    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
-        if (rc == NGX_HTTP_REQUEST_ENTITY_TOO_LARGE) {
-            return send_error(r, rc, "payload_too_large", "request body exceeds client_max_body_size");
-        }
-        return rc;
-    }
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) return rc;
     return NGX_DONE;
 }
 
@@ -345,6 +349,74 @@ void on_channel_event(ngx_event_t* ev) {
     }
 }
 
+// ---- nginx's own error pages in paygate locations become JSON ----
+
+// What nginx itself answered with (body too large, malformed chunked body, body read timeout,
+// an internal failure) in the paygate error vocabulary.
+std::string nginx_error_json(ngx_http_request_t* r, ngx_uint_t status) {
+    switch (status) {
+        case NGX_HTTP_BAD_REQUEST: return ipc::json_error("validation_error", "malformed HTTP request");
+        case NGX_HTTP_REQUEST_TIME_OUT: return ipc::json_error("request_timeout", "request not received in time");
+        case NGX_HTTP_LENGTH_REQUIRED: return ipc::json_error("length_required", "request body needs a length");
+        case NGX_HTTP_REQUEST_ENTITY_TOO_LARGE: {
+            auto* clcf = static_cast<ngx_http_core_loc_conf_t*>(ngx_http_get_module_loc_conf(r, ngx_http_core_module));
+            return ipc::json_error("payload_too_large", "request body exceeds " +
+                                                            std::to_string(clcf->client_max_body_size) + " bytes");
+        }
+        case NGX_HTTP_FORBIDDEN: return ipc::json_error("access_error", "access denied");
+        case NGX_HTTP_NOT_FOUND: return ipc::json_error("not_found", "not found");
+        case NGX_HTTP_NOT_ALLOWED: return ipc::json_error("method_not_allowed", "method not allowed");
+        case 429: return ipc::json_error("too_many_requests", "too many requests, retry later");
+        case NGX_HTTP_SERVICE_UNAVAILABLE: return ipc::json_error("service_unavailable", "service unavailable, retry later");
+        case NGX_HTTP_GATEWAY_TIME_OUT: return ipc::json_error("gateway_timeout", "gateway timeout");
+        default:
+            if (status < 500) return ipc::json_error("request_error", "request refused");
+            return ipc::json_error("internal_error", "internal error");
+    }
+}
+
+ngx_int_t error_page_header_filter(ngx_http_request_t* r) {
+    auto* lcf = static_cast<LocConf*>(ngx_http_get_module_loc_conf(r, ngx_http_paygate_module));
+    // err_status is set only by nginx's special-response path; our own answers never set it.
+    if (r != r->main || !lcf->pass || r->err_status < NGX_HTTP_BAD_REQUEST) return next_header_filter(r);
+    try {
+        RequestCtx* ctx = ensure_ctx(r);
+        if (ctx == nullptr) return NGX_ERROR;
+        ctx->error_body = nginx_error_json(r, r->err_status);
+        r->headers_out.status = r->err_status;
+        r->headers_out.content_type.len = kJson.size();
+        r->headers_out.content_type.data = reinterpret_cast<u_char*>(const_cast<char*>(kJson.data()));
+        r->headers_out.content_type_len = kJson.size();
+        r->headers_out.content_type_lowcase = nullptr;
+        r->headers_out.content_length_n = static_cast<off_t>(ctx->error_body.size());
+        if (r->headers_out.content_length) {
+            r->headers_out.content_length->hash = 0;
+            r->headers_out.content_length = nullptr;
+        }
+        std::string_view rid = request_id(r);
+        if (!rid.empty() && add_header(r, "X-Request-Id", rid) != NGX_OK) return NGX_ERROR;
+    } catch (const std::exception& e) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0, "paygate: %s", e.what());
+        return NGX_ERROR;
+    }
+    return next_header_filter(r);
+}
+
+ngx_int_t error_page_body_filter(ngx_http_request_t* r, ngx_chain_t* in) {
+    RequestCtx* ctx = ctx_of(r);
+    if (ctx == nullptr || ctx->error_body.empty()) return next_body_filter(r, in);
+    for (ngx_chain_t* cl = in; cl != nullptr; cl = cl->next) cl->buf->pos = cl->buf->last;   // nginx's HTML
+    if (ctx->error_body_sent) return next_body_filter(r, nullptr);   // only flushes what is pending
+    ngx_buf_t* b = ngx_create_temp_buf(r->pool, ctx->error_body.size());
+    if (b == nullptr) return NGX_ERROR;
+    b->last = ngx_cpymem(b->last, ctx->error_body.data(), ctx->error_body.size());
+    b->last_buf = 1;
+    b->last_in_chain = 1;
+    ctx->error_body_sent = true;
+    ngx_chain_t out{b, nullptr};
+    return next_body_filter(r, &out);
+}
+
 // ---- configuration ----
 
 void* create_main_conf(ngx_conf_t* cf) {
@@ -382,6 +454,13 @@ char* merge_loc_conf(ngx_conf_t* cf, void* parent, void* child) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"paygate_pass\" needs at least one \"paygate_daemon\"");
             return static_cast<char*>(NGX_CONF_ERROR);
         }
+        // nginx enforces the body limit itself, early: an oversized Content-Length is refused
+        // before the body is read and a chunked body stops being read once past the limit.
+        // (http_core's merge has run already: modules merge in module order.)
+        auto* clcf = static_cast<ngx_http_core_loc_conf_t*>(ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module));
+        if (clcf->client_max_body_size == 0 || clcf->client_max_body_size > static_cast<off_t>(conf->max_body_size)) {
+            clcf->client_max_body_size = static_cast<off_t>(conf->max_body_size);
+        }
     }
     return NGX_CONF_OK;
 }
@@ -417,7 +496,12 @@ char* set_pass(ngx_conf_t* cf, ngx_command_t*, void* data) {
 ngx_int_t postconfiguration(ngx_conf_t* cf) {
     ngx_str_t name = ngx_string("request_id");
     request_id_variable = ngx_http_get_variable_index(cf, &name);
-    return request_id_variable == NGX_ERROR ? NGX_ERROR : NGX_OK;
+    if (request_id_variable == NGX_ERROR) return NGX_ERROR;
+    next_header_filter = ngx_http_top_header_filter;
+    ngx_http_top_header_filter = error_page_header_filter;
+    next_body_filter = ngx_http_top_body_filter;
+    ngx_http_top_body_filter = error_page_body_filter;
+    return NGX_OK;
 }
 
 // ---- worker lifecycle ----

@@ -19,6 +19,7 @@ Request sample_request() {
     r.request_id = "4f0c2a9d8e7b6a5f4e3d2c1b0a998877";
     r.principal = "client-42";
     r.timeout_ms = 5000;
+    r.sent_unix_ms = 1795500000123ULL;
     r.params = {{"payment_id", "8a7f"}};
     r.headers = {{"content-type", "application/json"}, {"x-empty", ""}};
     r.body = std::string("{\"reason\":\"user_request\"}\0binary", 32);
@@ -37,6 +38,7 @@ void request_round_trip(void**) {
     assert_true(out.request_id == in.request_id);
     assert_true(out.principal == in.principal);
     assert_int_equal(out.timeout_ms, 5000);
+    assert_true(out.sent_unix_ms == in.sent_unix_ms);
     assert_true(out.params == in.params);
     assert_true(out.headers == in.headers);
     assert_true(out.body == in.body);

@@ -40,6 +40,7 @@ struct Request {
     std::string request_id;            // nginx's $request_id: the id every log line carries
     std::string principal;             // authenticated caller ("" when the route is public)
     std::uint32_t timeout_ms = 0;      // the module's deadline; work older than this is dropped
+    std::uint64_t sent_unix_ms = 0;    // the module's wall clock at send (0: unknown), for that age
     std::vector<NameValue> params;     // path parameters, e.g. {"payment_id", "..."}
     std::vector<NameValue> headers;    // the few headers the core needs, names lower-case
     std::string body;                  // raw request body
