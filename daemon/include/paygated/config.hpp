@@ -1,0 +1,46 @@
+// paygated's configuration: `key = value` lines parsed into a Config (plain C++, no I/O but load_config).
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace paygate::daemon {
+
+enum class LogLevel { Debug = 0, Info = 1, Warn = 2, Error = 3 };
+
+// "debug" | "info" | "warn" | "error".
+bool parse_log_level(std::string_view name, LogLevel& out);
+const char* log_level_name(LogLevel level);
+
+struct Config {
+    std::vector<std::string> listen;       // ZeroMQ endpoints the front ROUTER binds (ipc:// or tcp://)
+    unsigned workers = 4;                  // worker threads, each with its own PostgreSQL connection
+    std::string database;                  // libpq conninfo (key=value string or postgresql:// URI)
+    unsigned socket_mode = 0660;           // chmod of ipc:// socket files after bind
+    LogLevel log_level = LogLevel::Info;
+    unsigned db_retry_max_ms = 2000;       // cap of the reconnect backoff
+    unsigned shutdown_timeout_ms = 10000;  // how long SIGTERM waits for in-flight requests
+};
+
+// One entry of the key table (for docs and error messages).
+struct ConfigKey {
+    const char* name;
+    bool repeatable;
+    const char* help;
+};
+const std::vector<ConfigKey>& config_keys();
+
+// Parses configuration text: one `key = value` per line; blank lines and lines whose first
+// non-blank character is '#' are ignored (there are no trailing comments: a conninfo password may
+// hold a '#'). Keys not given keep their defaults. On failure returns false and sets `error` to
+// "<origin>:<line>: <what is wrong>". Says nothing about keys that are missing: see validate_for_daemon.
+bool parse_config(std::string_view text, std::string_view origin, Config& out, std::string& error);
+
+// Reads and parses the file at `path` (error names the path, or says why it could not be read).
+bool load_config(const std::string& path, Config& out, std::string& error);
+
+// What paygated needs beyond a well-formed file: at least one `listen` and a `database`.
+bool validate_for_daemon(const Config& config, std::string& error);
+
+}  // namespace paygate::daemon

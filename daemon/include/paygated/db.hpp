@@ -1,0 +1,78 @@
+// PostgreSQL access for one thread: connection defaults, lazy connect, reconnect backoff.
+//
+// A Db belongs to exactly one worker thread (libpq connections are not shared). connection()
+// connects on first use; while PostgreSQL is unreachable it retries with exponential backoff
+// (paced by a RetryGate the workers of a daemon share) and, between attempts, returns nullptr at
+// once so handlers fail fast with 503 instead of blocking. A connect attempt is bounded by
+// connect_timeout (added when the conninfo has none).
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include <libpq-fe.h>
+
+#include "paygated/backoff.hpp"
+
+namespace paygate::daemon {
+
+struct PgResultDeleter {
+    void operator()(PGresult* r) const { PQclear(r); }
+};
+struct PgConnDeleter {
+    void operator()(PGconn* c) const { PQfinish(c); }
+};
+using PgResult = std::unique_ptr<PGresult, PgResultDeleter>;
+using PgConn = std::unique_ptr<PGconn, PgConnDeleter>;
+
+// Seconds libpq may spend on one connect attempt when the conninfo does not say.
+inline constexpr const char* kDefaultConnectTimeout = "3";
+
+// Does `conninfo` parse (key=value string or URI)? On failure `error` says why, without the value.
+bool check_conninfo(const std::string& conninfo, std::string& error);
+
+// "host=… port=… dbname=… user=…" of a conninfo, for logs: never the password.
+std::string describe_conninfo(const std::string& conninfo);
+
+// Connects (blocking, bounded by connect_timeout) with paygate's defaults for what `conninfo`
+// leaves unset: connect_timeout, TCP keepalives, tcp_user_timeout, application_name. On failure
+// returns null and `error` holds libpq's message on one line.
+PgConn pg_connect(const std::string& conninfo, const char* application_name, std::string& error);
+
+// libpq's last error message of a connection or a result, on one line.
+std::string pg_error_line(const PGconn* conn);
+std::string pg_error_line(const PGresult* result);
+
+class Db {
+public:
+    Db(std::string conninfo, std::shared_ptr<RetryGate> retry, int worker);
+    Db(const Db&) = delete;
+    Db& operator=(const Db&) = delete;
+
+    // An open, idle connection, or nullptr while the database is unavailable (the connect
+    // attempt just failed, or the backoff since the last failure has not run out yet).
+    // Drops a connection the server has closed (restart, idle kill) and leaves no transaction
+    // open from a previous request.
+    PGconn* connection();
+
+    // Call after a command failed. If the connection broke, drops it (the next connection()
+    // reconnects) and returns true; an ordinary SQL error returns false.
+    bool drop_if_broken();
+
+    // Runs `sql` (no parameters). Null when the database is unavailable; otherwise the result,
+    // whatever its status (a broken connection is dropped already).
+    PgResult exec(const char* sql);
+
+    int worker() const { return worker_; }
+
+private:
+    bool usable(PGconn* conn);
+    void lost(const char* why);
+
+    std::string conninfo_;
+    int worker_;
+    std::shared_ptr<RetryGate> retry_;
+    PgConn conn_;
+};
+
+}  // namespace paygate::daemon

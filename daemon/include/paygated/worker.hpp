@@ -1,0 +1,42 @@
+// A worker thread: takes one request at a time from the broker, runs its handler, sends the reply.
+//
+// Broker <-> worker protocol over inproc (worker DEALER, broker ROUTER; the broker sees the
+// worker's routing id "w<N>" in front of every message):
+//   worker -> broker  [""]                               ready, nothing to deliver
+//                     [client, reply, request_id]        deliver `reply` to `client`; ready again
+//   broker -> worker  [client, request, received_at]     a job; received_at = steady clock, ns, 8 bytes
+//                     [""]                               stop: close the socket and return
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include <zmq.hpp>
+
+#include "paygate/ipc.hpp"
+#include "paygated/backoff.hpp"
+
+namespace paygate::daemon {
+
+struct WorkerSettings {
+    int id = 0;                                  // 1..workers, appears as worker=<id> in logs
+    std::string endpoint;                        // inproc endpoint of the broker's back end
+    std::string database;                        // libpq conninfo
+    std::shared_ptr<RetryGate> db_retry;         // shared by the daemon's workers
+};
+
+// How long ago the module sent `request`: by the module's send timestamp when it has one (the
+// request also waited in ZeroMQ's queues, where the daemon cannot see it), never less than the
+// `queued_ms` the daemon itself measured.
+double request_age_ms(const ipc::Request& request, std::chrono::system_clock::time_point now, double queued_ms);
+
+// Encodes/decodes the received_at frame.
+std::string encode_received_at(std::chrono::steady_clock::time_point t);
+bool decode_received_at(const zmq::message_t& frame, std::chrono::steady_clock::time_point& out);
+
+// Runs one worker until the broker sends stop (or the context is shut down). Never throws.
+void run_worker(zmq::context_t& ctx, const WorkerSettings& settings) noexcept;
+
+}  // namespace paygate::daemon

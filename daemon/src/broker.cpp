@@ -1,0 +1,283 @@
+// The main thread: binds the front end, runs the load-balancing broker, handles shutdown.
+//
+// The front ROUTER is polled only while some worker is idle, and each message read is handed
+// to exactly one idle worker; so the daemon holds at most `workers` requests and everything
+// else waits in ZeroMQ's queues (bounded by the high-water mark) or in the peers.
+#include "paygated/broker.hpp"
+
+#include <algorithm>
+#include <csignal>
+#include <cerrno>
+#include <chrono>
+#include <cstdlib>
+#include <deque>
+#include <iterator>
+#include <set>
+#include <sys/signalfd.h>
+#include <thread>
+#include <unistd.h>
+#include <vector>
+
+#include <zmq.hpp>
+#include <zmq_addon.hpp>
+
+#include "paygate/ipc.hpp"
+#include "paygated/db.hpp"
+#include "paygated/endpoints.hpp"
+#include "paygated/log.hpp"
+#include "paygated/worker.hpp"
+
+#ifndef PAYGATE_VERSION
+#define PAYGATE_VERSION "dev"
+#endif
+
+namespace paygate::daemon {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr int kFrontHwm = 10000;        // messages queued per peer, each direction
+constexpr int kFrontLingerMs = 1000;    // how long close() may spend flushing replies
+
+std::string join(const std::vector<std::string>& items) {
+    std::string out;
+    for (const std::string& s : items) {
+        if (!out.empty()) out.push_back(',');
+        out += s;
+    }
+    return out;
+}
+
+// Reads what woke us on the stop fd; names the signal when it is a signalfd.
+std::string drain_stop_fd(int fd) {
+    signalfd_siginfo info{};
+    ssize_t n = ::read(fd, &info, sizeof info);
+    if (n == static_cast<ssize_t>(sizeof info)) {
+        switch (info.ssi_signo) {
+            case SIGTERM: return "SIGTERM";
+            case SIGINT: return "SIGINT";
+            default: return "signal " + std::to_string(info.ssi_signo);
+        }
+    }
+    return "stop";
+}
+
+class Broker {
+public:
+    explicit Broker(const Config& config) : config_(config), ctx_(1), front_(ctx_, zmq::socket_type::router),
+                                            back_(ctx_, zmq::socket_type::router) {}
+
+    ~Broker() {
+        // Only reached with threads still running on an error path: unblock and join them.
+        if (!threads_.empty()) {
+            ctx_.shutdown();
+            for (std::thread& t : threads_) t.join();
+        }
+        for (const SocketFile& f : socket_files_) remove_socket_file(f);
+    }
+
+    bool bind_front() {
+        front_.set(zmq::sockopt::linger, kFrontLingerMs);
+        front_.set(zmq::sockopt::sndhwm, kFrontHwm);
+        front_.set(zmq::sockopt::rcvhwm, kFrontHwm);
+        front_.set(zmq::sockopt::router_mandatory, 1);  // an undeliverable reply is an error we log
+        front_.set(zmq::sockopt::maxmsgsize, static_cast<std::int64_t>(ipc::kMaxFrameBytes) + 1024);
+        front_.set(zmq::sockopt::tcp_keepalive, 1);
+        for (const std::string& endpoint : config_.listen) {
+            std::string path = ipc_socket_path(endpoint);
+            std::string error;
+            if (!path.empty() && !check_socket_file_free(path, error)) return bind_failed(endpoint, error);
+            try {
+                front_.bind(endpoint);
+            } catch (const zmq::error_t& e) {
+                return bind_failed(endpoint, e.what());
+            }
+            if (!path.empty()) {
+                SocketFile file;
+                if (!adopt_socket_file(path, config_.socket_mode, file, error)) return bind_failed(endpoint, error);
+                socket_files_.push_back(file);
+            }
+            bound_.push_back(front_.get(zmq::sockopt::last_endpoint));
+        }
+        return true;
+    }
+
+    void start_workers() {
+        back_.set(zmq::sockopt::linger, 0);
+        back_.set(zmq::sockopt::router_mandatory, 1);
+        back_.bind(kBackEndpoint);
+        auto retry = std::make_shared<RetryGate>(std::chrono::milliseconds(config_.db_retry_max_ms));
+        for (unsigned i = 1; i <= config_.workers; ++i) {
+            WorkerSettings settings;
+            settings.id = static_cast<int>(i);
+            settings.endpoint = kBackEndpoint;
+            settings.database = config_.database;
+            settings.db_retry = retry;
+            threads_.emplace_back([this, settings] { run_worker(ctx_, settings); });
+        }
+    }
+
+    int loop(int stop_fd) {
+        bool stopping = false;
+        for (;;) {
+            zmq::pollitem_t items[3] = {
+                {nullptr, stop_fd, static_cast<short>(stopping ? 0 : ZMQ_POLLIN), 0},  // later signals: ignored
+                {back_.handle(), 0, ZMQ_POLLIN, 0},
+                {front_.handle(), 0, ZMQ_POLLIN, 0},
+            };
+            // Backpressure: the front end is read only while a worker can take the message.
+            int count = !stopping && !idle_.empty() ? 3 : 2;
+            auto timeout = std::chrono::milliseconds(-1);
+            if (stopping) {
+                auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline_ - Clock::now());
+                timeout = std::max(left, std::chrono::milliseconds(0));
+            }
+            zmq::poll(items, static_cast<std::size_t>(count), timeout);
+
+            if (items[0].revents & ZMQ_POLLIN) {
+                std::string why = drain_stop_fd(stop_fd);
+                stopping = true;
+                deadline_ = Clock::now() + std::chrono::milliseconds(config_.shutdown_timeout_ms);
+                log::info("shutdown_begin").kv("signal", why).kv("in_flight", busy_.size());
+            }
+            if (items[1].revents & ZMQ_POLLIN) from_workers();
+            if (!stopping && count == 3 && (items[2].revents & ZMQ_POLLIN)) from_front();
+
+            if (stopping && busy_.empty()) return finish();
+            if (stopping && Clock::now() >= deadline_) give_up();
+        }
+    }
+
+private:
+    static constexpr const char* kBackEndpoint = "inproc://paygated-workers";
+
+    bool bind_failed(const std::string& endpoint, const std::string& error) {
+        log::error("bind_failed").kv("endpoint", endpoint).kv("error", error);
+        return false;
+    }
+
+    void from_workers() {
+        std::vector<zmq::message_t> msg;
+        for (;;) {
+            msg.clear();
+            if (!zmq::recv_multipart(back_, std::back_inserter(msg), zmq::recv_flags::dontwait)) return;
+            if (msg.empty()) continue;
+            std::string worker = msg[0].to_string();
+            if (msg.size() == 4) deliver(msg[1], msg[2], msg[3].to_string_view(), worker);
+            busy_.erase(worker);
+            idle_.push_back(worker);
+            if (!ready_ && known_.insert(worker).second && known_.size() == config_.workers) {
+                ready_ = true;
+                log::info("ready").kv("listen", join(bound_)).kv("workers", config_.workers);
+            }
+        }
+    }
+
+    void deliver(zmq::message_t& client, zmq::message_t& reply, std::string_view request_id,
+                 const std::string& worker) {
+        const char* problem = nullptr;
+        try {
+            if (!front_.send(client, zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
+                problem = "peer_queue_full";
+            } else {
+                front_.send(reply, zmq::send_flags::dontwait);
+            }
+        } catch (const zmq::error_t& e) {
+            if (e.num() != EHOSTUNREACH) throw;
+            problem = "peer_gone";
+        }
+        if (problem) {
+            log::warn("reply_dropped").kv("request_id", request_id).kv("reason", problem).kv("worker", worker);
+        }
+    }
+
+    void from_front() {
+        std::vector<zmq::message_t> msg;
+        while (!idle_.empty()) {
+            msg.clear();
+            if (!zmq::recv_multipart(front_, std::back_inserter(msg), zmq::recv_flags::dontwait)) return;
+            if (msg.size() != 2) {
+                log::warn("bad_frame").kv("reason", "expected one frame per message").kv("frames", msg.size() - 1);
+                continue;
+            }
+            std::string worker = std::move(idle_.front());
+            idle_.pop_front();
+            std::string received = encode_received_at(Clock::now());
+            back_.send(zmq::buffer(worker), zmq::send_flags::sndmore);
+            back_.send(msg[0], zmq::send_flags::sndmore);
+            back_.send(msg[1], zmq::send_flags::sndmore);
+            back_.send(zmq::buffer(received), zmq::send_flags::none);
+            busy_.insert(std::move(worker));
+        }
+    }
+
+    int finish() {
+        // Replies of in-flight work are queued on the front end now; close() flushes them
+        // (bounded by the linger). Unbinding earlier would drop the accepted connections and
+        // those replies with them (libzmq ties a connection's session to its listener).
+        front_.close();
+        for (const std::string& worker : known_) {
+            back_.send(zmq::buffer(worker), zmq::send_flags::sndmore);
+            back_.send(zmq::message_t(), zmq::send_flags::none);
+        }
+        // A worker that never reported in (still starting) gets its stop once it does.
+        while (known_.size() < threads_.size()) {
+            zmq::pollitem_t item{back_.handle(), 0, ZMQ_POLLIN, 0};
+            if (zmq::poll(&item, 1, std::chrono::milliseconds(100)) == 0) {
+                if (Clock::now() >= deadline_) give_up();
+                continue;
+            }
+            std::vector<zmq::message_t> msg;
+            if (!zmq::recv_multipart(back_, std::back_inserter(msg))) continue;
+            if (!msg.empty() && known_.insert(msg[0].to_string()).second) {
+                back_.send(msg[0], zmq::send_flags::sndmore);
+                back_.send(zmq::message_t(), zmq::send_flags::none);
+            }
+        }
+        for (std::thread& t : threads_) t.join();
+        threads_.clear();
+        back_.close();
+        ctx_.close();
+        for (const SocketFile& f : socket_files_) remove_socket_file(f);
+        socket_files_.clear();
+        log::info("shutdown_done");
+        return 0;
+    }
+
+    [[noreturn]] void give_up() {
+        log::error("shutdown_timeout").kv("in_flight", busy_.size()).kv("timeout_ms", config_.shutdown_timeout_ms);
+        for (const SocketFile& f : socket_files_) remove_socket_file(f);
+        std::_Exit(1);
+    }
+
+    const Config& config_;
+    zmq::context_t ctx_;
+    zmq::socket_t front_;
+    zmq::socket_t back_;
+    std::vector<std::thread> threads_;
+    std::vector<SocketFile> socket_files_;
+    std::vector<std::string> bound_;
+    std::deque<std::string> idle_;      // workers waiting for a job, oldest first
+    std::set<std::string> busy_;        // workers holding a job
+    std::set<std::string> known_;       // workers that have reported in at least once
+    bool ready_ = false;
+    Clock::time_point deadline_{};      // when a shutdown gives up
+};
+
+}  // namespace
+
+int run_daemon(const Config& config, int stop_fd) {
+    log::info("start")
+        .kv("version", PAYGATE_VERSION)
+        .kv("pid", static_cast<long long>(::getpid()))
+        .kv("listen", join(config.listen))
+        .kv("workers", config.workers)
+        .kv("db", describe_conninfo(config.database));
+    Broker broker(config);
+    if (!broker.bind_front()) return 1;
+    broker.start_workers();
+    return broker.loop(stop_fd);
+}
+
+}  // namespace paygate::daemon

@@ -1,0 +1,249 @@
+// Parsing of paygated.conf: a table of keys, each with its own value parser and bounds.
+#include "paygated/config.hpp"
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+namespace paygate::daemon {
+
+namespace {
+
+// Longest path a Unix domain socket can have (sizeof sockaddr_un::sun_path - 1 on Linux).
+constexpr std::size_t kMaxIpcPath = 107;
+
+std::string_view trim(std::string_view s) {
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) s.remove_suffix(1);
+    return s;
+}
+
+// Decimal (base 10) or octal (base 8) digits only, no sign, within [min, max].
+bool parse_unsigned(std::string_view value, unsigned base, unsigned long min, unsigned long max,
+                    unsigned& out, std::string& why) {
+    if (value.empty()) {
+        why = "expected a number";
+        return false;
+    }
+    unsigned long v = 0;
+    for (char c : value) {
+        if (c < '0' || c >= static_cast<char>('0' + base)) {
+            why = base == 8 ? "expected octal digits (0-7), e.g. 0660" : "expected a whole number";
+            return false;
+        }
+        v = v * base + static_cast<unsigned long>(c - '0');
+        if (v > max) break;
+    }
+    if (v < min || v > max) {
+        auto show = [base](unsigned long n) {
+            std::ostringstream s;
+            if (base == 8 && n != 0) s << '0' << std::oct;
+            s << n;
+            return s.str();
+        };
+        why = "must be between " + show(min) + " and " + show(max);
+        return false;
+    }
+    out = static_cast<unsigned>(v);
+    return true;
+}
+
+bool set_listen(std::string_view v, Config& c, std::string& why) {
+    std::string_view rest;
+    if (v.substr(0, 6) == "tcp://") {
+        rest = v.substr(6);
+        std::size_t colon = rest.rfind(':');
+        if (colon == std::string_view::npos || colon == 0 || colon + 1 == rest.size()) {
+            why = "a tcp endpoint needs a host and a port, e.g. tcp://127.0.0.1:5555";
+            return false;
+        }
+    } else if (v.substr(0, 6) == "ipc://") {
+        rest = v.substr(6);
+        if (rest.empty()) {
+            why = "an ipc endpoint needs a path, e.g. ipc:///run/paygate/paygated.sock";
+            return false;
+        }
+        if (rest.size() > kMaxIpcPath) {
+            why = "ipc socket path is longer than " + std::to_string(kMaxIpcPath) + " bytes";
+            return false;
+        }
+    } else {
+        why = "expected an endpoint starting with ipc:// or tcp://";
+        return false;
+    }
+    for (const std::string& existing : c.listen) {
+        if (existing == v) {
+            why = "endpoint listed twice";
+            return false;
+        }
+    }
+    c.listen.emplace_back(v);
+    return true;
+}
+
+bool set_workers(std::string_view v, Config& c, std::string& why) {
+    return parse_unsigned(v, 10, 1, 256, c.workers, why);
+}
+
+bool set_database(std::string_view v, Config& c, std::string&) {
+    c.database = std::string(v);
+    return true;
+}
+
+bool set_socket_mode(std::string_view v, Config& c, std::string& why) {
+    if (v.size() > 4) {
+        why = "expected at most 4 octal digits, e.g. 0660";
+        return false;
+    }
+    return parse_unsigned(v, 8, 0, 0777, c.socket_mode, why);
+}
+
+bool set_log_level(std::string_view v, Config& c, std::string& why) {
+    if (!parse_log_level(v, c.log_level)) {
+        why = "expected debug, info, warn or error";
+        return false;
+    }
+    return true;
+}
+
+bool set_db_retry_max_ms(std::string_view v, Config& c, std::string& why) {
+    return parse_unsigned(v, 10, 100, 600000, c.db_retry_max_ms, why);
+}
+
+bool set_shutdown_timeout_ms(std::string_view v, Config& c, std::string& why) {
+    return parse_unsigned(v, 10, 0, 3600000, c.shutdown_timeout_ms, why);
+}
+
+struct KeyDef {
+    ConfigKey key;
+    bool (*set)(std::string_view value, Config& config, std::string& why);
+};
+
+const KeyDef kKeys[] = {
+    {{"listen", true, "ZeroMQ endpoint to bind (ipc://PATH or tcp://HOST:PORT); repeat for several"}, set_listen},
+    {{"workers", false, "worker threads, each with its own PostgreSQL connection (1-256, default 4)"}, set_workers},
+    {{"database", false, "libpq connection string or postgresql:// URI"}, set_database},
+    {{"socket_mode", false, "octal mode applied to ipc:// socket files after bind (default 0660)"}, set_socket_mode},
+    {{"log_level", false, "debug, info, warn or error (default info)"}, set_log_level},
+    {{"db_retry_max_ms", false, "cap of the database reconnect backoff (100-600000, default 2000)"}, set_db_retry_max_ms},
+    {{"shutdown_timeout_ms", false, "how long SIGTERM waits for in-flight requests (0-3600000, default 10000)"},
+     set_shutdown_timeout_ms},
+};
+
+std::string known_keys() {
+    std::string out;
+    for (const KeyDef& def : kKeys) {
+        if (!out.empty()) out += ", ";
+        out += def.key.name;
+    }
+    return out;
+}
+
+}  // namespace
+
+bool parse_log_level(std::string_view name, LogLevel& out) {
+    if (name == "debug") out = LogLevel::Debug;
+    else if (name == "info") out = LogLevel::Info;
+    else if (name == "warn") out = LogLevel::Warn;
+    else if (name == "error") out = LogLevel::Error;
+    else return false;
+    return true;
+}
+
+const char* log_level_name(LogLevel level) {
+    switch (level) {
+        case LogLevel::Debug: return "debug";
+        case LogLevel::Info: return "info";
+        case LogLevel::Warn: return "warn";
+        case LogLevel::Error: return "error";
+    }
+    return "info";
+}
+
+const std::vector<ConfigKey>& config_keys() {
+    static const std::vector<ConfigKey> keys = [] {
+        std::vector<ConfigKey> out;
+        for (const KeyDef& def : kKeys) out.push_back(def.key);
+        return out;
+    }();
+    return keys;
+}
+
+bool parse_config(std::string_view text, std::string_view origin, Config& out, std::string& error) {
+    Config config;
+    std::size_t first_seen[sizeof kKeys / sizeof kKeys[0]] = {};
+    std::size_t line_no = 0;
+    auto fail = [&](const std::string& what) {
+        error = std::string(origin) + ":" + std::to_string(line_no) + ": " + what;
+        return false;
+    };
+
+    while (!text.empty()) {
+        ++line_no;
+        std::size_t nl = text.find('\n');
+        std::string_view line = trim(text.substr(0, nl));
+        text = nl == std::string_view::npos ? std::string_view{} : text.substr(nl + 1);
+        if (line_no == 1 && line.substr(0, 3) == "\xEF\xBB\xBF") line = trim(line.substr(3));  // UTF-8 BOM
+        if (line.empty() || line.front() == '#') continue;
+
+        std::size_t eq = line.find('=');
+        if (eq == std::string_view::npos) return fail("expected 'key = value'");
+        std::string_view key = trim(line.substr(0, eq));
+        std::string_view value = trim(line.substr(eq + 1));
+        if (key.empty()) return fail("missing key before '='");
+
+        const KeyDef* def = nullptr;
+        std::size_t index = 0;
+        for (; index < sizeof kKeys / sizeof kKeys[0]; ++index) {
+            if (key == kKeys[index].key.name) {
+                def = &kKeys[index];
+                break;
+            }
+        }
+        std::string k(key);
+        if (!def) return fail("unknown key '" + k + "' (known keys: " + known_keys() + ")");
+        if (value.empty()) return fail("missing value for '" + k + "'");
+        if (!def->key.repeatable && first_seen[index] != 0) {
+            return fail("'" + k + "' is already set on line " + std::to_string(first_seen[index]));
+        }
+        if (first_seen[index] == 0) first_seen[index] = line_no;
+        std::string why;
+        if (!def->set(value, config, why)) {
+            // The database value may hold a password: never echo it.
+            if (k == "database") return fail("bad value for 'database': " + why);
+            return fail("bad value '" + std::string(value) + "' for '" + k + "': " + why);
+        }
+    }
+    out = std::move(config);
+    return true;
+}
+
+bool load_config(const std::string& path, Config& out, std::string& error) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) {
+        error = path + ": cannot open: " + std::strerror(errno);
+        return false;
+    }
+    std::ostringstream text;
+    text << in.rdbuf();
+    if (in.bad()) {
+        error = path + ": read error";
+        return false;
+    }
+    return parse_config(text.str(), path, out, error);
+}
+
+bool validate_for_daemon(const Config& config, std::string& error) {
+    if (config.listen.empty()) {
+        error = "no 'listen' endpoint configured";
+        return false;
+    }
+    if (config.database.empty()) {
+        error = "no 'database' configured";
+        return false;
+    }
+    return true;
+}
+
+}  // namespace paygate::daemon

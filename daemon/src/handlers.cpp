@@ -1,0 +1,77 @@
+// The route → handler table and the dispatcher every request goes through.
+#include "paygated/handlers.hpp"
+
+#include <cstdlib>
+#include <exception>
+#include <memory>
+
+#include "paygate/json_error.hpp"
+#include "paygated/log.hpp"
+
+namespace paygate::daemon {
+
+const std::vector<HandlerEntry>& handler_table() {
+    static const std::vector<HandlerEntry> table = {
+        {"health", handle_health},
+        {"ping", handle_ping},
+    };
+    return table;
+}
+
+namespace {
+
+bool has_header(const ipc::Reply& reply, std::string_view name) {
+    for (const auto& [key, value] : reply.headers) {
+        if (key == name) return true;
+    }
+    return false;
+}
+
+}  // namespace
+
+ipc::Reply dispatch(const std::vector<HandlerEntry>& table, const ipc::Request& request, WorkerContext& ctx) {
+    const HandlerEntry* entry = nullptr;
+    for (const HandlerEntry& e : table) {
+        if (e.route == request.route) {
+            entry = &e;
+            break;
+        }
+    }
+    ipc::Reply reply;
+    if (!entry) {
+        reply = ipc::error_reply(request.id, 404, "not_found", "no such route");
+    } else {
+        try {
+            reply = entry->handler(request, ctx);
+        } catch (const std::exception& e) {
+            log::error("handler_exception")
+                .kv("request_id", request.request_id)
+                .kv("route", request.route)
+                .kv("worker", ctx.worker)
+                .kv("what", e.what());
+            reply = ipc::error_reply(request.id, 500, "internal_error", "internal error");
+        } catch (...) {
+            log::error("handler_exception")
+                .kv("request_id", request.request_id)
+                .kv("route", request.route)
+                .kv("worker", ctx.worker);
+            reply = ipc::error_reply(request.id, 500, "internal_error", "internal error");
+        }
+    }
+    reply.id = request.id;
+    if (!has_header(reply, "content-type")) reply.headers.emplace_back("content-type", "application/json");
+    return reply;
+}
+
+ipc::Reply json_reply(std::uint16_t status, const Json& body) {
+    ipc::Reply reply;
+    reply.status = status;
+    reply.headers.emplace_back("content-type", "application/json");
+    char* text = body ? json_dumps(body.get(), JSON_COMPACT) : nullptr;
+    if (!text) throw std::bad_alloc();
+    std::unique_ptr<char, decltype(&std::free)> owned(text, &std::free);
+    reply.body = text;
+    return reply;
+}
+
+}  // namespace paygate::daemon

@@ -1,0 +1,142 @@
+// Worker threads: decode, drop expired work, dispatch to a handler, encode and send the reply.
+#include "paygated/worker.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <exception>
+#include <iterator>
+#include <vector>
+
+#include <zmq_addon.hpp>
+
+#include "paygate/ipc.hpp"
+#include "paygate/json_error.hpp"
+#include "paygated/db.hpp"
+#include "paygated/handlers.hpp"
+#include "paygated/log.hpp"
+
+namespace paygate::daemon {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double ms_between(Clock::time_point from, Clock::time_point to) {
+    return std::chrono::duration<double, std::milli>(to - from).count();
+}
+
+void send_ready(zmq::socket_t& sock) { sock.send(zmq::message_t(), zmq::send_flags::none); }
+
+// Handles one job; always ends by telling the broker this worker is free again.
+void handle(zmq::socket_t& sock, std::vector<zmq::message_t>& job, WorkerContext& ctx) {
+    Clock::time_point received;
+    if (!decode_received_at(job[2], received)) received = Clock::now();
+    Clock::time_point picked = Clock::now();
+
+    ipc::Request request;
+    std::string error;
+    if (!ipc::decode(job[1].to_string_view(), request, error)) {
+        log::warn("bad_frame").kv("worker", ctx.worker).kv("bytes", job[1].size()).kv("reason", error);
+        send_ready(sock);
+        return;
+    }
+    double age_ms = request_age_ms(request, std::chrono::system_clock::now(), ms_between(received, picked));
+    if (request.timeout_ms != 0 && age_ms > request.timeout_ms) {
+        // The module has answered 504 already: doing the work now would only surprise the caller.
+        log::warn("request_dropped_expired")
+            .kv("request_id", request.request_id)
+            .kv("route", request.route)
+            .kv("age_ms", age_ms)
+            .kv("timeout_ms", request.timeout_ms)
+            .kv("worker", ctx.worker);
+        send_ready(sock);
+        return;
+    }
+
+    std::uint16_t status = 500;
+    std::string frame;
+    try {
+        ipc::Reply reply = dispatch(request, ctx);
+        status = reply.status;
+        frame = ipc::encode(reply);
+    } catch (const std::exception& e) {
+        log::error("reply_failed").kv("request_id", request.request_id).kv("worker", ctx.worker).kv("what", e.what());
+        status = 500;
+        frame = ipc::encode(ipc::error_reply(request.id, 500, "internal_error", "internal error"));
+    }
+
+    sock.send(std::move(job[0]), zmq::send_flags::sndmore);
+    sock.send(zmq::message_t(frame.data(), frame.size()), zmq::send_flags::sndmore);
+    sock.send(zmq::message_t(request.request_id.data(), request.request_id.size()), zmq::send_flags::none);
+
+    log::info("request")
+        .kv("request_id", request.request_id)
+        .kv("route", request.route)
+        .kv("status", status)
+        .kv("ms", ms_between(received, Clock::now()))
+        .kv("worker", ctx.worker);
+}
+
+}  // namespace
+
+double request_age_ms(const ipc::Request& request, std::chrono::system_clock::time_point now, double queued_ms) {
+    if (request.sent_unix_ms == 0) return queued_ms;
+    auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
+    double since_sent = static_cast<double>(now_ms) - static_cast<double>(request.sent_unix_ms);
+    // A clock behind the module's must not make work look younger than its time in our queue.
+    return std::max(since_sent, queued_ms);
+}
+
+std::string encode_received_at(Clock::time_point t) {
+    std::int64_t ns = std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+    return std::string(reinterpret_cast<const char*>(&ns), sizeof ns);
+}
+
+bool decode_received_at(const zmq::message_t& frame, Clock::time_point& out) {
+    std::int64_t ns = 0;
+    if (frame.size() != sizeof ns) return false;
+    std::memcpy(&ns, frame.data(), sizeof ns);
+    out = Clock::time_point(std::chrono::duration_cast<Clock::duration>(std::chrono::nanoseconds(ns)));
+    return true;
+}
+
+void run_worker(zmq::context_t& zctx, const WorkerSettings& settings) noexcept {
+    try {
+        zmq::socket_t sock(zctx, zmq::socket_type::dealer);
+        sock.set(zmq::sockopt::routing_id, "w" + std::to_string(settings.id));
+        sock.set(zmq::sockopt::linger, 0);
+        sock.connect(settings.endpoint);
+
+        auto retry = settings.db_retry ? settings.db_retry : std::make_shared<RetryGate>(std::chrono::milliseconds(2000));
+        Db db(settings.database, retry, settings.id);
+        WorkerContext ctx{settings.id, db};
+        send_ready(sock);
+
+        std::vector<zmq::message_t> job;
+        for (;;) {
+            job.clear();
+            if (!zmq::recv_multipart(sock, std::back_inserter(job))) continue;
+            if (job.size() == 1) break;  // stop
+            if (job.size() != 3) {
+                log::error("worker_protocol_error").kv("worker", settings.id).kv("frames", job.size());
+                send_ready(sock);
+                continue;
+            }
+            try {
+                handle(sock, job, ctx);
+            } catch (const zmq::error_t&) {
+                throw;
+            } catch (const std::exception& e) {
+                // Out of memory or the like: the request is lost, the worker is not.
+                log::error("worker_request_failed").kv("worker", settings.id).kv("what", e.what());
+                send_ready(sock);
+            }
+        }
+    } catch (const zmq::error_t& e) {
+        if (e.num() != ETERM) log::error("worker_failed").kv("worker", settings.id).kv("what", e.what());
+    } catch (const std::exception& e) {
+        log::error("worker_failed").kv("worker", settings.id).kv("what", e.what());
+    }
+}
+
+}  // namespace paygate::daemon

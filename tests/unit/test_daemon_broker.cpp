@@ -1,0 +1,304 @@
+// paygated end to end inside one process, without PostgreSQL: run_daemon() on an ipc:// and a
+// tcp:// endpoint, a DEALER client, the worker protocol, bad frames, stale/live socket files,
+// backpressure-free concurrency and a clean stop. (The database-backed paths are covered by the
+// e2e tests against a real PostgreSQL.)
+#include <arpa/inet.h>
+#include <chrono>
+#include <cstring>
+#include <netinet/in.h>
+#include <optional>
+#include <string>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <thread>
+#include <unistd.h>
+#include <vector>
+
+#include <zmq.hpp>
+#include <zmq_addon.hpp>
+
+#include "paygate/ipc.hpp"
+#include "paygated/broker.hpp"
+#include "paygated/log.hpp"
+#include "paygated/worker.hpp"
+
+// Last: cmocka's macros (fail, ...) clash with names in standard headers.
+#include "cmocka.hpp"
+
+using namespace paygate;
+using namespace paygate::daemon;
+using std::chrono::milliseconds;
+
+namespace {
+
+class LogCapture {
+public:
+    LogCapture() {
+        char path[] = "/tmp/test_daemon_broker_log_XXXXXX";
+        fd_ = mkstemp(path);
+        assert_true(fd_ >= 0);
+        unlink(path);
+        log::set_fd(fd_);
+    }
+    ~LogCapture() {
+        log::set_fd(2);
+        close(fd_);
+    }
+    std::string text() const {
+        std::string out;
+        char buf[4096];
+        off_t off = 0;
+        ssize_t n;
+        while ((n = pread(fd_, buf, sizeof buf, off)) > 0) {
+            out.append(buf, static_cast<std::size_t>(n));
+            off += n;
+        }
+        return out;
+    }
+    bool wait_for(const char* needle, milliseconds limit) const {
+        auto until = std::chrono::steady_clock::now() + limit;
+        while (std::chrono::steady_clock::now() < until) {
+            if (text().find(needle) != std::string::npos) return true;
+            std::this_thread::sleep_for(milliseconds(10));
+        }
+        return false;
+    }
+    std::size_t count(const char* needle) const {
+        std::string t = text();
+        std::size_t n = 0;
+        for (std::size_t pos = t.find(needle); pos != std::string::npos; pos = t.find(needle, pos + 1)) ++n;
+        return n;
+    }
+
+private:
+    int fd_;
+};
+
+int free_tcp_port() {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    socklen_t len = sizeof addr;
+    getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+    close(fd);
+    return ntohs(addr.sin_port);
+}
+
+ipc::Request request(const char* route, std::uint64_t id) {
+    ipc::Request r;
+    r.id = id;
+    r.route = route;
+    r.request_id = "t" + std::to_string(id);
+    r.timeout_ms = 5000;
+    return r;
+}
+
+void send_request(zmq::socket_t& s, const ipc::Request& r) {
+    std::string frame = ipc::encode(r);
+    s.send(zmq::buffer(frame), zmq::send_flags::none);
+}
+
+std::optional<ipc::Reply> receive(zmq::socket_t& s, milliseconds wait) {
+    zmq::pollitem_t item{s.handle(), 0, ZMQ_POLLIN, 0};
+    if (zmq::poll(&item, 1, wait) == 0) return std::nullopt;
+    zmq::message_t msg;
+    (void)s.recv(msg, zmq::recv_flags::none);
+    ipc::Reply reply;
+    std::string error;
+    assert_true(ipc::decode(msg.to_string_view(), reply, error));
+    return reply;
+}
+
+ipc::Reply call(zmq::socket_t& s, const char* route, std::uint64_t id) {
+    send_request(s, request(route, id));
+    auto reply = receive(s, milliseconds(5000));
+    assert_true(reply.has_value());
+    assert_int_equal(reply->id, id);
+    return *reply;
+}
+
+void daemon_serves_and_stops(void**) {
+    char dir_template[] = "/tmp/test_daemon_broker_XXXXXX";
+    std::string dir = mkdtemp(dir_template);
+    std::string sock_path = dir + "/paygated.sock";
+    std::string ipc_ep = "ipc://" + sock_path;
+    std::string tcp_ep = "tcp://127.0.0.1:" + std::to_string(free_tcp_port());
+
+    // A stale socket file, as a crashed daemon leaves it, must not prevent the start.
+    {
+        int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+        sockaddr_un addr{};
+        addr.sun_family = AF_UNIX;
+        std::strcpy(addr.sun_path, sock_path.c_str());
+        assert_int_equal(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+        close(fd);
+    }
+
+    Config config;
+    config.listen = {ipc_ep, tcp_ep};
+    config.workers = 3;
+    config.database = "host=127.0.0.1 port=1 dbname=none user=none password=hunter2";
+    config.socket_mode = 0600;
+    config.shutdown_timeout_ms = 5000;
+
+    LogCapture cap;
+    int stop[2];
+    assert_int_equal(pipe(stop), 0);
+    int rc = -1;
+    std::thread daemon([&] { rc = run_daemon(config, stop[0]); });
+    if (!cap.wait_for("event=ready", milliseconds(10000))) {
+        std::fprintf(stderr, "%s", cap.text().c_str());
+        fail();
+    }
+
+    struct stat st {};
+    assert_int_equal(stat(sock_path.c_str(), &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+
+    // A second daemon on the same socket path refuses to steal it.
+    assert_int_equal(run_daemon(config, stop[0]), 1);
+    assert_true(cap.text().find("is in use by a running process") != std::string::npos);
+
+    zmq::context_t ctx(1);
+    zmq::socket_t client(ctx, zmq::socket_type::dealer);
+    client.set(zmq::sockopt::linger, 0);
+    client.connect(ipc_ep);
+
+    ipc::Reply r = call(client, "ping", 1);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body.c_str(), "{\"status\":\"ok\"}");
+    r = call(client, "health", 2);  // PostgreSQL is unreachable: 503, and no hang
+    assert_int_equal(r.status, 503);
+    assert_true(r.body.find("database unavailable") != std::string::npos);
+    r = call(client, "nope", 3);
+    assert_int_equal(r.status, 404);
+
+    // Undecodable frames and multi-frame messages are dropped without an answer.
+    client.send(zmq::str_buffer("garbage"), zmq::send_flags::none);
+    client.send(zmq::str_buffer("part1"), zmq::send_flags::sndmore);
+    client.send(zmq::str_buffer("part2"), zmq::send_flags::none);
+    r = call(client, "ping", 4);
+    assert_int_equal(r.status, 200);
+    assert_false(receive(client, milliseconds(200)).has_value());
+    assert_true(cap.wait_for("reason=\"bad magic\"", milliseconds(2000)) ||
+                cap.count("event=bad_frame") >= 2);
+
+    // Several peers with pipelined requests over both endpoints: every reply finds its peer and id.
+    std::vector<zmq::socket_t> peers;
+    for (int p = 0; p < 4; ++p) {
+        peers.emplace_back(ctx, zmq::socket_type::dealer);
+        peers.back().set(zmq::sockopt::linger, 0);
+        peers.back().connect(p % 2 ? tcp_ep : ipc_ep);
+    }
+    for (int p = 0; p < 4; ++p) {
+        for (int i = 0; i < 25; ++i) send_request(peers[p], request("ping", 1000 * (p + 1) + i));
+    }
+    for (int p = 0; p < 4; ++p) {
+        std::vector<bool> seen(25, false);
+        for (int i = 0; i < 25; ++i) {
+            auto reply = receive(peers[p], milliseconds(5000));
+            assert_true(reply.has_value());
+            std::uint64_t idx = reply->id - 1000 * (p + 1);
+            assert_true(idx < 25);
+            assert_false(seen[idx]);
+            seen[idx] = true;
+        }
+    }
+
+    assert_int_equal(write(stop[1], "x", 1), 1);
+    daemon.join();
+    assert_int_equal(rc, 0);
+    std::string text = cap.text();
+    assert_true(text.find("event=shutdown_begin") != std::string::npos);
+    assert_true(text.find("event=shutdown_done") != std::string::npos);
+    assert_true(text.find("event=request request_id=t2 route=health status=503") != std::string::npos);
+    assert_true(text.find("hunter2") == std::string::npos);
+    assert_int_not_equal(access(sock_path.c_str(), F_OK), 0);  // our socket file is gone
+
+    close(stop[0]);
+    close(stop[1]);
+    rmdir(dir.c_str());
+}
+
+// The worker protocol directly: an expired job is dropped (ready only), a fresh one answered.
+void worker_drops_expired_requests(void**) {
+    LogCapture cap;
+    zmq::context_t ctx(1);
+    zmq::socket_t broker(ctx, zmq::socket_type::router);
+    broker.set(zmq::sockopt::linger, 0);
+    broker.bind("inproc://test-workers");
+    WorkerSettings settings;
+    settings.id = 1;
+    settings.endpoint = "inproc://test-workers";
+    settings.database = "host=127.0.0.1 port=1 dbname=none";
+    std::thread worker([&] { run_worker(ctx, settings); });
+
+    std::vector<zmq::message_t> msg;
+    assert_true(zmq::recv_multipart(broker, std::back_inserter(msg)).has_value());
+    assert_int_equal(msg.size(), 2);  // [w1, ""]: ready
+    assert_string_equal(msg[0].to_string().c_str(), "w1");
+    assert_int_equal(msg[1].size(), 0);
+
+    auto send_job = [&](const ipc::Request& r, std::chrono::steady_clock::time_point received) {
+        std::string frame = ipc::encode(r);
+        std::string at = encode_received_at(received);
+        broker.send(zmq::str_buffer("w1"), zmq::send_flags::sndmore);
+        broker.send(zmq::str_buffer("client-A"), zmq::send_flags::sndmore);
+        broker.send(zmq::buffer(frame), zmq::send_flags::sndmore);
+        broker.send(zmq::buffer(at), zmq::send_flags::none);
+    };
+
+    ipc::Request old = request("ping", 77);
+    old.timeout_ms = 100;
+    send_job(old, std::chrono::steady_clock::now() - milliseconds(500));
+    msg.clear();
+    assert_true(zmq::recv_multipart(broker, std::back_inserter(msg)).has_value());
+    assert_int_equal(msg.size(), 2);  // dropped: ready, no reply
+    assert_true(cap.wait_for("event=request_dropped_expired request_id=t77 route=ping", milliseconds(1000)));
+
+    ipc::Request untimed = request("ping", 78);
+    untimed.timeout_ms = 0;  // no deadline: never dropped
+    send_job(untimed, std::chrono::steady_clock::now() - milliseconds(500));
+    msg.clear();
+    assert_true(zmq::recv_multipart(broker, std::back_inserter(msg)).has_value());
+    assert_int_equal(msg.size(), 4);  // [w1, client, reply, request_id]
+    assert_string_equal(msg[1].to_string().c_str(), "client-A");
+    ipc::Reply reply;
+    std::string error;
+    assert_true(ipc::decode(msg[2].to_string_view(), reply, error));
+    assert_int_equal(reply.id, 78);
+    assert_int_equal(reply.status, 200);
+    assert_string_equal(msg[3].to_string().c_str(), "t78");
+
+    broker.send(zmq::str_buffer("w1"), zmq::send_flags::sndmore);
+    broker.send(zmq::message_t(), zmq::send_flags::none);  // stop
+    worker.join();
+}
+
+// The age counts from the module's send time when the request carries one, since a request
+// also waits in ZeroMQ's queues where the daemon's own receive time cannot see it.
+void request_age_prefers_module_send_time(void**) {
+    auto now = std::chrono::system_clock::now();
+    auto now_ms = std::chrono::duration_cast<milliseconds>(now.time_since_epoch()).count();
+    ipc::Request r = request("ping", 1);
+    r.sent_unix_ms = 0;
+    assert_true(request_age_ms(r, now, 3.0) == 3.0);              // unknown: the daemon's own view
+    r.sent_unix_ms = static_cast<std::uint64_t>(now_ms - 900);
+    assert_true(request_age_ms(r, now, 3.0) == 900.0);            // queued upstream of the daemon
+    r.sent_unix_ms = static_cast<std::uint64_t>(now_ms + 5000);    // module clock ahead of ours
+    assert_true(request_age_ms(r, now, 3.0) == 3.0);
+}
+
+}  // namespace
+
+int main() {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(daemon_serves_and_stops),
+        cmocka_unit_test(worker_drops_expired_requests),
+        cmocka_unit_test(request_age_prefers_module_send_time),
+    };
+    return cmocka_run_group_tests(tests, nullptr, nullptr);
+}

@@ -1,0 +1,199 @@
+// paygated.conf parsing: a full good file, defaults, and every class of bad line or value.
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <unistd.h>
+
+#include "paygated/config.hpp"
+
+// Last: cmocka's macros (fail, ...) clash with names in standard headers.
+#include "cmocka.hpp"
+
+using namespace paygate::daemon;
+
+namespace {
+
+// Parses `text` expecting failure; returns the error message.
+std::string parse_error(const std::string& text) {
+    Config config;
+    std::string error;
+    assert_false(parse_config(text, "t.conf", config, error));
+    assert_false(error.empty());
+    return error;
+}
+
+void expect_error(const std::string& text, const char* fragment) {
+    std::string error = parse_error(text);
+    if (error.find(fragment) == std::string::npos) {
+        std::fprintf(stderr, "error \"%s\" lacks \"%s\"\n", error.c_str(), fragment);
+        fail();
+    }
+}
+
+void good_file(void**) {
+    const char* text =
+        "\xEF\xBB\xBF# paygated test config\n"
+        "\n"
+        "   # indented comment\n"
+        "listen = ipc:///run/paygate/paygated.sock\n"
+        "listen=tcp://127.0.0.1:5555\r\n"
+        "\tworkers\t=\t12  \n"
+        "database = host=db.internal port=5432 dbname=paygate user=paygate password=a#b=c\n"
+        "socket_mode = 0640\n"
+        "log_level = debug\n"
+        "db_retry_max_ms = 5000\n"
+        "shutdown_timeout_ms = 0\n";
+    Config c;
+    std::string error;
+    assert_true(parse_config(text, "t.conf", c, error));
+    assert_int_equal(c.listen.size(), 2);
+    assert_string_equal(c.listen[0].c_str(), "ipc:///run/paygate/paygated.sock");
+    assert_string_equal(c.listen[1].c_str(), "tcp://127.0.0.1:5555");
+    assert_int_equal(c.workers, 12);
+    // '#' and '=' inside a value are part of it: there are no trailing comments.
+    assert_string_equal(c.database.c_str(), "host=db.internal port=5432 dbname=paygate user=paygate password=a#b=c");
+    assert_int_equal(c.socket_mode, 0640);
+    assert_true(c.log_level == LogLevel::Debug);
+    assert_int_equal(c.db_retry_max_ms, 5000);
+    assert_int_equal(c.shutdown_timeout_ms, 0);
+    assert_true(validate_for_daemon(c, error));
+}
+
+void defaults(void**) {
+    Config c;
+    std::string error;
+    assert_true(parse_config("listen = tcp://127.0.0.1:1\ndatabase = dbname=x\n", "t.conf", c, error));
+    assert_int_equal(c.workers, 4);
+    assert_int_equal(c.socket_mode, 0660);
+    assert_true(c.log_level == LogLevel::Info);
+    assert_int_equal(c.db_retry_max_ms, 2000);
+    assert_int_equal(c.shutdown_timeout_ms, 10000);
+    // An empty file parses (all defaults) but is not enough to run the daemon.
+    assert_true(parse_config("", "t.conf", c, error));
+    assert_false(validate_for_daemon(c, error));
+    assert_non_null(std::strstr(error.c_str(), "listen"));
+    assert_true(parse_config("listen = tcp://127.0.0.1:1\n", "t.conf", c, error));
+    assert_false(validate_for_daemon(c, error));
+    assert_non_null(std::strstr(error.c_str(), "database"));
+}
+
+void bad_lines(void**) {
+    expect_error("workers 4\n", "t.conf:1: expected 'key = value'");
+    expect_error("# ok\n= 4\n", "t.conf:2: missing key");
+    expect_error("workers =\n", "missing value for 'workers'");
+    expect_error("workers =   \n", "missing value for 'workers'");
+    expect_error("\n\nwrokers = 4\n", "t.conf:3: unknown key 'wrokers'");
+    expect_error("wrokers = 4\n", "known keys: listen, workers");
+    expect_error("Workers = 4\n", "unknown key 'Workers'");
+    expect_error("workers = 4\nworkers = 5\n", "t.conf:2: 'workers' is already set on line 1");
+    expect_error("log_level = info\nlog_level = info\n", "already set");
+    expect_error("workers = 4 # eight\n", "bad value '4 # eight' for 'workers'");
+}
+
+void bad_numbers(void**) {
+    for (const char* v : {"0", "257", "-1", "+4", "four", "4x", "4.0", "99999999999999999999", "0x10"}) {
+        expect_error(std::string("workers = ") + v + "\n", "for 'workers'");
+    }
+    expect_error("workers = 0\n", "between 1 and 256");
+    expect_error("workers = abc\n", "expected a whole number");
+    for (const char* v : {"99", "600001", "-5", "1s", "2000ms"}) {
+        expect_error(std::string("db_retry_max_ms = ") + v + "\n", "for 'db_retry_max_ms'");
+    }
+    for (const char* v : {"3600001", "-1", "10s", "1e4"}) {
+        expect_error(std::string("shutdown_timeout_ms = ") + v + "\n", "for 'shutdown_timeout_ms'");
+    }
+}
+
+void bad_socket_mode(void**) {
+    expect_error("socket_mode = 0689\n", "octal digits");
+    expect_error("socket_mode = rw-rw----\n", "octal digits");
+    expect_error("socket_mode = 1777\n", "between 0 and 0777");
+    expect_error("socket_mode = 00660\n", "at most 4 octal digits");
+    expect_error("socket_mode = -660\n", "octal digits");
+    Config c;
+    std::string error;
+    assert_true(parse_config("socket_mode = 666\n", "t.conf", c, error));
+    assert_int_equal(c.socket_mode, 0666);
+}
+
+void bad_log_level(void**) {
+    for (const char* v : {"verbose", "INFO", "warning", "3"}) {
+        expect_error(std::string("log_level = ") + v + "\n", "expected debug, info, warn or error");
+    }
+    for (const char* v : {"debug", "info", "warn", "error"}) {
+        LogLevel level;
+        assert_true(parse_log_level(v, level));
+        assert_string_equal(log_level_name(level), v);
+    }
+}
+
+void bad_listen(void**) {
+    expect_error("listen = 127.0.0.1:5555\n", "ipc:// or tcp://");
+    expect_error("listen = udp://127.0.0.1:5555\n", "ipc:// or tcp://");
+    expect_error("listen = inproc://x\n", "ipc:// or tcp://");
+    expect_error("listen = tcp://127.0.0.1\n", "host and a port");
+    expect_error("listen = tcp://:5555\n", "host and a port");
+    expect_error("listen = tcp://127.0.0.1:\n", "host and a port");
+    expect_error("listen = ipc://\n", "needs a path");
+    expect_error("listen = ipc:///" + std::string(120, 'x') + "\n", "longer than 107");
+    expect_error("listen = tcp://127.0.0.1:1\nlisten = tcp://127.0.0.1:1\n", "t.conf:2: bad value 'tcp://127.0.0.1:1' for 'listen': endpoint listed twice");
+}
+
+void database_value_never_echoed(void**) {
+    // Whatever goes wrong on a database line, the message must not repeat its value (a password).
+    std::string error = parse_error("database = password=hunter2\ndatabase = password=hunter2\n");
+    assert_null(std::strstr(error.c_str(), "hunter2"));
+}
+
+void load_from_file(void**) {
+    char path[] = "/tmp/test_daemon_config_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    const char text[] = "listen = tcp://127.0.0.1:7000\ndatabase = dbname=paygate\nworkers = 2\n";
+    assert_int_equal(write(fd, text, sizeof text - 1), sizeof text - 1);
+    close(fd);
+    Config c;
+    std::string error;
+    assert_true(load_config(path, c, error));
+    assert_int_equal(c.workers, 2);
+    unlink(path);
+    assert_false(load_config(path, c, error));
+    assert_non_null(std::strstr(error.c_str(), "cannot open"));
+    assert_non_null(std::strstr(error.c_str(), path));
+}
+
+void key_table_documents_every_key(void**) {
+    // The key table is what docs/daemon.md lists; make sure each key really parses.
+    for (const ConfigKey& key : config_keys()) {
+        assert_non_null(key.help);
+        std::string value = std::string(key.name) == "listen" ? "tcp://127.0.0.1:9"
+                            : std::string(key.name) == "log_level" ? "warn"
+                            : std::string(key.name) == "database" ? "dbname=x"
+                                                                   : "200";
+        Config c;
+        std::string error;
+        std::string line = std::string(key.name) + " = " + value + "\n";
+        if (!parse_config(line, "t.conf", c, error)) {
+            std::fprintf(stderr, "%s: %s\n", key.name, error.c_str());
+            fail();
+        }
+    }
+}
+
+}  // namespace
+
+int main() {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(good_file),
+        cmocka_unit_test(defaults),
+        cmocka_unit_test(bad_lines),
+        cmocka_unit_test(bad_numbers),
+        cmocka_unit_test(bad_socket_mode),
+        cmocka_unit_test(bad_log_level),
+        cmocka_unit_test(bad_listen),
+        cmocka_unit_test(database_value_never_echoed),
+        cmocka_unit_test(load_from_file),
+        cmocka_unit_test(key_table_documents_every_key),
+    };
+    return cmocka_run_group_tests(tests, nullptr, nullptr);
+}
