@@ -70,12 +70,15 @@ bool DaemonChannel::readable() {
 void DaemonChannel::drain(const std::function<void(std::string_view frame)>& on_reply) {
     zmq_msg_t msg;
     bool rest_of_multipart = false;
-    while (readable()) {
+    for (;;) {
         zmq_msg_init(&msg);
-        int n = zmq_msg_recv(&msg, socket_, ZMQ_DONTWAIT);
-        if (n < 0) {
+        if (zmq_msg_recv(&msg, socket_, ZMQ_DONTWAIT) < 0) {
             zmq_msg_close(&msg);
-            if (zmq_errno() == EAGAIN || zmq_errno() == EINTR) continue;
+            int err = zmq_errno();
+            if (err == EINTR) continue;
+            // Empty for now. Asking ZMQ_EVENTS last re-arms the edge-triggered ZMQ_FD: without
+            // it the descriptor might never fire again for replies that are already queued.
+            if (err == EAGAIN && readable()) continue;
             return;
         }
         // A reply is one frame; a multipart message is not ours and is skipped whole.

@@ -2,7 +2,8 @@
 //
 // Plain C++ over libzmq, no nginx types: the module registers fd() with nginx's event loop and
 // calls drain() when it fires. ZMQ_FD is edge-triggered and any zmq call may consume its signal,
-// so after every send the caller must ask readable() and, if true, schedule a drain itself.
+// so after sending the caller must schedule a drain() itself (once per event-loop pass is
+// enough: drain() receives until empty and re-arms the descriptor).
 #pragma once
 
 #include <functional>
@@ -37,7 +38,8 @@ public:
     // True when a reply is waiting to be received.
     bool readable();
 
-    // Receives every waiting reply and hands each frame to `on_reply`, until none is left.
+    // Receives every waiting reply and hands each frame to `on_reply`, until none is left and
+    // ZMQ_EVENTS confirms it (which re-arms fd()).
     void drain(const std::function<void(std::string_view frame)>& on_reply);
 
 private:

@@ -261,10 +261,9 @@ ngx_int_t forward(ngx_http_request_t* r, RequestCtx* ctx) {
     }
 
     bool sent = worker->channel.send(ipc::encode(request));
-    // Any zmq call may swallow the edge of ZMQ_FD: look for replies now rather than miss them.
-    if (worker->channel.readable()) {
-        ngx_post_event(worker->connection->read, &ngx_posted_events);
-    }
+    // A send may swallow ZMQ_FD's edge: drain once at the end of this event-loop pass (posting
+    // an already posted event is a no-op, so a burst of sends costs one drain).
+    ngx_post_event(worker->connection->read, &ngx_posted_events);
     if (!sent) return send_unavailable(r, "no daemon connected or send queue full");
 
     worker->pending.emplace(request.id, r);

@@ -24,6 +24,7 @@
 #include "paygate/ipc.hpp"
 #include "paygated/db.hpp"
 #include "paygated/endpoints.hpp"
+#include "paygated/handlers.hpp"
 #include "paygated/log.hpp"
 #include "paygated/worker.hpp"
 
@@ -65,8 +66,10 @@ std::string drain_stop_fd(int fd) {
 
 class Broker {
 public:
-    explicit Broker(const Config& config) : config_(config), ctx_(1), front_(ctx_, zmq::socket_type::router),
-                                            back_(ctx_, zmq::socket_type::router) {}
+    explicit Broker(const Config& config)
+        : config_(config), ctx_(1), front_(ctx_, zmq::socket_type::router), back_(ctx_, zmq::socket_type::router),
+          inline_db_(config.database, std::make_shared<RetryGate>(std::chrono::milliseconds(config.db_retry_max_ms)), 0),
+          inline_ctx_{0, inline_db_} {}
 
     ~Broker() {
         // Only reached with threads still running on an error path: unblock and join them.
@@ -201,6 +204,7 @@ private:
                 log::warn("bad_frame").kv("reason", "expected one frame per message").kv("frames", msg.size() - 1);
                 continue;
             }
+            if (serve_inline(msg[0], msg[1])) continue;
             std::string worker = std::move(idle_.front());
             idle_.pop_front();
             std::string received = encode_received_at(Clock::now());
@@ -210,6 +214,22 @@ private:
             back_.send(zmq::buffer(received), zmq::send_flags::none);
             busy_.insert(std::move(worker));
         }
+    }
+
+    // Runs the request here when its handler is an inline one; false hands it to a worker
+    // (which also reports frames that do not decode).
+    bool serve_inline(zmq::message_t& client, const zmq::message_t& frame) {
+        ipc::Request request;
+        std::string error;
+        if (!ipc::decode(frame.to_string_view(), request, error)) return false;
+        const HandlerEntry* entry = find_handler(request.route);
+        if (entry == nullptr || entry->runs != Runs::Inline) return false;
+        std::string reply = serve(request, 0.0, inline_ctx_);
+        if (!reply.empty()) {
+            zmq::message_t reply_msg(reply.data(), reply.size());
+            deliver(client, reply_msg, request.request_id, "inline");
+        }
+        return true;
     }
 
     int finish() {
@@ -263,6 +283,9 @@ private:
     std::set<std::string> known_;       // workers that have reported in at least once
     bool ready_ = false;
     Clock::time_point deadline_{};      // when a shutdown gives up
+    // Inline handlers never touch the database (see Runs::Inline): this Db is never connected.
+    Db inline_db_;
+    WorkerContext inline_ctx_;
 };
 
 }  // namespace

@@ -13,9 +13,16 @@ namespace paygate::daemon {
 const std::vector<HandlerEntry>& handler_table() {
     static const std::vector<HandlerEntry> table = {
         {"health", handle_health},
-        {"ping", handle_ping},
+        {"ping", handle_ping, Runs::Inline},
     };
     return table;
+}
+
+const HandlerEntry* find_handler(std::string_view route) {
+    for (const HandlerEntry& e : handler_table()) {
+        if (e.route == route) return &e;
+    }
+    return nullptr;
 }
 
 namespace {

@@ -31,7 +31,6 @@ void send_ready(zmq::socket_t& sock) { sock.send(zmq::message_t(), zmq::send_fla
 void handle(zmq::socket_t& sock, std::vector<zmq::message_t>& job, WorkerContext& ctx) {
     Clock::time_point received;
     if (!decode_received_at(job[2], received)) received = Clock::now();
-    Clock::time_point picked = Clock::now();
 
     ipc::Request request;
     std::string error;
@@ -40,7 +39,21 @@ void handle(zmq::socket_t& sock, std::vector<zmq::message_t>& job, WorkerContext
         send_ready(sock);
         return;
     }
-    double age_ms = request_age_ms(request, std::chrono::system_clock::now(), ms_between(received, picked));
+    std::string frame = serve(request, ms_between(received, Clock::now()), ctx);
+    if (frame.empty()) {
+        send_ready(sock);
+        return;
+    }
+    sock.send(std::move(job[0]), zmq::send_flags::sndmore);
+    sock.send(zmq::message_t(frame.data(), frame.size()), zmq::send_flags::sndmore);
+    sock.send(zmq::message_t(request.request_id.data(), request.request_id.size()), zmq::send_flags::none);
+}
+
+}  // namespace
+
+std::string serve(const ipc::Request& request, double queued_ms, WorkerContext& ctx) {
+    Clock::time_point start = Clock::now();
+    double age_ms = request_age_ms(request, std::chrono::system_clock::now(), queued_ms);
     if (request.timeout_ms != 0 && age_ms > request.timeout_ms) {
         // The module has answered 504 already: doing the work now would only surprise the caller.
         log::warn("request_dropped_expired")
@@ -49,8 +62,7 @@ void handle(zmq::socket_t& sock, std::vector<zmq::message_t>& job, WorkerContext
             .kv("age_ms", age_ms)
             .kv("timeout_ms", request.timeout_ms)
             .kv("worker", ctx.worker);
-        send_ready(sock);
-        return;
+        return {};
     }
 
     std::uint16_t status = 500;
@@ -64,20 +76,14 @@ void handle(zmq::socket_t& sock, std::vector<zmq::message_t>& job, WorkerContext
         status = 500;
         frame = ipc::encode(ipc::error_reply(request.id, 500, "internal_error", "internal error"));
     }
-
-    sock.send(std::move(job[0]), zmq::send_flags::sndmore);
-    sock.send(zmq::message_t(frame.data(), frame.size()), zmq::send_flags::sndmore);
-    sock.send(zmq::message_t(request.request_id.data(), request.request_id.size()), zmq::send_flags::none);
-
     log::info("request")
         .kv("request_id", request.request_id)
         .kv("route", request.route)
         .kv("status", status)
-        .kv("ms", ms_between(received, Clock::now()))
+        .kv("ms", queued_ms + ms_between(start, Clock::now()))
         .kv("worker", ctx.worker);
+    return frame;
 }
-
-}  // namespace
 
 double request_age_ms(const ipc::Request& request, std::chrono::system_clock::time_point now, double queued_ms) {
     if (request.sent_unix_ms == 0) return queued_ms;

@@ -24,13 +24,22 @@ struct WorkerContext {
 
 using Handler = ipc::Reply (*)(const ipc::Request& request, WorkerContext& ctx);
 
+// Where a handler runs. Inline handlers run on the broker thread the moment their request
+// arrives, skipping the hand-off to a worker: only for handlers that never block (no database,
+// no I/O, no locks), because while one runs no other request is read or answered.
+enum class Runs { OnWorker, Inline };
+
 struct HandlerEntry {
     std::string_view route;  // a route name from routes.hpp
     Handler handler;
+    Runs runs = Runs::OnWorker;
 };
 
 // Every route paygated serves.
 const std::vector<HandlerEntry>& handler_table();
+
+// The entry of `route` in handler_table(), or nullptr.
+const HandlerEntry* find_handler(std::string_view route);
 
 // Runs the handler of request.route from `table`: 404 not_found for a route it does not know,
 // 500 internal_error (no details) when the handler throws. The reply always carries request.id

@@ -32,6 +32,13 @@ struct WorkerSettings {
 // `queued_ms` the daemon itself measured.
 double request_age_ms(const ipc::Request& request, std::chrono::system_clock::time_point now, double queued_ms);
 
+struct WorkerContext;
+
+// Serves one decoded request wherever it runs (worker thread or, for inline routes, the broker):
+// drops it when it is older than its timeout (the module has answered 504 already), else runs
+// its handler. Logs the outcome and returns the encoded reply, or "" when dropped.
+std::string serve(const ipc::Request& request, double queued_ms, WorkerContext& ctx);
+
 // Encodes/decodes the received_at frame.
 std::string encode_received_at(std::chrono::steady_clock::time_point t);
 bool decode_received_at(const zmq::message_t& frame, std::chrono::steady_clock::time_point& out);
