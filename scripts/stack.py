@@ -1,0 +1,1121 @@
+#!/usr/bin/env python3
+"""Starts and stops the whole paygate stack: a private PostgreSQL, paygated daemons, nginx + module.
+
+This is the one place that knows how to launch the stack. The end-to-end tests (tests/e2e), the
+benchmark (bench/forward.sh) and `make run` all use it; nothing else duplicates this logic.
+
+Library use (see docs/testing.md):
+
+    with Stack() as s:                     # temp dir; removed on success, kept on failure
+        s.start_postgres(); s.migrate()
+        s.start_daemon("d1")
+        s.start_nginx(paygate_timeout="1s")
+        status, headers, body = s.http("GET", "/health")
+
+`Stack.__exit__` stops everything (nginx QUIT, daemons TERM with exit status 0 asserted,
+`pg_ctl stop -m fast`) and then runs `check_logs()`, which fails on nginx `[alert]`/`[emerg]`,
+crashed workers, and any AddressSanitizer / LeakSanitizer / UBSan report of nginx or a daemon.
+
+CLI (the `make run` contract):
+
+    python3 scripts/stack.py run --build-dir build --var-dir var
+
+Standard library only (Python >= 3.9).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import fcntl
+import http.client
+import os
+import pwd
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Iterable, Optional
+
+REPO = Path(__file__).resolve().parent.parent
+PG_BIN = Path(os.environ.get("PAYGATE_PG_BIN", "/usr/lib/postgresql/15/bin"))
+NGINX_BIN = os.environ.get("PAYGATE_NGINX", "/usr/sbin/nginx")
+NGINX_TEMPLATE = REPO / "conf" / "nginx.dev.conf.in"
+MODULE_NAME = "ngx_http_paygate_module.so"
+DB_NAME = "paygate"
+DB_USER = "paygate"
+
+IS_ROOT = os.geteuid() == 0
+# When we are root, nginx workers and PostgreSQL run as these unprivileged accounts.
+NGINX_USER, NGINX_GROUP = "nobody", "nogroup"
+PG_OS_USER = "postgres"
+
+# Lines in nginx's error.log that always mean something went wrong.
+NGINX_BAD_LINE = re.compile(r"\[(alert|emerg)\]|exited on signal")
+# Sanitizer reports, wherever they show up (report files, stderr of a process).
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                     "ERROR: UndefinedBehaviorSanitizer", "SUMMARY: UndefinedBehaviorSanitizer")
+
+
+class StackError(RuntimeError):
+    """Something in the stack could not be started, stopped, or misbehaved."""
+
+
+def log(msg: str) -> None:
+    print(f"stack: {msg}", file=sys.stderr, flush=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# small helpers
+# ----------------------------------------------------------------------------------------------
+
+def free_port() -> int:
+    """A loopback TCP port that was free a moment ago (bind port 0, read it back, close)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def wait_until(predicate: Callable[[], object], timeout: float, what: str,
+               interval: float = 0.05) -> object:
+    """Polls `predicate` until it returns something truthy; raises StackError after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise StackError(f"timed out after {timeout:.1f}s waiting for {what}")
+        time.sleep(interval)
+
+
+def http_request(port: int, method: str = "GET", path: str = "/", body: Optional[bytes] = None,
+                 headers: Optional[dict] = None, timeout: float = 10.0,
+                 host: str = "127.0.0.1"):
+    """One HTTP/1.1 request on a fresh connection. Returns (status, headers, body bytes).
+
+    `headers` of the result is an http.client.HTTPMessage: case-insensitive `h["X-Request-Id"]`,
+    `h.get_all("Allow")`. Raises OSError / http.client exceptions when no answer arrives.
+    """
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        hdrs = {"Connection": "close"}
+        hdrs.update(headers or {})
+        if isinstance(body, str):
+            body = body.encode()
+        conn.request(method, path, body=body, headers=hdrs)
+        resp = conn.getresponse()
+        data = resp.read()
+        return resp.status, resp.headers, data
+    finally:
+        conn.close()
+
+
+def _pdeathsig(sig: int) -> Callable[[], None]:
+    """preexec_fn: deliver `sig` to the child when the launching process dies (no orphans)."""
+    def fn() -> None:
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, int(sig), 0, 0, 0)  # PR_SET_PDEATHSIG
+        except Exception:  # best effort: never break the launch over it
+            pass
+    return fn
+
+
+def _read_text(path: Path, offset: int = 0) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            return f.read().decode("utf-8", "replace")
+    except FileNotFoundError:
+        return ""
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _tail(path: Path, lines: int = 30, offset: int = 0) -> str:
+    text = _read_text(path, offset).splitlines()
+    return "\n".join(text[-lines:])
+
+
+def _proc_cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie is not alive for our purposes
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat[stat.rindex(")") + 2] != "Z"
+    except (OSError, ValueError, IndexError):
+        return True
+
+
+def _children_of(ppid: int) -> list[tuple[int, str]]:
+    """(pid, cmdline) of live children of `ppid`, from /proc."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        rest = stat[stat.rindex(")") + 2:].split()
+        if len(rest) > 1 and rest[0] != "Z" and int(rest[1]) == ppid:
+            out.append((int(entry), _proc_cmdline(int(entry))))
+    return out
+
+
+def _world_traversable(path: Path) -> bool:
+    """True if an unprivileged account can reach `path` (o+x on it and every ancestor)."""
+    p = path.resolve()
+    for d in [p, *p.parents]:
+        try:
+            if not d.stat().st_mode & 0o001:
+                return False
+        except FileNotFoundError:
+            continue
+    return True
+
+
+def _endpoint_accepts(endpoint: str, socket_mode: Optional[str]) -> bool:
+    """True if a ZeroMQ ipc:// or tcp:// endpoint is bound (and chmod-ed, for ipc)."""
+    if endpoint.startswith("ipc://"):
+        path = endpoint[len("ipc://"):]
+        try:
+            if socket_mode and (os.stat(path).st_mode & 0o777) != int(socket_mode, 8):
+                return False
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                s.connect(path)
+            return True
+        except OSError:
+            return False
+    m = re.fullmatch(r"tcp://([^:]+):(\d+)", endpoint)
+    if m:
+        try:
+            socket.create_connection((m.group(1), int(m.group(2))), timeout=1).close()
+            return True
+        except OSError:
+            return False
+    return False
+
+
+def module_links_asan(module: Path) -> bool:
+    """True if the module .so needs libasan (a Debug build): nginx must then preload libasan."""
+    try:
+        out = subprocess.run(["readelf", "-d", str(module)], capture_output=True, text=True,
+                             check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        out = subprocess.run(["ldd", str(module)], capture_output=True, text=True).stdout
+    return "libasan" in out
+
+
+def libasan_path() -> str:
+    return subprocess.run(["gcc", "-print-file-name=libasan.so"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+# ----------------------------------------------------------------------------------------------
+# sanitizer report analysis
+# ----------------------------------------------------------------------------------------------
+
+_FRAME = re.compile(r"^\s*#\d+ 0x[0-9a-f]+ ")
+# Frames that belong to nginx itself, libc or the sanitizer runtime (never to paygate code).
+_NGINX_OWN_FRAME = re.compile(r"\(/usr/sbin/nginx\+0x[0-9a-f]+\)|libsanitizer/|\.\./sysdeps/|"
+                              r"\.\./csu/|\(/lib/x86_64-linux-gnu/libc\.so")
+
+
+def _is_nginx_own_leak(frames: list[str]) -> bool:
+    """The one leak Debian's nginx (1.22, stripped) always has, which is not ours.
+
+    Each worker allocates its connection and event arrays with ngx_alloc() in
+    ngx_event_process_init() and never frees them (process exit frees them). Debian's binary is
+    stripped, so its static functions show as "(/usr/sbin/nginx+0x...)": an LSan suppression
+    could only name ngx_alloc or ngx_spawn_process, which sit in *every* worker stack (ours too).
+    So the harness ignores a leak only when every frame is nginx/libc/sanitizer code AND the stack
+    is exactly malloc <- ngx_alloc <- (1..3 nginx frames) <- ngx_spawn_process: worker start-up,
+    before any request or module code runs. A leak with any frame of ours, of libzmq, libstdc++
+    or any other library is always reported. See docs/testing.md.
+    """
+    if not frames or not all(_NGINX_OWN_FRAME.search(f) for f in frames):
+        return False
+    if len(frames) < 3 or " in ngx_alloc " not in frames[1]:
+        return False
+    for i in range(3, min(6, len(frames))):
+        if " in ngx_spawn_process " in frames[i]:
+            return True
+    return False
+
+
+def analyse_sanitizer_report(text: str) -> list[str]:
+    """Problems in one sanitizer log file (an empty list when it only holds nginx's own leak)."""
+    problems = []
+    if "runtime error:" in text or "UndefinedBehaviorSanitizer" in text:
+        problems.append("UBSan report")
+    if "ERROR: AddressSanitizer" in text:
+        m = re.search(r"ERROR: AddressSanitizer: (\S+)", text)
+        problems.append(f"AddressSanitizer: {m.group(1) if m else '?'}")
+    if "ERROR: LeakSanitizer" in text:
+        records = re.split(r"\n(?=(?:Direct|Indirect) leak of )", text)
+        for rec in records[1:]:
+            frames = [ln for ln in rec.splitlines() if _FRAME.match(ln)]
+            if not _is_nginx_own_leak(frames):
+                problems.append("LeakSanitizer: " + rec.splitlines()[0].strip())
+        if not records[1:]:
+            problems.append("LeakSanitizer report")
+    other = re.sub(r"ERROR: (AddressSanitizer|LeakSanitizer)", "", text)
+    if not problems and re.search(r"ERROR: \w*Sanitizer", other):
+        problems.append("sanitizer report")
+    return problems
+
+
+# ----------------------------------------------------------------------------------------------
+# processes
+# ----------------------------------------------------------------------------------------------
+
+class Postgres:
+    """A private PostgreSQL 15 cluster in `<dir>/data`, listening on 127.0.0.1:`port`."""
+
+    def __init__(self, directory: Path, port: int, fsync: bool):
+        self.dir = directory
+        self.data = directory / "data"
+        self.sock = directory / "sock"
+        self.logfile = directory / "postgres.log"
+        self.port = port
+        self.fsync = fsync
+        self.started_by_us = False
+
+    @property
+    def conninfo(self) -> str:
+        return (f"host=127.0.0.1 port={self.port} dbname={DB_NAME} user={DB_USER} "
+                f"connect_timeout=3")
+
+    def _as_owner(self, cmd: list[str], check: bool = True, timeout: float = 120):
+        """Runs a server-side tool (initdb, pg_ctl): refuses root, so as `postgres` when root."""
+        if IS_ROOT:
+            cmd = ["runuser", "-u", PG_OS_USER, "--"] + cmd
+        res = subprocess.run(cmd, cwd=self.dir, capture_output=True, text=True, timeout=timeout)
+        if check and res.returncode != 0:
+            raise StackError(f"{' '.join(cmd)} failed ({res.returncode}):\n{res.stdout}{res.stderr}"
+                             f"\n--- {self.logfile} ---\n{_tail(self.logfile)}")
+        return res
+
+    def _prepare_dirs(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.sock.mkdir(exist_ok=True)
+        if IS_ROOT:
+            pw = pwd.getpwnam(PG_OS_USER)
+            for p in (self.dir, self.sock):
+                os.chown(p, pw.pw_uid, pw.pw_gid)
+            if self.logfile.exists():
+                os.chown(self.logfile, pw.pw_uid, pw.pw_gid)
+            if not _world_traversable(self.dir.parent):
+                raise StackError(f"{self.dir} is not reachable by the {PG_OS_USER} account "
+                                 f"(a parent directory lacks o+x); use a --var-dir elsewhere")
+        os.chmod(self.dir, 0o700)
+
+    def init(self, quick: bool) -> None:
+        """initdb once (a persistent data dir is reused)."""
+        self._prepare_dirs()
+        if (self.data / "PG_VERSION").exists():
+            return
+        cmd = [str(PG_BIN / "initdb"), "-D", str(self.data), "-A", "trust", "-U", DB_USER,
+               "-E", "UTF8", "--locale=C"]
+        if quick:
+            cmd.append("--no-sync")
+        self._as_owner(cmd)
+
+    def _postmaster_pid(self) -> Optional[int]:
+        try:
+            return int((self.data / "postmaster.pid").read_text().split("\n", 1)[0])
+        except (OSError, ValueError):
+            return None
+
+    def clear_stale(self) -> None:
+        """A killed earlier run may have left a postmaster on this data dir, or its pid file."""
+        pid = self._postmaster_pid()
+        if pid is None:
+            return
+        cmdline = _proc_cmdline(pid)
+        ours = "postgres" in cmdline and str(self.data) in cmdline  # not another cluster's
+        if _pid_alive(pid) and ours:
+            log(f"stopping a PostgreSQL left running on {self.data} (pid {pid})")
+            self._as_owner([str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w",
+                            "-t", "60", "stop"], check=False)
+            if _pid_alive(pid):
+                os.kill(pid, signal.SIGQUIT)
+                wait_until(lambda: not _pid_alive(pid), 30, "old postmaster to exit")
+        else:
+            log(f"removing stale {self.data / 'postmaster.pid'} (pid {pid} is not its postmaster)")
+            (self.data / "postmaster.pid").unlink(missing_ok=True)
+
+    def start(self, repick_port: bool = False) -> None:
+        if not port_is_free(self.port):
+            if not repick_port:
+                raise StackError(f"port {self.port} for PostgreSQL is already in use")
+            self.port = free_port()  # a temp stack's first start: any free port will do
+        opts = (f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.sock}")
+        if not self.fsync:
+            opts += " -c fsync=off"
+        self._as_owner([str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.logfile),
+                        "-w", "-t", "60", "-o", opts, "start"])
+        self.started_by_us = True
+
+    def stop(self) -> None:
+        if self.is_running():
+            self._as_owner([str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w",
+                            "-t", "60", "stop"])
+        self.started_by_us = False
+
+    def is_running(self) -> bool:
+        if not (self.data / "PG_VERSION").exists():
+            return False
+        res = self._as_owner([str(PG_BIN / "pg_ctl"), "-D", str(self.data), "status"], check=False)
+        return res.returncode == 0
+
+    def psql(self, sql: str, dbname: str = DB_NAME) -> str:
+        res = subprocess.run([str(PG_BIN / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U",
+                              DB_USER, "-d", dbname, "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1",
+                              "-c", sql], capture_output=True, text=True, timeout=60)
+        if res.returncode != 0:
+            raise StackError(f"psql failed: {res.stderr}")
+        return res.stdout.strip()
+
+    def ensure_database(self) -> None:
+        if self.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DB_NAME}'", "postgres") != "1":
+            subprocess.run([str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(self.port),
+                            "-U", DB_USER, DB_NAME], check=True, capture_output=True, timeout=60)
+
+
+class Daemon:
+    """One paygated process with its own config file, endpoint and log."""
+
+    def __init__(self, name: str, endpoint: str, conf: Path, logfile: Path, pidfile: Path):
+        self.name = name
+        self.endpoint = endpoint
+        self.conf = conf
+        self.logfile = logfile
+        self.pidfile = pidfile
+        self.proc: Optional[subprocess.Popen] = None
+        self.stopped = False        # SIGSTOPped by a test
+        self.log_offset = 0         # where the current incarnation's log starts
+        self.exit_codes: list[int] = []
+        self.conf_values: dict[str, str] = {}
+        self.base_offset = _size(logfile)  # a persistent log starts with earlier runs' lines
+
+    @property
+    def pid(self) -> int:
+        if self.proc is None:
+            raise StackError(f"daemon {self.name} is not running")
+        return self.proc.pid
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_text(self, whole: bool = True) -> str:
+        """The log of every incarnation in this stack (whole) or of the current one."""
+        return _read_text(self.logfile, self.base_offset if whole else self.log_offset)
+
+    def request_lines(self) -> list[str]:
+        return [ln for ln in self.log_text().splitlines() if "event=request" in ln]
+
+
+class Nginx:
+    """One nginx master (daemon off, so it is our child) with its own -p prefix."""
+
+    def __init__(self, name: str, prefix: Path, port: int, worker_processes: int, env: dict):
+        self.name = name
+        self.prefix = prefix
+        self.port = port
+        self.worker_processes = worker_processes
+        self.env = env
+        self.conf = prefix / "conf" / "nginx.conf"
+        self.error_log = prefix / "logs" / "error.log"
+        self.stderr_log = prefix / "logs" / "stderr.log"
+        self.pidfile = prefix / "logs" / "nginx.pid"
+        self.proc: Optional[subprocess.Popen] = None
+        self.error_log_offset = 0
+        self.exit_code: Optional[int] = None
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def worker_pids(self, include_exiting: bool = False) -> list[int]:
+        if not self.running():
+            return []
+        pids = []
+        for pid, cmd in _children_of(self.proc.pid):
+            if "worker process" not in cmd:
+                continue
+            if "shutting down" in cmd and not include_exiting:
+                continue
+            pids.append(pid)
+        return sorted(pids)
+
+
+# ----------------------------------------------------------------------------------------------
+# the stack
+# ----------------------------------------------------------------------------------------------
+
+class Stack:
+    """The whole paygate stack under one directory. A context manager; see the module docstring.
+
+    root=None: a fresh temp dir, removed on success (kept and printed on failure or with
+    PAYGATE_KEEP=1). root=PATH: a persistent dir (make run's var/), reused across runs.
+    """
+
+    def __init__(self, build_dir: Optional[os.PathLike] = None, root: Optional[os.PathLike] = None,
+                 *, pg_port: Optional[int] = None, http_port: Optional[int] = None,
+                 fsync: Optional[bool] = None, keep: Optional[bool] = None,
+                 daemon_workers: int = 2, log_level: str = "info"):
+        self.build_dir = Path(build_dir or os.environ.get("PAYGATE_BUILD_DIR") or REPO / "build").resolve()
+        self.temporary = root is None
+        if root is None:
+            self.root = Path(tempfile.mkdtemp(prefix="paygate-stack-"))
+        else:
+            self.root = Path(root).resolve()
+            self.root.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.root, 0o755)   # workers and postgres must traverse it
+        self.keep = keep if keep is not None else os.environ.get("PAYGATE_KEEP") == "1"
+        self.fsync = (not self.temporary) if fsync is None else fsync
+        self.daemon_workers = daemon_workers
+        self.log_level = log_level
+        self.started_at = time.time()
+
+        self.bin_dir = self.build_dir / "bin"
+        self.paygated = self.bin_dir / "paygated"
+        self.paygatectl = self.bin_dir / "paygatectl"
+        self.module = self.build_dir / "modules" / MODULE_NAME
+
+        # Directories: runtime (ipc sockets) and sanitizer logs must be reachable by nginx workers.
+        self.run_dir = self.root / "run"
+        self.san_dir = self.root / "san"
+        self.daemon_dir = self.root / "daemons"
+        for d in (self.run_dir, self.san_dir, self.daemon_dir):
+            d.mkdir(exist_ok=True)
+        if IS_ROOT and not _world_traversable(self.root):
+            # e.g. a repo under /root: sockets and reports go to a world-reachable temp dir
+            self.run_dir = Path(tempfile.mkdtemp(prefix="paygate-run-"))
+            self.san_dir = Path(tempfile.mkdtemp(prefix="paygate-san-"))
+            self._extra_dirs = [self.run_dir, self.san_dir]
+        else:
+            self._extra_dirs = []
+        os.chmod(self.run_dir, 0o755)
+        os.chmod(self.san_dir, 0o1777 if IS_ROOT else 0o755)
+
+        self.pg = Postgres(self.root / "pg", pg_port or free_port(), self.fsync)
+        self.http_port = http_port or free_port()
+        self.daemons: dict[str, Daemon] = {}
+        self.nginxes: dict[str, Nginx] = {}
+        self._sanitized_module: Optional[bool] = None
+        self._late_problems: list[str] = []   # found while stopping, reported by stop()
+        self._pg_started_once = False
+
+    # -- context manager ----------------------------------------------------------------------
+
+    def __enter__(self) -> "Stack":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        problems = []
+        try:
+            self.stop()
+        except Exception as e:  # keep going: the logs are the interesting part
+            problems.append(f"stop: {e}")
+        problems += self.check_logs(raise_on_problems=False)
+        failed = exc_type is not None or bool(problems)
+        self.cleanup(failed)
+        if problems and exc_type is None:
+            raise StackError("stack problems:\n" + "\n".join(problems))
+        if problems:
+            log("problems found while tearing down:\n" + "\n".join(problems))
+        return False
+
+    def cleanup(self, failed: bool) -> None:
+        """Removes a temp root on success; keeps and prints it on failure or PAYGATE_KEEP=1."""
+        if not self.temporary:
+            return
+        if failed or self.keep:
+            log(f"kept stack directory {self.root}" + (" (failure)" if failed else ""))
+            return
+        shutil.rmtree(self.root, ignore_errors=True)
+        for d in self._extra_dirs:
+            shutil.rmtree(d, ignore_errors=True)
+
+    # -- environment ----------------------------------------------------------------------------
+
+    @property
+    def sanitized(self) -> bool:
+        """True when the build carries ASan/UBSan (nginx then gets libasan preloaded)."""
+        if self._sanitized_module is None:
+            self._require(self.module)
+            self._sanitized_module = module_links_asan(self.module)
+        return self._sanitized_module
+
+    def _san_env(self, prog: str, nginx: bool = False) -> dict:
+        """ASan/LSan/UBSan options: reports go to files in san_dir, which check_logs() reads."""
+        env = dict(os.environ)
+        base = self.san_dir / prog
+        asan = [f"log_path={base}.asan", "detect_leaks=1", "abort_on_error=0",
+                "print_suppressions=0", "malloc_context_size=30"]
+        if nginx:
+            # Debian's nginx has no frame pointers: the slow unwinder gives whole stacks, so a
+            # leak through our module is attributed to us (see _is_nginx_own_leak).
+            asan.append("fast_unwind_on_malloc=0")
+        env["ASAN_OPTIONS"] = ":".join(asan)
+        env["LSAN_OPTIONS"] = "print_suppressions=0"
+        env["UBSAN_OPTIONS"] = f"log_path={base}.ubsan:print_stacktrace=1:halt_on_error=1"
+        return env
+
+    @staticmethod
+    def _require(path: Path) -> None:
+        if not path.exists():
+            raise StackError(f"{path} does not exist: build first (make build, or "
+                             f"cmake --build <build dir>)")
+
+    # -- PostgreSQL ---------------------------------------------------------------------------
+
+    @property
+    def conninfo(self) -> str:
+        return self.pg.conninfo
+
+    def start_postgres(self) -> None:
+        """initdb on first use, then start (again, on the same data dir) and create the db."""
+        self.pg.init(quick=self.temporary)
+        self.pg.clear_stale()
+        self.pg.start(repick_port=self.temporary and not self._pg_started_once)
+        self._pg_started_once = True
+        self.pg.ensure_database()
+
+    def stop_postgres(self) -> None:
+        self.pg.stop()
+
+    def psql(self, sql: str) -> str:
+        return self.pg.psql(sql)
+
+    def migrate(self) -> None:
+        self._require(self.paygatectl)
+        res = subprocess.run([str(self.paygatectl), "migrate", "--database", self.conninfo,
+                              "--dir", str(REPO / "sql")], capture_output=True, text=True,
+                             env=self._san_env("paygatectl"), timeout=120)
+        if res.returncode != 0:
+            raise StackError(f"paygatectl migrate failed ({res.returncode}):\n{res.stdout}{res.stderr}")
+
+    # -- daemons ------------------------------------------------------------------------------
+
+    def endpoint(self, name: str) -> str:
+        """The ipc:// endpoint of daemon `name` (known before it starts)."""
+        if name in self.daemons:
+            return self.daemons[name].endpoint
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,32}", name):
+            raise ValueError(f"bad daemon name {name!r}")
+        return f"ipc://{self.run_dir / (name + '.sock')}"
+
+    def daemon_config(self, name: str, **extra) -> str:
+        """The paygated config text for daemon `name` (`extra` adds or overrides keys)."""
+        cfg = {
+            "listen": self.endpoint(name),
+            "workers": str(self.daemon_workers),
+            "database": self.conninfo,
+            "socket_mode": "0666" if IS_ROOT else "0660",
+            "log_level": self.log_level,
+            "db_retry_max_ms": "1000",
+            "shutdown_timeout_ms": "5000",
+        }
+        cfg.update({k: str(v) for k, v in extra.items()})
+        lines = [f"# paygated config for {name!r}, rendered by scripts/stack.py"]
+        lines += [f"{k} = {v}" for k, v in cfg.items()]
+        return "\n".join(lines) + "\n"
+
+    def start_daemon(self, name: str = "d1", timeout: float = 30.0, **config) -> Daemon:
+        """Starts (or restarts) paygated `name` and waits for its `event=ready` log line."""
+        self._require(self.paygated)
+        d = self.daemons.get(name)
+        if d is None:
+            endpoint = self.endpoint(name)
+            d = Daemon(name, endpoint, self.daemon_dir / f"{name}.conf",
+                       self.daemon_dir / f"{name}.log", self.run_dir / f"{name}.pid")
+            self.daemons[name] = d
+        if d.running():
+            raise StackError(f"daemon {name} is already running (pid {d.pid})")
+        d.conf.write_text(self.daemon_config(name, **config))
+        d.conf_values = dict(ln.split(" = ", 1) for ln in d.conf.read_text().splitlines()
+                             if " = " in ln and not ln.startswith("#"))
+        if d.endpoint.startswith("ipc://"):
+            Path(d.endpoint[len("ipc://"):]).unlink(missing_ok=True)  # stale socket file
+        d.log_offset = _size(d.logfile)
+        with open(d.logfile, "ab") as logf:
+            d.proc = subprocess.Popen([str(self.paygated), "-c", str(d.conf)], stdin=subprocess.DEVNULL,
+                                      stdout=logf, stderr=subprocess.STDOUT,
+                                      env=self._san_env(f"paygated-{name}"), cwd=self.root,
+                                      start_new_session=True,
+                                      preexec_fn=_pdeathsig(signal.SIGTERM))
+        d.stopped = False
+        d.pidfile.write_text(f"{d.proc.pid}\n")
+
+        def ready():
+            if d.proc.poll() is not None:
+                raise StackError(f"paygated {name} exited with {d.proc.returncode} before ready:\n"
+                                 f"{_tail(d.logfile, offset=d.log_offset)}")
+            if "event=ready" in d.log_text(whole=False):
+                return True
+            if d.conf_values.get("log_level", "info") in ("debug", "info"):
+                return False
+            # warn/error hide event=ready: then ready means the endpoint accepts connections
+            return _endpoint_accepts(d.endpoint, d.conf_values.get("socket_mode"))
+        try:
+            wait_until(ready, timeout, f"paygated {name} event=ready")
+        except StackError as e:
+            raise StackError(f"{e}\n--- {d.logfile} ---\n{_tail(d.logfile, offset=d.log_offset)}") from None
+        return d
+
+    def kill_daemon(self, name: str, sig: int = signal.SIGKILL, timeout: float = 30.0) -> Optional[int]:
+        """Sends `sig` to daemon `name`. For a terminating signal, waits and returns the exit code
+        (Popen style: -9 for SIGKILL). SIGSTOP/SIGCONT just mark the daemon stopped/continued."""
+        d = self.daemons[name]
+        if not d.running():
+            raise StackError(f"daemon {name} is not running")
+        os.kill(d.proc.pid, sig)
+        if sig == signal.SIGSTOP:
+            d.stopped = True
+            return None
+        if sig == signal.SIGCONT:
+            d.stopped = False
+            return None
+        if sig in (signal.SIGKILL, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGABRT):
+            if d.stopped and sig != signal.SIGKILL:
+                os.kill(d.proc.pid, signal.SIGCONT)
+            d.stopped = False
+            try:
+                rc = d.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                raise StackError(f"paygated {name} did not exit within {timeout}s of signal {sig}")
+            d.exit_codes.append(rc)
+            d.pidfile.unlink(missing_ok=True)
+            return rc
+        return None
+
+    # -- nginx --------------------------------------------------------------------------------
+
+    def _nginx_prefix(self, name: str) -> Path:
+        prefix = self.root / name
+        for sub in ("conf", "logs", "temp"):
+            (prefix / sub).mkdir(parents=True, exist_ok=True)
+        os.chmod(prefix, 0o755)
+        return prefix
+
+    def render_nginx_conf(self, *, port: int, prefix: Path, daemons: Iterable[str],
+                          worker_processes: int = 2, access_log: str = "logs/access.log",
+                          http_extra: str = "", server_extra: str = "",
+                          directives: Optional[dict] = None) -> str:
+        """Fills conf/nginx.dev.conf.in. `directives` become http-level `name value;` lines
+        (e.g. paygate_timeout="1s"); a value None drops it, a list repeats the directive."""
+        lines = []
+        for k, v in (directives or {}).items():
+            if v is None:
+                continue
+            for item in (v if isinstance(v, (list, tuple)) else [v]):
+                lines.append(f"    {k} {item};")
+        subst = {
+            "USER": f"user {NGINX_USER} {NGINX_GROUP};" if IS_ROOT else "# (not root: no user directive)",
+            "WORKER_PROCESSES": str(worker_processes),
+            "MODULE": str(self.module),
+            "PREFIX": str(prefix),
+            "PORT": str(port),
+            "ACCESS_LOG": access_log,
+            "DAEMONS": "\n".join(f"    paygate_daemon {self.endpoint(n)};" for n in daemons),
+            "HTTP_DIRECTIVES": "\n".join(lines),
+            "HTTP_EXTRA": http_extra,
+            "SERVER_EXTRA": server_extra,
+        }
+        out = []
+        for line in NGINX_TEMPLATE.read_text().splitlines():
+            if not line.lstrip().startswith("#"):   # comments are copied as they are
+                line = re.sub(r"@([A-Z_]+)@", lambda m: subst.get(m.group(1), m.group(0)), line)
+                if re.search(r"@[A-Z_]+@", line):
+                    raise StackError(f"unknown placeholder in {NGINX_TEMPLATE}: {line.strip()}")
+            out.append(line)
+        return "\n".join(out) + "\n"
+
+    def start_nginx(self, *, daemons: Optional[Iterable[str]] = None, worker_processes: int = 2,
+                    access_log: str = "logs/access.log", http_extra: str = "",
+                    server_extra: str = "", name: str = "nginx", timeout: float = 30.0,
+                    **directives) -> Nginx:
+        """Renders conf/nginx.dev.conf.in into <root>/<name>/ and starts nginx with the module.
+
+        daemons: names whose endpoints get `paygate_daemon` lines (default: every daemon started
+        so far). Other keyword arguments are http-level directives: paygate_timeout="1s",
+        paygate_max_in_flight=2, paygate_max_body_size="1k". Waits until the port answers HTTP.
+        """
+        self._require(self.module)
+        if daemons is None:
+            daemons = list(self.daemons)
+        port = self.http_port if name == "nginx" else free_port()
+        if name == "nginx" and self.temporary and name not in self.nginxes and not port_is_free(port):
+            port = self.http_port = free_port()  # taken since __init__: any free port will do
+        prefix = self._nginx_prefix(name)
+        conf = self.render_nginx_conf(port=port, prefix=prefix, daemons=daemons,
+                                      worker_processes=worker_processes, access_log=access_log,
+                                      http_extra=http_extra, server_extra=server_extra,
+                                      directives=directives)
+        env = self._san_env(name, nginx=True)
+        if self.sanitized:
+            env["LD_PRELOAD"] = libasan_path()
+        return self._launch_nginx(name, prefix, port, conf, worker_processes, env, timeout)
+
+    def start_plain_nginx(self, name: str, server_body: str, *, worker_processes: int = 1,
+                          http_extra: str = "", timeout: float = 30.0) -> Nginx:
+        """A second, module-free nginx (e.g. the benchmark's upstream). `server_body` is the
+        inside of its one `server {}` block; its port is picked here (see .port)."""
+        port = free_port()
+        prefix = self._nginx_prefix(name)
+        user = f"user {NGINX_USER} {NGINX_GROUP};" if IS_ROOT else ""
+        conf = f"""# module-free nginx '{name}', rendered by scripts/stack.py
+{user}
+worker_processes {worker_processes};
+daemon off;
+pid logs/nginx.pid;
+error_log logs/error.log info;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path temp/client_body;
+    proxy_temp_path temp/proxy;
+    fastcgi_temp_path temp/fastcgi;
+    uwsgi_temp_path temp/uwsgi;
+    scgi_temp_path temp/scgi;
+{http_extra}
+    server {{
+        listen 127.0.0.1:{port};
+{server_body}
+    }}
+}}
+"""
+        return self._launch_nginx(name, prefix, port, conf, worker_processes, dict(os.environ), timeout)
+
+    def _launch_nginx(self, name: str, prefix: Path, port: int, conf: str, worker_processes: int,
+                      env: dict, timeout: float) -> Nginx:
+        old = self.nginxes.get(name)
+        if old is not None and old.running():
+            raise StackError(f"nginx {name} is already running")
+        if not port_is_free(port):
+            raise StackError(f"port {port} for nginx {name} is already in use")
+        ngx = Nginx(name, prefix, port, worker_processes, env)
+        ngx.conf.write_text(conf)
+        ngx.error_log_offset = _size(ngx.error_log)
+        with open(ngx.stderr_log, "ab") as errf:
+            ngx.proc = subprocess.Popen([NGINX_BIN, "-p", str(prefix), "-c", str(ngx.conf),
+                                         "-e", str(ngx.error_log)],
+                                        stdin=subprocess.DEVNULL, stdout=errf, stderr=subprocess.STDOUT,
+                                        env=env, cwd=prefix, start_new_session=True,
+                                        preexec_fn=_pdeathsig(signal.SIGTERM))
+        self.nginxes[name] = ngx
+
+        def ready():
+            if ngx.proc.poll() is not None:
+                raise StackError(f"nginx {name} exited with {ngx.proc.returncode}:\n"
+                                 f"{_tail(ngx.error_log, offset=ngx.error_log_offset)}\n"
+                                 f"{_tail(ngx.stderr_log)}")
+            if len(ngx.worker_pids()) < worker_processes:
+                return False
+            try:
+                http_request(port, "GET", "/__stack_ready", timeout=2)
+            except (OSError, http.client.HTTPException):
+                return False
+            return True
+        wait_until(ready, timeout, f"nginx {name} on 127.0.0.1:{port}")
+        return ngx
+
+    def nginx_worker_pids(self, name: str = "nginx") -> list[int]:
+        return self.nginxes[name].worker_pids()
+
+    def reload_nginx(self, name: str = "nginx", timeout: float = 30.0) -> list[int]:
+        """SIGHUP; waits for a full set of new workers (the old ones drain). Returns new pids."""
+        ngx = self.nginxes[name]
+        old = set(ngx.worker_pids(include_exiting=True))
+        offset = _size(ngx.error_log)
+        os.kill(ngx.proc.pid, signal.SIGHUP)
+
+        def reloaded():
+            text = _read_text(ngx.error_log, offset)
+            if "[emerg]" in text:
+                raise StackError(f"nginx {name} reload failed:\n{text}")
+            new = [p for p in ngx.worker_pids() if p not in old]
+            return new if len(new) >= ngx.worker_processes else None
+        new = wait_until(reloaded, timeout, f"nginx {name} reload")
+        try:
+            wait_until(lambda: not (old & set(ngx.worker_pids(include_exiting=True))), timeout,
+                       "old nginx workers to exit")
+        except StackError:
+            pass  # old workers may still be finishing requests; not an error by itself
+        return sorted(new)
+
+    def stop_nginx(self, name: str = "nginx", timeout: float = 30.0) -> Optional[int]:
+        """QUIT (graceful), then TERM, then KILL; each escalation is recorded as a problem."""
+        ngx = self.nginxes.get(name)
+        if ngx is None or ngx.proc is None:
+            return None
+        if ngx.proc.poll() is None:
+            for sig, wait in ((signal.SIGQUIT, timeout), (signal.SIGTERM, 10.0), (signal.SIGKILL, 10.0)):
+                try:
+                    ngx.proc.send_signal(sig)
+                    ngx.proc.wait(timeout=wait)
+                    break
+                except subprocess.TimeoutExpired:
+                    self._late_problems.append(f"nginx {name} did not exit on signal {sig} "
+                                               f"within {wait}s")
+        ngx.exit_code = ngx.proc.returncode
+        return ngx.exit_code
+
+    # -- convenience --------------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        return self.http_port
+
+    def http(self, method: str = "GET", path: str = "/", body=None, headers=None,
+             timeout: float = 10.0, name: str = "nginx"):
+        """http_request() against nginx `name`."""
+        return http_request(self.nginxes[name].port, method, path, body, headers, timeout)
+
+    # -- shutdown and checks --------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stops everything this stack started: nginx (QUIT), daemons (TERM, exit 0 asserted),
+        PostgreSQL (pg_ctl stop -m fast). Raises StackError listing what went wrong."""
+        problems = []
+        # Stopped daemons are resumed first so nginx can drain in-flight requests.
+        for d in self.daemons.values():
+            if d.running() and d.stopped:
+                os.kill(d.proc.pid, signal.SIGCONT)
+                d.stopped = False
+        for name in list(self.nginxes):
+            try:
+                self.stop_nginx(name)
+            except Exception as e:
+                problems.append(f"nginx {name}: {e}")
+        for d in self.daemons.values():
+            if d.running():
+                try:
+                    rc = self.kill_daemon(d.name, signal.SIGTERM)
+                    if rc != 0:
+                        problems.append(f"paygated {d.name} exited with {rc} on SIGTERM "
+                                        f"(log {d.logfile})")
+                except Exception as e:
+                    problems.append(f"paygated {d.name}: {e}")
+                    if d.running():
+                        d.proc.kill()
+                        d.proc.wait()
+        try:
+            if self.pg.started_by_us or (not self.temporary and self.pg.is_running()):
+                self.pg.stop()
+        except Exception as e:
+            problems.append(f"postgres: {e}")
+        problems += self._late_problems
+        self._late_problems = []
+        if problems:
+            raise StackError("\n".join(problems))
+
+    def check_logs(self, raise_on_problems: bool = True) -> list[str]:
+        """Scans nginx error logs, daemon logs and sanitizer report files written since this
+        stack started. Fails on [alert]/[emerg], workers that died on a signal, and any
+        ASan/LSan/UBSan report (except Debian nginx's own start-up leak, see _is_nginx_own_leak).
+        """
+        problems = []
+        for ngx in self.nginxes.values():
+            text = _read_text(ngx.error_log, ngx.error_log_offset)
+            bad = [ln for ln in text.splitlines() if NGINX_BAD_LINE.search(ln)]
+            if bad:
+                problems.append(f"{ngx.error_log}:\n  " + "\n  ".join(bad[:20]))
+            err = _read_text(ngx.stderr_log)
+            if any(m in err for m in SANITIZER_MARKERS):
+                problems.append(f"sanitizer output on nginx stderr: {ngx.stderr_log}")
+            if ngx.exit_code is not None and ngx.exit_code < 0:
+                problems.append(f"nginx {ngx.name} master died on signal {-ngx.exit_code}")
+            elif ngx.exit_code:
+                # with ASan, LSan's exit status 1 is fine if the report only holds nginx's own leak
+                report = self.san_dir / f"{ngx.name}.asan.{ngx.proc.pid}"
+                if not report.exists() or analyse_sanitizer_report(_read_text(report)):
+                    problems.append(f"nginx {ngx.name} master exited with status {ngx.exit_code}")
+        for d in self.daemons.values():
+            text = d.log_text()
+            if any(m in text for m in SANITIZER_MARKERS):
+                problems.append(f"sanitizer output in daemon log {d.logfile}")
+        for report in sorted(self.san_dir.glob("*")):
+            if not report.is_file() or report.stat().st_mtime < self.started_at - 1:
+                continue
+            found = analyse_sanitizer_report(_read_text(report))
+            if found:
+                problems.append(f"{report}: " + "; ".join(found) + "\n" + _tail(report, 40))
+        if problems and raise_on_problems:
+            raise StackError("log check failed:\n" + "\n".join(problems))
+        return problems
+
+    # -- make run ---------------------------------------------------------------------------------
+
+    def clear_stale_processes(self) -> None:
+        """For a persistent root: stop nginx/paygated left behind by a killed earlier run."""
+        candidates = []
+        for pidfile in list(self.run_dir.glob("*.pid")) + list(self.root.glob("*/logs/nginx.pid")):
+            try:
+                pid = int(pidfile.read_text().split()[0])
+            except (OSError, ValueError, IndexError):
+                pidfile.unlink(missing_ok=True)
+                continue
+            cmd = _proc_cmdline(pid)
+            if _pid_alive(pid) and str(self.root) in cmd and ("paygated" in cmd or "nginx" in cmd):
+                candidates.append((pid, cmd, pidfile))
+            else:
+                pidfile.unlink(missing_ok=True)
+        for pid, cmd, pidfile in candidates:
+            log(f"stopping pid {pid} left by an earlier run: {cmd.strip()}")
+            try:
+                os.kill(pid, signal.SIGTERM)
+                wait_until(lambda: not _pid_alive(pid), 20, f"pid {pid} to exit")
+            except ProcessLookupError:
+                pass
+            except StackError:
+                os.kill(pid, signal.SIGKILL)
+            pidfile.unlink(missing_ok=True)
+        for sock in self.run_dir.glob("*.sock"):
+            sock.unlink(missing_ok=True)
+        self.pg.dir.mkdir(parents=True, exist_ok=True)
+        if (self.pg.data / "PG_VERSION").exists():
+            self.pg.clear_stale()
+        # reports of an earlier run were printed then; start this run with an empty dir
+        for report in self.san_dir.glob("*"):
+            if report.is_file():
+                report.unlink()
+
+
+# ----------------------------------------------------------------------------------------------
+# CLI
+# ----------------------------------------------------------------------------------------------
+
+def cmd_run(args: argparse.Namespace) -> int:
+    http_port = int(os.environ.get("PAYGATE_PORT", "8080"))
+    pg_port = int(os.environ.get("PAYGATE_PG_PORT", "54329"))
+    stop_requested = []
+
+    def on_signal(signum, _frame):
+        stop_requested.append(signum)
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+
+    var_dir = Path(args.var_dir).resolve()
+    if IS_ROOT and not _world_traversable(var_dir.parent):
+        # postgres and the nginx workers (nobody) could not reach var/ (e.g. a checkout in /root)
+        import hashlib
+        tag = hashlib.sha256(str(var_dir).encode()).hexdigest()[:12]
+        alt = Path("/var/tmp") / f"paygate-dev-{tag}"
+        log(f"{var_dir} is not reachable by the postgres/nobody accounts; using {alt} instead")
+        var_dir = alt
+    var_dir.mkdir(parents=True, exist_ok=True)
+    lock = open(var_dir / "stack.lock", "w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        log(f"another `stack.py run` is using {var_dir}; stop it first")
+        return 1
+    stack = Stack(args.build_dir, var_dir, pg_port=pg_port, http_port=http_port, fsync=True)
+    try:
+        stack.clear_stale_processes()
+    except (StackError, OSError) as e:
+        log(f"cannot clear what an earlier run left in {var_dir}: {e}")
+        return 1
+    if not port_is_free(http_port):
+        log(f"port {http_port} is in use: set PAYGATE_PORT to another port")
+        return 1
+    rc = 0
+    try:
+        log(f"PostgreSQL on 127.0.0.1:{pg_port} (data {stack.pg.data})")
+        stack.start_postgres()
+        stack.migrate()
+        log("migrations applied")
+        d = stack.start_daemon("paygated")
+        log(f"paygated on {d.endpoint} (log {d.logfile})")
+        ngx = stack.start_nginx(daemons=["paygated"])
+        log(f"nginx on 127.0.0.1:{http_port} (error log {ngx.error_log})")
+        base = f"http://127.0.0.1:{http_port}"
+        print(f"""
+paygate is up. Try:
+  curl -s {base}/health
+  curl -s {base}/ping
+  curl -si {base}/nope                # 404 JSON from the module
+Logs: {ngx.error_log}  {d.logfile}  {stack.pg.logfile}
+Ctrl-C stops everything.
+""", flush=True)
+        while not stop_requested:
+            if not d.running():
+                log(f"paygated exited unexpectedly ({d.proc.returncode}); stopping")
+                rc = 1
+                break
+            if not ngx.running():
+                log(f"nginx exited unexpectedly ({ngx.proc.returncode}); stopping")
+                rc = 1
+                break
+            time.sleep(0.3)
+    except StackError as e:
+        log(str(e))
+        rc = 1
+    # Second Ctrl-C while stopping should not abort the shutdown half-way.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    log("stopping")
+    try:
+        stack.stop()
+    except StackError as e:
+        log(str(e))
+        rc = 1
+    problems = stack.check_logs(raise_on_problems=False)
+    if problems:
+        log("problems in the logs:\n" + "\n".join(problems))
+        rc = 1
+    log("stopped")
+    return rc
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    run = sub.add_parser("run", help="start the dev stack in the foreground (make run)")
+    run.add_argument("--build-dir", default=str(REPO / "build"))
+    run.add_argument("--var-dir", default=str(REPO / "var"))
+    args = parser.parse_args(argv)
+    if args.cmd == "run":
+        return cmd_run(args)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

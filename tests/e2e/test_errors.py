@@ -1,0 +1,68 @@
+"""The module's own answers: 404, 405 with Allow, 413 for bodies over paygate_max_body_size."""
+
+import socket
+import unittest
+
+from e2e_base import StackTestCase, raw_request, read_response
+
+
+class ModuleErrorsTest(StackTestCase):
+
+    def test_unknown_route_is_404_json(self):
+        self.assertJsonError(self.get("/no/such/route"), 404, "not_found")
+        self.assertJsonError(self.get("/"), 404, "not_found")
+
+    def test_unknown_route_does_not_reach_daemon(self):
+        _, headers, _ = self.get("/no/such/route")
+        rid = headers["X-Request-Id"]
+        self.assertFalse([ln for ln in self.stack.daemons["d1"].request_lines() if rid in ln])
+
+    def test_wrong_method_is_405_json_with_allow(self):
+        resp = self.request("POST", "/health", body=b"{}",
+                            headers={"Content-Type": "application/json"})
+        self.assertJsonError(resp, 405, "method_not_allowed")
+        allow = resp[1].get("Allow", "")
+        self.assertIn("GET", [m.strip() for m in allow.split(",")], f"Allow: {allow!r}")
+        resp = self.request("DELETE", "/ping")
+        self.assertJsonError(resp, 405, "method_not_allowed")
+        self.assertIn("GET", resp[1].get("Allow", ""))
+
+    def test_body_over_default_limit_is_413_json(self):
+        # default paygate_max_body_size is 64k
+        resp = self.request("GET", "/ping", body=b"x" * (64 * 1024 + 1))
+        self.assertJsonError(resp, 413, "payload_too_large")
+
+    def test_body_at_default_limit_is_accepted(self):
+        status, _, body = self.request("GET", "/ping", body=b"x" * (64 * 1024))
+        self.assertEqual(status, 200, body)
+
+    def test_chunked_body_over_limit_is_413_json(self):
+        chunk = b"x" * 8192
+        data = (b"GET /ping HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n"
+                b"Connection: close\r\n\r\n")
+        for _ in range(9):  # 72 KiB > 64 KiB
+            data += b"2000\r\n" + chunk + b"\r\n"
+        data += b"0\r\n\r\n"
+        s = raw_request(self.stack.port, data)
+        try:
+            self.assertJsonError(read_response(s), 413, "payload_too_large")
+        finally:
+            s.close()
+
+    def test_body_over_nginx_client_max_body_size_is_413_json(self):
+        # 2 MiB is over nginx's own client_max_body_size default (1m) as well: still JSON
+        resp = self.request("GET", "/ping", body=b"x" * (2 * 1024 * 1024))
+        self.assertJsonError(resp, 413, "payload_too_large")
+
+
+class BodyLimitDirectiveTest(StackTestCase):
+    nginx = {"paygate_max_body_size": "1k"}
+
+    def test_limit_from_directive(self):
+        self.assertJsonError(self.request("GET", "/ping", body=b"y" * 1025), 413, "payload_too_large")
+        status, _, body = self.request("GET", "/ping", body=b"y" * 1024)
+        self.assertEqual(status, 200, body)
+
+
+if __name__ == "__main__":
+    unittest.main()

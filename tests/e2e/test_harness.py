@@ -1,0 +1,102 @@
+"""The harness itself: sanitizer report triage, log checks, PostgreSQL restart on the same data."""
+
+import unittest
+
+from e2e_base import Stack
+import stack as stackmod
+
+NGINX_OWN_LEAK = """
+=================================================================
+==7507==ERROR: LeakSanitizer: detected memory leaks
+
+Indirect leak of 15360 byte(s) in 1 object(s) allocated from:
+    #0 0x7f81058b89cf in __interceptor_malloc ../../../../src/libsanitizer/asan/asan_malloc_linux.cpp:69
+    #1 0x560b2b3a5cfe in ngx_alloc (/usr/sbin/nginx+0x4ccfe)
+    #2 0x560b2b3a0af7  (/usr/sbin/nginx+0x47af7)
+    #3 0x560b2b3aa61d  (/usr/sbin/nginx+0x5161d)
+    #4 0x560b2b3aab2c  (/usr/sbin/nginx+0x51b2c)
+    #5 0x560b2b3a9212 in ngx_spawn_process (/usr/sbin/nginx+0x50212)
+    #6 0x560b2b3aa397  (/usr/sbin/nginx+0x51397)
+    #7 0x560b2b3ab8b8 in ngx_master_process_cycle (/usr/sbin/nginx+0x528b8)
+    #8 0x560b2b37e3ad in main (/usr/sbin/nginx+0x253ad)
+    #9 0x7f8105045249 in __libc_start_call_main ../sysdeps/nptl/libc_start_call_main.h:58
+    #10 0x7f8105045304 in __libc_start_main_impl ../csu/libc-start.c:360
+    #11 0x560b2b37e430 in _start (/usr/sbin/nginx+0x25430)
+
+SUMMARY: AddressSanitizer: 15360 byte(s) leaked in 1 allocation(s).
+"""
+
+OUR_LEAK_THROUGH_NGX_ALLOC = NGINX_OWN_LEAK.replace(
+    "    #2 0x560b2b3a0af7  (/usr/sbin/nginx+0x47af7)\n",
+    "    #2 0x7f00000010 in init_process /work/main/ngx_module/ngx_http_paygate_module.cpp:42\n")
+
+REQUEST_POOL_LEAK = """
+==1==ERROR: LeakSanitizer: detected memory leaks
+
+Direct leak of 1024 byte(s) in 1 object(s) allocated from:
+    #0 0x7f81058b89cf in __interceptor_malloc ../../../../src/libsanitizer/asan/asan_malloc_linux.cpp:69
+    #1 0x560b2b3a5cfe in ngx_alloc (/usr/sbin/nginx+0x4ccfe)
+    #2 0x560b2b3a0af7 in ngx_create_pool (/usr/sbin/nginx+0x47af7)
+    #3 0x560b2b3aa61d  (/usr/sbin/nginx+0x5161d)
+    #4 0x560b2b3aa61d  (/usr/sbin/nginx+0x5161d)
+    #5 0x560b2b3aa61d  (/usr/sbin/nginx+0x5161d)
+    #6 0x560b2b3aa61d  (/usr/sbin/nginx+0x5161d)
+    #7 0x560b2b3a9212 in ngx_spawn_process (/usr/sbin/nginx+0x50212)
+"""
+
+UBSAN = "/work/main/daemon/src/x.cpp:10:5: runtime error: signed integer overflow\n"
+ASAN = "==3==ERROR: AddressSanitizer: heap-use-after-free on address 0x602000000010\n"
+
+
+class ReportTriageTest(unittest.TestCase):
+
+    def test_debian_nginx_startup_leak_is_ignored(self):
+        self.assertEqual(stackmod.analyse_sanitizer_report(NGINX_OWN_LEAK), [])
+
+    def test_leak_with_our_frame_is_reported(self):
+        self.assertTrue(stackmod.analyse_sanitizer_report(OUR_LEAK_THROUGH_NGX_ALLOC))
+
+    def test_request_time_leak_in_nginx_frames_is_reported(self):
+        self.assertTrue(stackmod.analyse_sanitizer_report(REQUEST_POOL_LEAK))
+
+    def test_ubsan_and_asan_are_reported(self):
+        self.assertTrue(stackmod.analyse_sanitizer_report(UBSAN))
+        self.assertTrue(stackmod.analyse_sanitizer_report(ASAN))
+        self.assertTrue(stackmod.analyse_sanitizer_report(NGINX_OWN_LEAK + ASAN))
+
+    def test_nginx_error_log_patterns(self):
+        bad = ["2026/01/01 00:00:00 [alert] 1#1: worker process 5 exited on signal 11",
+               "2026/01/01 00:00:00 [emerg] 1#1: unknown directive \"x\"",
+               "2026/01/01 00:00:00 [alert] 7#7: *3 open socket #12 left in connection 4"]
+        good = ["2026/01/01 00:00:00 [error] 7#7: *1 paygate: daemon unreachable",
+                "2026/01/01 00:00:00 [notice] 1#1: worker process 5 exited with code 0"]
+        for line in bad:
+            self.assertRegex(line, stackmod.NGINX_BAD_LINE)
+        for line in good:
+            self.assertNotRegex(line, stackmod.NGINX_BAD_LINE)
+
+
+class HarnessStackTest(unittest.TestCase):
+
+    def test_postgres_restart_keeps_data_and_log_check_catches_alerts(self):
+        with Stack() as s:
+            s.start_postgres()
+            s.psql("CREATE TABLE t (v int); INSERT INTO t VALUES (42)")
+            s.stop_postgres()
+            self.assertFalse(s.pg.is_running())
+            s.start_postgres()
+            self.assertEqual(s.psql("SELECT v FROM t"), "42")
+            # a fake nginx error log with an alert must fail check_logs
+            fake = stackmod.Nginx("fake", s.root / "fake", 0, 1, {})
+            (s.root / "fake" / "logs").mkdir(parents=True)
+            fake.error_log.write_text("2026/01/01 00:00:00 [alert] 1#1: something bad\n")
+            s.nginxes["fake"] = fake
+            self.assertTrue(s.check_logs(raise_on_problems=False))
+            del s.nginxes["fake"]
+            self.assertEqual(s.check_logs(raise_on_problems=False), [])
+            root = s.root
+        self.assertFalse(root.exists(), "temp dir of a passing stack is removed")
+
+
+if __name__ == "__main__":
+    unittest.main()
