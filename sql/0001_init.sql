@@ -8,8 +8,9 @@
 --   * no BEGIN/COMMIT in a file, nor statements that cannot run in a transaction block
 --     (e.g. CREATE INDEX CONCURRENTLY);
 --   * objects live in the default schema (the connection's search_path), unqualified.
--- Data conventions: money is integer minor units (bigint) with the currency's exponent, never
--- float; timestamps are timestamptz; the daemon owns all writes.
+-- Data conventions: money is exact, integer minor units with the currency's exponent stored as
+-- numeric (ETH's 18 decimals overflow bigint), never float; timestamps are timestamptz; the
+-- daemon owns all writes.
 
 -- Keeps `updated_at` columns honest: tables that have one attach
 --   CREATE TRIGGER <table>_updated_at BEFORE UPDATE ON <table>
