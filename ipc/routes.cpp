@@ -42,6 +42,12 @@ const std::vector<Route>& table() {
     static const std::vector<Route> routes = {
         {"health", ipc::Method::Get, "/health"},
         {"ping", ipc::Method::Get, "/ping"},
+        {"payment.create", ipc::Method::Post, "/api/v1/payment/create", Access::Client},
+        {"payment.retrieve", ipc::Method::Get, "/api/v1/payment/{payment_id}/retrieve", Access::Client},
+        {"payment.status", ipc::Method::Get, "/api/v1/payment/{payment_id}/retrieve/status", Access::Client},
+        {"payment.cancel", ipc::Method::Post, "/api/v1/payment/{payment_id}/cancel", Access::Client},
+        {"payment.edit", ipc::Method::Post, "/api/v1/payment/{payment_id}/edit", Access::Client},
+        {"payment.accept", ipc::Method::Post, "/api/v1/payment/{payment_id}/accept", Access::Client},
     };
     return routes;
 }

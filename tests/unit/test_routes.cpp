@@ -59,6 +59,23 @@ void every_route_matches_itself(void**) {
     }
 }
 
+void payment_routes_take_the_id(void**) {
+    auto m = routes::match("GET", "/api/v1/payment/8a7f/retrieve/status");
+    assert_true(m.result == MatchResult::Found);
+    assert_string_equal(std::string(m.route->name).c_str(), "payment.status");
+    assert_true(m.route->access == routes::Access::Client);
+    assert_int_equal(m.params.size(), 1);
+    assert_string_equal(m.params[0].first.c_str(), "payment_id");
+    assert_string_equal(m.params[0].second.c_str(), "8a7f");
+    // "create" is a literal segment, not an id: POST create is create, GET create is 405 there
+    // only because retrieve needs one more segment.
+    assert_true(routes::match("POST", "/api/v1/payment/create").route->name == "payment.create");
+    assert_true(routes::match("GET", "/api/v1/payment//retrieve").result == MatchResult::NotFound);
+    assert_true(routes::match("GET", "/api/v1/payment/x/y/retrieve").result == MatchResult::NotFound);
+    assert_true(routes::match("DELETE", "/api/v1/payment/x/cancel").result == MatchResult::MethodNotAllowed);
+    assert_true(routes::match("GET", "/health").route->access == routes::Access::Public);
+}
+
 }  // namespace
 
 int main() {
@@ -67,6 +84,7 @@ int main() {
         cmocka_unit_test(unknown_paths_not_found),
         cmocka_unit_test(wrong_method_lists_allowed),
         cmocka_unit_test(every_route_matches_itself),
+        cmocka_unit_test(payment_routes_take_the_id),
     };
     return cmocka_run_group_tests(tests, nullptr, nullptr);
 }

@@ -12,11 +12,20 @@
 
 namespace paygate::routes {
 
+enum class Access {
+    Public,   // no credentials (health, ping)
+    Client,   // x_auth_token checked by the module; the daemon gets the client id as principal
+};
+
 struct Route {
     std::string_view name;     // what the daemon dispatches on
     ipc::Method method;
     std::string_view pattern;  // "/api/v1/payment/{payment_id}/retrieve": {x} is one path segment
+    Access access = Access::Public;
 };
+
+// Routes the module itself calls on the daemon; never reachable over HTTP.
+inline constexpr std::string_view kAuthTokensRoute = "auth.tokens";
 
 // Every route paygate serves.
 const std::vector<Route>& table();

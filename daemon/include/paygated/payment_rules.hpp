@@ -1,0 +1,86 @@
+// The payment core's rules as plain functions: request validation and the state machine.
+// No database, no ZeroMQ: CMocka tests exercise every rule directly.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "paygate/ipc.hpp"
+#include "paygate/json.hpp"
+#include "paygated/money.hpp"
+
+namespace paygate::daemon {
+
+enum class PaymentStatus { Created, BankProcessing, Completed, Declined, Cancelled, Reversed };
+
+std::string_view status_name(PaymentStatus s);                        // "bank_processing"
+std::optional<PaymentStatus> parse_status(std::string_view name);
+
+enum class CancelReason { UserRequest, MerchantRequest, Expired, FraudSuspected, Other };
+std::string_view reason_name(CancelReason r);                         // "user_request"
+std::optional<CancelReason> parse_reason(std::string_view name);
+
+// What a client (or later the provider engine) asks of a payment.
+enum class Action { Edit, Cancel, Accept, ProviderCompleted, ProviderDeclined, ReversalCompleted };
+std::string_view action_name(Action a);                               // "edit", "provider_completed"
+
+// The state machine. `reversal_requested` says whether a cancel of a completed payment was
+// already asked for. Returns the outcome, or nothing when the action is not allowed in `from`
+// (the caller answers 400 invalid_state).
+struct Transition {
+    PaymentStatus to;
+    bool requests_charge = false;     // accept: queue the provider charge with the change
+    bool requests_reversal = false;   // cancel of a completed payment: queue the reversal
+};
+std::optional<Transition> transition(PaymentStatus from, Action action, bool reversal_requested);
+
+// A validation failure: always 400 validation_error, except a body that is not JSON at all by
+// content type (415 unsupported_media_type).
+struct Invalid {
+    int status = 400;
+    std::string code = "validation_error";
+    std::string message;              // names the field: "money_info.amount: must be greater than zero"
+};
+
+struct MoneyInfo {
+    std::string method_id;
+    Amount amount;                    // amount.currency is set
+};
+
+struct CreateRequest {
+    std::string idempotency_token;    // lower-case canonical UUID
+    MoneyInfo money;
+    std::string recipient_id;         // "recipcient.recipcient_id"
+    std::string sender_id;
+    std::optional<std::string> sender_method_id;
+};
+
+struct EditRequest {
+    std::string idempotency_token;
+    MoneyInfo money;
+};
+
+struct CancelRequest {
+    std::string idempotency_token;
+    CancelReason reason;
+};
+
+struct AcceptRequest {
+    std::string idempotency_token;
+    std::string accept_info_json;     // the object as received, re-serialized compactly ("{}" if absent)
+};
+
+// Each parses and validates one endpoint's body (content type from request.header("content-type")).
+// On failure returns nothing and fills `invalid`.
+std::optional<CreateRequest> validate_create(const ipc::Request& request, Invalid& invalid);
+std::optional<EditRequest> validate_edit(const ipc::Request& request, Invalid& invalid);
+std::optional<CancelRequest> validate_cancel(const ipc::Request& request, Invalid& invalid);
+std::optional<AcceptRequest> validate_accept(const ipc::Request& request, Invalid& invalid);
+
+// Helpers the validators use, exposed for tests and the handlers.
+bool is_json_content_type(std::string_view value);            // "application/json; charset=utf-8" -> true
+std::optional<std::string> canonical_uuid(std::string_view text);   // any case, 8-4-4-4-12 hex -> lower-case
+bool is_opaque_id(std::string_view id);                       // 1..128 of [A-Za-z0-9._:-]
+
+}  // namespace paygate::daemon
