@@ -8,11 +8,13 @@
 #include <cstring>
 #include <memory>
 #include <new>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 
 #include "daemon_channel.hpp"
+#include "token_cache.hpp"
 #include "paygate/ipc.hpp"
 #include "paygate/json_error.hpp"
 #include "paygate/routes.hpp"
@@ -22,6 +24,7 @@ extern ngx_module_t ngx_http_paygate_module;
 namespace {
 
 using paygate::module::DaemonChannel;
+using paygate::module::TokenCache;
 namespace ipc = paygate::ipc;
 namespace routes = paygate::routes;
 
@@ -36,6 +39,15 @@ struct LocConf {
     size_t max_body_size;
 };
 
+// Ids of the module's own requests (token sync) have this bit; client requests never do.
+constexpr std::uint64_t kInternalId = std::uint64_t{1} << 63;
+
+// How often a worker refreshes its token list: fast until it has one, then twice a second, so a
+// revocation reaches every worker within a second.
+constexpr ngx_msec_t kTokenSyncStartingMs = 100;
+constexpr ngx_msec_t kTokenSyncMs = 500;
+constexpr auto kTokenSyncLost = std::chrono::milliseconds(2000);   // no reply: ask again
+
 // Per worker process: created in init_process (never in the master), gone in exit_process.
 struct Worker {
     Worker(const std::vector<std::string>& endpoints, ngx_uint_t bound)
@@ -46,6 +58,11 @@ struct Worker {
     std::unordered_map<std::uint64_t, ngx_http_request_t*> pending;   // request id -> waiting request
     std::uint64_t last_id = 0;
     ngx_uint_t max_in_flight;
+
+    TokenCache tokens;
+    ngx_event_t token_timer{};
+    std::uint64_t token_sync_id = 0;          // the auth.tokens request awaited, 0 if none
+    TokenCache::Clock::time_point token_sync_sent{};
 };
 
 Worker* worker = nullptr;
@@ -54,6 +71,7 @@ ngx_int_t request_id_variable = NGX_ERROR;
 // Lives in the request pool's cleanup storage, so its destructor runs however the request ends.
 struct RequestCtx {
     routes::Match match;
+    std::string principal;       // the authenticated client id, for Access::Client routes
     std::uint64_t id = 0;        // nonzero while a reply is awaited
     ngx_event_t timer{};
     std::string error_body;      // JSON replacing nginx's own HTML error page, once set
@@ -217,6 +235,48 @@ void on_client_event(ngx_http_request_t* r) {
     ngx_http_finalize_request(r, NGX_HTTP_CLIENT_CLOSED_REQUEST);
 }
 
+// The client token from `x_auth_token` (needs underscores_in_headers on) or `X-Auth-Token`.
+std::string_view auth_token(ngx_http_request_t* r) {
+    ngx_list_part_t* part = &r->headers_in.headers.part;
+    auto* h = static_cast<ngx_table_elt_t*>(part->elts);
+    for (ngx_uint_t i = 0;; ++i) {
+        if (i >= part->nelts) {
+            if (part->next == nullptr) return {};
+            part = part->next;
+            h = static_cast<ngx_table_elt_t*>(part->elts);
+            i = 0;
+        }
+        if (h[i].key.len == sizeof("x_auth_token") - 1 &&
+            (ngx_strncasecmp(h[i].key.data, reinterpret_cast<u_char*>(const_cast<char*>("x_auth_token")),
+                             h[i].key.len) == 0 ||
+             ngx_strncasecmp(h[i].key.data, reinterpret_cast<u_char*>(const_cast<char*>("x-auth-token")),
+                             h[i].key.len) == 0)) {
+            return view(h[i].value);
+        }
+    }
+}
+
+// Checks the client token of an Access::Client route: sets `principal`, or answers why not.
+ngx_int_t authenticate(ngx_http_request_t* r, std::string& principal) {
+    if (worker == nullptr || !worker->tokens.usable(TokenCache::Clock::now())) {
+        // Without a fresh token list a revoked token could pass: refuse rather than guess.
+        if (ngx_http_discard_request_body(r) != NGX_OK) return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return send_unavailable(r, "token list not loaded or stale");
+    }
+    std::string_view token = auth_token(r);
+    std::optional<std::string> client = worker->tokens.client_of(token);
+    if (!client) {
+        if (ngx_http_discard_request_body(r) != NGX_OK) return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0, "paygate: 403, %s token, request_id=%*s",
+                      token.empty() ? "missing" : "unknown or revoked", static_cast<int>(request_id(r).size()),
+                      request_id(r).data());
+        return send_error(r, NGX_HTTP_FORBIDDEN, "access_error",
+                          token.empty() ? "x_auth_token header required" : "invalid or revoked x_auth_token");
+    }
+    principal = std::move(*client);
+    return NGX_OK;
+}
+
 bool read_body(ngx_http_request_t* r, std::string& body) {
     if (r->request_body == nullptr) return true;
     for (ngx_chain_t* cl = r->request_body->bufs; cl != nullptr; cl = cl->next) {
@@ -252,6 +312,7 @@ ngx_int_t forward(ngx_http_request_t* r, RequestCtx* ctx) {
     ipc::parse_method(view(r->method_name), request.method);
     request.route = std::string(ctx->match.route->name);
     request.request_id = std::string(request_id(r));
+    request.principal = std::move(ctx->principal);
     request.timeout_ms = static_cast<std::uint32_t>(lcf->timeout);
     ngx_time_t* now = ngx_timeofday();
     request.sent_unix_ms = static_cast<std::uint64_t>(now->sec) * 1000 + now->msec;
@@ -297,11 +358,18 @@ ngx_int_t handle(ngx_http_request_t* r) {
         return send_error(r, NGX_HTTP_NOT_ALLOWED, "method_not_allowed",
                           "method " + std::string(view(r->method_name)) + " is not allowed here", match.allowed);
     }
+    std::string principal;
+    if (match.route->access == routes::Access::Client) {
+        ngx_int_t rc = authenticate(r, principal);
+        if (rc != NGX_OK) return rc;
+    }
+
     // An oversized Content-Length never gets here: nginx's client_max_body_size check, clamped to
     // paygate_max_body_size in merge_loc_conf, answers it before the content phase.
     RequestCtx* ctx = ensure_ctx(r);
     if (ctx == nullptr) return NGX_HTTP_INTERNAL_SERVER_ERROR;
     ctx->match = std::move(match);
+    ctx->principal = std::move(principal);
 
     ngx_int_t rc = ngx_http_read_client_request_body(r, on_body_read);
     if (rc >= NGX_HTTP_SPECIAL_RESPONSE) return rc;
@@ -316,6 +384,60 @@ ngx_int_t paygate_handler(ngx_http_request_t* r) {
     }
 }
 
+// ---- token list sync ----
+
+void send_token_sync(ngx_log_t* log) {
+    auto now = TokenCache::Clock::now();
+    if (worker->token_sync_id != 0 && now - worker->token_sync_sent < kTokenSyncLost) return;
+    ipc::Request request;
+    request.id = kInternalId | ++worker->last_id;
+    request.route = std::string(routes::kAuthTokensRoute);
+    request.request_id = "auth-sync-" + std::to_string(ngx_pid);
+    request.timeout_ms = static_cast<std::uint32_t>(kTokenSyncLost.count());
+    ngx_time_t* tp = ngx_timeofday();
+    request.sent_unix_ms = static_cast<std::uint64_t>(tp->sec) * 1000 + tp->msec;
+    request.params.emplace_back("since", std::to_string(worker->tokens.version()));
+    bool sent = worker->channel.send(ipc::encode(request));
+    ngx_post_event(worker->connection->read, &ngx_posted_events);
+    if (!sent) {
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, log, 0, "paygate: token sync not sent, no daemon connected");
+        return;
+    }
+    worker->token_sync_id = request.id;
+    worker->token_sync_sent = now;
+}
+
+void on_token_sync_reply(const ipc::Reply& reply, ngx_log_t* log) {
+    if (reply.id != worker->token_sync_id) return;   // an answer to a sync given up on
+    worker->token_sync_id = 0;
+    if (reply.status != 200) {
+        ngx_log_error(NGX_LOG_WARN, log, 0, "paygate: token sync answered %d", static_cast<int>(reply.status));
+        return;
+    }
+    std::string error;
+    std::size_t before = worker->tokens.size();
+    std::uint64_t old_version = worker->tokens.version();
+    if (!worker->tokens.apply(reply.body, TokenCache::Clock::now(), error)) {
+        ngx_log_error(NGX_LOG_ERR, log, 0, "paygate: token sync: %s", error.c_str());
+        return;
+    }
+    if (worker->tokens.version() != old_version) {
+        ngx_log_error(NGX_LOG_INFO, log, 0, "paygate: token list version %uL, %uz live tokens (was %uz)",
+                      worker->tokens.version(), worker->tokens.size(), before);
+    }
+}
+
+void on_token_timer(ngx_event_t* ev) {
+    if (worker == nullptr) return;
+    try {
+        send_token_sync(ev->log);
+    } catch (const std::exception& e) {
+        ngx_log_error(NGX_LOG_ERR, ev->log, 0, "paygate: token sync: %s", e.what());
+    }
+    bool fresh = worker->tokens.usable(TokenCache::Clock::now());
+    ngx_add_timer(ev, fresh ? kTokenSyncMs : kTokenSyncStartingMs);
+}
+
 // The channel's fd fired: receive every reply and resume the requests waiting for them.
 void on_channel_event(ngx_event_t* ev) {
     if (worker == nullptr) return;
@@ -325,6 +447,10 @@ void on_channel_event(ngx_event_t* ev) {
             std::string error;
             if (!ipc::decode(frame, reply, error)) {
                 ngx_log_error(NGX_LOG_ERR, ev->log, 0, "paygate: bad reply frame from daemon: %s", error.c_str());
+                return;
+            }
+            if (reply.id & kInternalId) {
+                on_token_sync_reply(reply, ev->log);
                 return;
             }
             auto it = worker->pending.find(reply.id);
@@ -535,12 +661,18 @@ ngx_int_t init_process(ngx_cycle_t* cycle) {
         return NGX_ERROR;
     }
     w->connection = c;
+    // The token list is refreshed by a timer that must not hold up a graceful shutdown.
+    w->token_timer.handler = on_token_timer;
+    w->token_timer.log = cycle->log;
+    w->token_timer.cancelable = 1;
     worker = w.release();
+    ngx_add_timer(&worker->token_timer, 1);
     return NGX_OK;
 }
 
 void exit_process(ngx_cycle_t*) {
     if (worker == nullptr) return;
+    if (worker->token_timer.timer_set) ngx_del_timer(&worker->token_timer);
     ngx_connection_t* c = worker->connection;
     if (c->read->active) ngx_del_event(c->read, NGX_READ_EVENT, 0);
     ngx_free_connection(c);
