@@ -219,7 +219,7 @@ bool parse_config(std::string_view text, std::string_view origin, Config& out, s
     return true;
 }
 
-bool load_config(const std::string& path, Config& out, std::string& error) {
+bool read_text_file(const std::string& path, std::string& out, std::string& error) {
     std::ifstream in(path, std::ios::binary);
     if (!in) {
         error = path + ": cannot open: " + std::strerror(errno);
@@ -231,7 +231,13 @@ bool load_config(const std::string& path, Config& out, std::string& error) {
         error = path + ": read error";
         return false;
     }
-    return parse_config(text.str(), path, out, error);
+    out = text.str();
+    return true;
+}
+
+bool load_config(const std::string& path, Config& out, std::string& error) {
+    std::string text;
+    return read_text_file(path, text, error) && parse_config(text, path, out, error);
 }
 
 bool validate_for_daemon(const Config& config, std::string& error) {

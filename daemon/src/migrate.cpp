@@ -14,6 +14,7 @@
 
 #include <openssl/evp.h>
 
+#include "paygated/config.hpp"
 #include "paygated/db.hpp"
 
 namespace paygate::daemon {
@@ -39,22 +40,6 @@ bool parse_name(const std::string& file, Migration& out) {
     out.version = std::stol(std::string(s.substr(0, digits)));
     out.name = std::string(name);
     out.file = file;
-    return true;
-}
-
-bool read_file(const std::string& path, std::string& out, std::string& error) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) {
-        error = path + ": cannot open: " + std::strerror(errno);
-        return false;
-    }
-    std::ostringstream text;
-    text << in.rdbuf();
-    if (in.bad()) {
-        error = path + ": read error";
-        return false;
-    }
-    out = text.str();
     return true;
 }
 
@@ -181,7 +166,7 @@ bool run_migrations(const std::string& conninfo, const std::string& dir, std::os
     std::vector<Pending> files;
     for (Migration& m : plan) {
         Pending p;
-        if (!read_file(dir + "/" + m.file, p.sql, error)) return false;
+        if (!read_text_file(dir + "/" + m.file, p.sql, error)) return false;
         p.checksum = sha256_hex(p.sql);
         p.migration = std::move(m);
         files.push_back(std::move(p));

@@ -40,6 +40,9 @@ bool parse_config(std::string_view text, std::string_view origin, Config& out, s
 // Reads and parses the file at `path` (error names the path, or says why it could not be read).
 bool load_config(const std::string& path, Config& out, std::string& error);
 
+// Reads a whole file; on failure `error` is "<path>: <why>".
+bool read_text_file(const std::string& path, std::string& out, std::string& error);
+
 // What paygated needs beyond a well-formed file: at least one `listen` and a `database`.
 bool validate_for_daemon(const Config& config, std::string& error);
 
