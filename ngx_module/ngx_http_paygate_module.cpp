@@ -256,25 +256,30 @@ std::string_view auth_token(ngx_http_request_t* r) {
     }
 }
 
-// Checks the client token of an Access::Client route: sets `principal`, or answers why not.
-ngx_int_t authenticate(ngx_http_request_t* r, std::string& principal) {
+// Checks the client token of an Access::Client route. True with `principal` set; false when the
+// request was answered instead (403, or 503 without a fresh token list), `rc` being that answer's.
+bool authenticate(ngx_http_request_t* r, std::string& principal, ngx_int_t& rc) {
     if (worker == nullptr || !worker->tokens.usable(TokenCache::Clock::now())) {
         // Without a fresh token list a revoked token could pass: refuse rather than guess.
-        if (ngx_http_discard_request_body(r) != NGX_OK) return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        return send_unavailable(r, "token list not loaded or stale");
+        rc = ngx_http_discard_request_body(r);
+        if (rc == NGX_OK) rc = send_unavailable(r, "token list not loaded or stale");
+        return false;
     }
     std::string_view token = auth_token(r);
     std::optional<std::string> client = worker->tokens.client_of(token);
     if (!client) {
-        if (ngx_http_discard_request_body(r) != NGX_OK) return NGX_HTTP_INTERNAL_SERVER_ERROR;
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0, "paygate: 403, %s token, request_id=%*s",
                       token.empty() ? "missing" : "unknown or revoked", static_cast<int>(request_id(r).size()),
                       request_id(r).data());
-        return send_error(r, NGX_HTTP_FORBIDDEN, "access_error",
-                          token.empty() ? "x_auth_token header required" : "invalid or revoked x_auth_token");
+        rc = ngx_http_discard_request_body(r);
+        if (rc == NGX_OK) {
+            rc = send_error(r, NGX_HTTP_FORBIDDEN, "access_error",
+                            token.empty() ? "x_auth_token header required" : "invalid or revoked x_auth_token");
+        }
+        return false;
     }
     principal = std::move(*client);
-    return NGX_OK;
+    return true;
 }
 
 bool read_body(ngx_http_request_t* r, std::string& body) {
@@ -351,7 +356,8 @@ void on_body_read(ngx_http_request_t* r) {
 ngx_int_t handle(ngx_http_request_t* r) {
     routes::Match match = routes::match(view(r->method_name), view(r->uri));
     if (match.result != routes::MatchResult::Found) {
-        if (ngx_http_discard_request_body(r) != NGX_OK) return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        ngx_int_t rc = ngx_http_discard_request_body(r);
+        if (rc != NGX_OK) return rc;
         if (match.result == routes::MatchResult::NotFound) {
             return send_error(r, NGX_HTTP_NOT_FOUND, "not_found", "no such route");
         }
@@ -360,8 +366,8 @@ ngx_int_t handle(ngx_http_request_t* r) {
     }
     std::string principal;
     if (match.route->access == routes::Access::Client) {
-        ngx_int_t rc = authenticate(r, principal);
-        if (rc != NGX_OK) return rc;
+        ngx_int_t rc;
+        if (!authenticate(r, principal, rc)) return rc;
     }
 
     // An oversized Content-Length never gets here: nginx's client_max_body_size check, clamped to
