@@ -6,7 +6,9 @@
 #include <memory>
 
 #include "paygate/json_error.hpp"
+#include "paygate/routes.hpp"
 #include "paygated/log.hpp"
+#include "paygated/store.hpp"
 
 namespace paygate::daemon {
 
@@ -14,6 +16,13 @@ const std::vector<HandlerEntry>& handler_table() {
     static const std::vector<HandlerEntry> table = {
         {"health", handle_health},
         {"ping", handle_ping, Runs::Inline},
+        {"payment.create", handle_payment_create},
+        {"payment.retrieve", handle_payment_retrieve},
+        {"payment.status", handle_payment_status},
+        {"payment.cancel", handle_payment_cancel},
+        {"payment.edit", handle_payment_edit},
+        {"payment.accept", handle_payment_accept},
+        {routes::kAuthTokensRoute, handle_auth_tokens},  // internal: the module's token poll
     };
     return table;
 }
@@ -79,6 +88,33 @@ ipc::Reply json_reply(std::uint16_t status, const Json& body) {
     std::unique_ptr<char, decltype(&std::free)> owned(text, &std::free);
     reply.body = text;
     return reply;
+}
+
+ipc::Reply value_reply(std::uint16_t status, const json::Value& body) {
+    ipc::Reply reply;
+    reply.status = status;
+    reply.headers.emplace_back("content-type", "application/json");
+    reply.body = json::serialize(body);
+    return reply;
+}
+
+ipc::Reply guarded(const ipc::Request& request, WorkerContext& ctx, const std::function<ipc::Reply()>& fn) {
+    try {
+        return fn();
+    } catch (const Refusal& r) {
+        return ipc::error_reply(request.id, r.status, r.code, r.message);
+    } catch (const DbUnavailable&) {
+        // Db has logged why (db_unavailable / db_connection_lost).
+        return ipc::error_reply(request.id, 503, "service_unavailable", "the payment database is unavailable; retry later");
+    } catch (const DbError& e) {
+        log::error("db_error")
+            .kv("request_id", request.request_id)
+            .kv("route", request.route)
+            .kv("worker", ctx.worker)
+            .kv("sqlstate", e.sqlstate)
+            .kv("error", e.what());
+        return ipc::error_reply(request.id, 500, "internal_error", "internal error");
+    }
 }
 
 }  // namespace paygate::daemon

@@ -4,12 +4,14 @@
 #include <exception>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "paygated/ctl.hpp"
 #include "paygated/db.hpp"
 #include "paygated/migrate.hpp"
+#include "paygated/tokens.hpp"
 
 using namespace paygate::daemon;
 
@@ -49,6 +51,116 @@ int cmd_migrate(const std::vector<std::string>& args) {
     return 0;
 }
 
+constexpr const char* kTokenUsage =
+    "paygatectl token create --client NAME [--database CONNINFO] [--config FILE]\n"
+    "       paygatectl token revoke (--token TOKEN | --token - | --client NAME) [--database CONNINFO] [--config FILE]\n"
+    "       paygatectl token list [--client NAME] [--database CONNINFO] [--config FILE]\n"
+    "  create: makes a client API token (and the client, if it is new) and prints the token on\n"
+    "          stdout, once: only its SHA-256 is stored. Client names: 1-64 of A-Z a-z 0-9 . _ -\n"
+    "  revoke: revokes one token (--token - reads it from stdin) or every live token of a client;\n"
+    "          prints how many. nginx stops accepting it within a second.\n"
+    "  list:   prefix, client, created and revoked time (UTC) of every token; never a token or hash.\n"
+    "  Database: as for migrate (--database, $PAYGATE_DATABASE_URL, --config, conf/paygated.dev.conf).";
+
+// Connects like `migrate` does; prints why not and returns null on failure.
+PgConn connect_for(const std::map<std::string, std::string>& options, const char* what) {
+    DatabaseChoice db;
+    std::string error;
+    if (!resolve_database(options, std::getenv("PAYGATE_DATABASE_URL"), kDevConfig, db, error)) {
+        fail(error);
+        return nullptr;
+    }
+    if (!check_conninfo(db.conninfo, error)) {
+        fail("bad connection string from " + db.source + ": " + error);
+        return nullptr;
+    }
+    PgConn conn = pg_connect(db.conninfo, "paygatectl", error);
+    if (!conn) {
+        fail(std::string(what) + ": cannot connect to the database (" + describe_conninfo(db.conninfo) + ", from " +
+             db.source + "): " + error);
+        return nullptr;
+    }
+    PgResult quiet(PQexec(conn.get(), "SET client_min_messages = warning"));
+    return conn;
+}
+
+const char* plural(long n) { return n == 1 ? "" : "s"; }
+
+int cmd_token(const std::vector<std::string>& all) {
+    if (all.empty()) return usage_error("token: which action? (create, revoke, list)", kTokenUsage);
+    const std::string action = all.front();
+    std::vector<std::string> args(all.begin() + 1, all.end());
+    std::map<std::string, std::string> options;
+    std::string error;
+    std::vector<std::string> names{"client", "database", "config"};
+    if (action == "revoke") names.push_back("token");
+    if (action != "create" && action != "revoke" && action != "list") {
+        return usage_error("token: unknown action '" + action + "'", kTokenUsage);
+    }
+    if (!parse_options(args, names, options, error)) return usage_error("token " + action + ": " + error, kTokenUsage);
+    auto client = options.find("client");
+    if (client != options.end() && !is_client_name(client->second)) {
+        return usage_error("token " + action + ": bad client name '" + client->second +
+                               "' (1-64 characters of A-Z a-z 0-9 . _ -)",
+                           kTokenUsage);
+    }
+
+    if (action == "create") {
+        if (client == options.end()) return usage_error("token create: --client NAME is required", kTokenUsage);
+        PgConn conn = connect_for(options, "token create");
+        if (!conn) return kFailed;
+        CreatedToken created;
+        if (!create_token(conn.get(), client->second, created, error)) return fail("token create: " + error);
+        if (created.client_created) std::cerr << "paygatectl: created client '" << client->second << "'\n";
+        std::cerr << "paygatectl: created token " << token_prefix(created.token) << "... for client '"
+                  << client->second << "'; it is shown only this once" << std::endl;
+        std::cout << created.token << std::endl;
+        return 0;
+    }
+
+    if (action == "revoke") {
+        auto token = options.find("token");
+        if ((token == options.end()) == (client == options.end())) {
+            return usage_error("token revoke: give either --token TOKEN or --client NAME", kTokenUsage);
+        }
+        std::string text;
+        if (token != options.end()) {
+            text = token->second;
+            if (text == "-" && !std::getline(std::cin, text)) return fail("token revoke: no token on stdin");
+            while (!text.empty() && (text.back() == '\r' || text.back() == ' ')) text.pop_back();
+            if (!is_token_text(text)) {
+                return usage_error("token revoke: that is not a paygate token (pgt_ and 64 hex digits)", kTokenUsage);
+            }
+        }
+        PgConn conn = connect_for(options, "token revoke");
+        if (!conn) return kFailed;
+        if (token != options.end()) {
+            RevokeOutcome outcome;
+            if (!revoke_token(conn.get(), text, outcome, error)) return fail("token revoke: " + error);
+            if (outcome == RevokeOutcome::Unknown) return fail("token revoke: no such token");
+            if (outcome == RevokeOutcome::AlreadyRevoked) {
+                std::cerr << "paygatectl: token " << token_prefix(text) << "... was revoked already" << std::endl;
+            }
+            long n = outcome == RevokeOutcome::Revoked ? 1 : 0;
+            std::cout << "revoked " << n << " token" << plural(n) << std::endl;
+            return 0;
+        }
+        long n = 0;
+        if (!revoke_client_tokens(conn.get(), client->second, n, error)) return fail("token revoke: " + error);
+        std::cout << "revoked " << n << " token" << plural(n) << std::endl;
+        return 0;
+    }
+
+    PgConn conn = connect_for(options, "token list");
+    if (!conn) return kFailed;
+    std::vector<TokenListRow> rows;
+    std::optional<std::string> only;
+    if (client != options.end()) only = client->second;
+    if (!list_tokens(conn.get(), only, rows, error)) return fail("token list: " + error);
+    std::cout << format_token_table(rows) << std::flush;
+    return 0;
+}
+
 struct Command {
     const char* name;
     const char* summary;
@@ -58,6 +170,7 @@ struct Command {
 
 const Command kCommands[] = {
     {"migrate", "apply pending database migrations", kMigrateUsage, cmd_migrate},
+    {"token", "create, revoke and list client API tokens", kTokenUsage, cmd_token},
 };
 
 void print_help(std::ostream& out) {

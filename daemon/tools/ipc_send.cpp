@@ -1,7 +1,10 @@
 // paygate-ipc-send: sends request frames to a paygated over ZeroMQ (DEALER) and prints the replies.
 //
 //   paygate-ipc-send ENDPOINT ROUTE [--method M] [--request-id ID] [--timeout-ms N] [--body TEXT]
-//                    [--param NAME=VALUE]... [--header NAME=VALUE]... [--count N] [--wait-ms N] [--garbage]
+//                    [--principal ID] [--param NAME=VALUE]... [--header NAME=VALUE]... [--count N]
+//                    [--wait-ms N] [--garbage]
+//
+// --principal sets what the module sends for an authenticated client (its id, e.g. 12).
 //
 // Prints "status=<s> id=<id> body=<body>" per reply (with --count N > 1 only a summary). --garbage
 // first sends a frame that is not a valid request (the daemon logs bad_frame and answers nothing).
@@ -22,8 +25,8 @@ namespace {
 int usage() {
     std::fprintf(stderr,
                  "usage: paygate-ipc-send ENDPOINT ROUTE [--method M] [--request-id ID] [--timeout-ms N]\n"
-                 "         [--body TEXT] [--param NAME=VALUE]... [--header NAME=VALUE]... [--count N]\n"
-                 "         [--wait-ms N] [--garbage]\n");
+                 "         [--body TEXT] [--principal ID] [--param NAME=VALUE]... [--header NAME=VALUE]...\n"
+                 "         [--count N] [--wait-ms N] [--garbage]\n");
     return 2;
 }
 
@@ -60,6 +63,8 @@ int main(int argc, char** argv) {
             request.timeout_ms = static_cast<std::uint32_t>(std::strtoul(v, nullptr, 10));
         } else if (arg == "--body" && (v = value())) {
             request.body = v;
+        } else if (arg == "--principal" && (v = value())) {
+            request.principal = v;
         } else if (arg == "--param" && (v = value()) && split_pair(v, pair)) {
             request.params.push_back(pair);
         } else if (arg == "--header" && (v = value()) && split_pair(v, pair)) {

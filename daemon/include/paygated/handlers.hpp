@@ -5,13 +5,17 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <optional>
+#include <string>
 #include <string_view>
 #include <vector>
 
 #include <jansson.h>
 
 #include "paygate/ipc.hpp"
+#include "paygate/json.hpp"
 #include "paygated/db.hpp"
 
 namespace paygate::daemon {
@@ -58,8 +62,45 @@ using Json = std::unique_ptr<json_t, JsonDeleter>;
 // A reply whose body is `body` serialized compactly, with content-type application/json.
 ipc::Reply json_reply(std::uint16_t status, const Json& body);
 
+// A reply whose body is `body` serialized compactly with json::serialize (number lexemes kept as
+// built, so an amount can read 1.50), with content-type application/json.
+ipc::Reply value_reply(std::uint16_t status, const json::Value& body);
+
+// A handler's refusal of a request: thrown inside guarded(), answered {"code","message"}.
+struct Refusal {
+    std::uint16_t status;
+    std::string code;
+    std::string message;
+};
+
+// Runs `fn` and turns the failures of a database handler into replies: Refusal -> that error;
+// DbUnavailable (store.hpp) -> 503 service_unavailable; DbError -> 500 internal_error, logged as
+// event=db_error with request_id, sqlstate and the server's primary message (never in the reply).
+// Anything else propagates to dispatch (500). A Session opened in `fn` rolls back as it unwinds.
+ipc::Reply guarded(const ipc::Request& request, WorkerContext& ctx, const std::function<ipc::Reply()>& fn);
+
 // --- handlers_system.cpp ---
 ipc::Reply handle_health(const ipc::Request& request, WorkerContext& ctx);  // GET /health
 ipc::Reply handle_ping(const ipc::Request& request, WorkerContext& ctx);    // GET /ping
+
+// --- handlers_payments.cpp (docs/api.md) ---
+ipc::Reply handle_payment_create(const ipc::Request& request, WorkerContext& ctx);    // POST .../create
+ipc::Reply handle_payment_retrieve(const ipc::Request& request, WorkerContext& ctx);  // GET .../{id}/retrieve
+ipc::Reply handle_payment_status(const ipc::Request& request, WorkerContext& ctx);    // GET .../retrieve/status
+ipc::Reply handle_payment_cancel(const ipc::Request& request, WorkerContext& ctx);    // POST .../{id}/cancel
+ipc::Reply handle_payment_edit(const ipc::Request& request, WorkerContext& ctx);      // POST .../{id}/edit
+ipc::Reply handle_payment_accept(const ipc::Request& request, WorkerContext& ctx);    // POST .../{id}/accept
+
+// The client id in request.principal (set by the module from the caller's token): a positive
+// decimal without leading zeros, at most 18 digits. Nothing when empty or malformed (-> 403).
+std::optional<std::string> client_principal(std::string_view principal);
+
+// --- handlers_auth.cpp ---
+// auth.tokens (internal, the module polls it): the live token hashes, or "unchanged".
+ipc::Reply handle_auth_tokens(const ipc::Request& request, WorkerContext& ctx);
+
+// auth.tokens' `since` parameter: absent or "" means "0"; otherwise decimal digits (at most 18),
+// returned without leading zeros. Nothing when malformed (-> 400).
+std::optional<std::string> parse_token_version(const std::string* since);
 
 }  // namespace paygate::daemon

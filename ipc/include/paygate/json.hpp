@@ -77,6 +77,11 @@ std::string canonical(const Value& value);
 // (exactly: the digits and a base-10 exponent, printed as plain decimal when |exponent| <= 20).
 std::string canonical_number(std::string_view lexeme);
 
+// True when `lexeme` is exactly one JSON number (RFC 8259 grammar, nothing around it).
+// canonical_number() returns anything else unchanged; Value::number() throws
+// std::invalid_argument for it.
+bool is_number_lexeme(std::string_view lexeme);
+
 // Serializes compactly in document order (not canonical) — for replies built from Values.
 std::string serialize(const Value& value);
 

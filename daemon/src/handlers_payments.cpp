@@ -1,0 +1,206 @@
+// Handlers of the client payment API (docs/api.md): create, retrieve, status, cancel, edit, accept.
+//
+// Each request: the principal (client id) is required, the path id and the body are validated
+// (payment_rules.hpp) before the database is touched, then one transaction does the work. Changes
+// lock the payment row (SELECT ... FOR UPDATE), so concurrent actions on one payment are
+// serialized: one wins, the other sees the new status. The SQL is in store.cpp.
+#include <string>
+
+#include "paygated/handlers.hpp"
+#include "paygated/money.hpp"
+#include "paygated/payment_rules.hpp"
+#include "paygated/store.hpp"
+
+namespace paygate::daemon {
+
+std::optional<std::string> client_principal(std::string_view principal) {
+    if (principal.empty() || principal.size() > 18 || principal.front() == '0') return std::nullopt;
+    for (char c : principal) {
+        if (c < '0' || c > '9') return std::nullopt;
+    }
+    return std::string(principal);
+}
+
+namespace {
+
+using json::Value;
+
+struct Caller {
+    std::string client_id;  // decimal
+    std::string actor;      // "client:<id>", recorded in payment_events
+};
+
+Caller require_client(const ipc::Request& request) {
+    std::optional<std::string> id = client_principal(request.principal);
+    if (!id) throw Refusal{403, "access_error", "access denied"};
+    return Caller{*id, "client:" + *id};
+}
+
+struct PaymentRef {
+    std::string id;        // canonical lower-case UUID
+    std::string as_given;  // for messages
+};
+
+PaymentRef payment_ref(const ipc::Request& request) {
+    const std::string* given = request.param("payment_id");
+    if (!given) throw Refusal{400, "validation_error", "payment_id: missing"};
+    std::optional<std::string> id = canonical_uuid(*given);
+    if (!id) throw Refusal{400, "validation_error", "payment_id: must be a UUID"};
+    return PaymentRef{*id, *given};
+}
+
+[[noreturn]] void refuse(const Invalid& invalid) {
+    throw Refusal{static_cast<std::uint16_t>(invalid.status), invalid.code, invalid.message};
+}
+
+// 404 for a payment that does not exist, 403 for another client's.
+void check_owner(bool found, const std::string& owner, const PaymentRef& ref, const Caller& caller) {
+    if (!found) throw Refusal{404, "not_found", "payment " + ref.as_given + " not found"};
+    if (owner != caller.client_id) throw Refusal{403, "access_error", "access denied"};
+}
+
+PaymentStatus stored_status(const std::string& name) {
+    std::optional<PaymentStatus> s = parse_status(name);
+    if (!s) throw std::runtime_error("payment with unknown status in the database");
+    return *s;
+}
+
+Value changed_reply(const std::string& id, PaymentStatus status) {
+    return Value::object({
+        {"transaction_id", Value::string(id)},
+        {"payment_status", Value::string(std::string(status_name(status)))},
+    });
+}
+
+// What one client action does to the locked row, besides the event and the tasks.
+using Apply = std::function<void(Session&, const PaymentRow&, const Transition&)>;
+
+// The common path of cancel, edit and accept: lock, check owner and transition, change, record
+// the event (and queue provider work), commit.
+ipc::Reply change_payment(WorkerContext& ctx, const Caller& caller, const PaymentRef& ref, Action action,
+                          const std::string& idempotency_token, std::optional<std::string> reason,
+                          const Apply& apply) {
+    Session s(ctx.db);
+    s.begin();
+    std::optional<PaymentRow> row = find_payment(s, ref.id, true);
+    check_owner(row.has_value(), row ? row->client_id : std::string(), ref, caller);
+    PaymentStatus from = stored_status(row->status);
+    std::optional<Transition> t = transition(from, action, row->reversal_requested);
+    if (!t) {
+        std::string message = "payment " + ref.as_given + " is " + row->status + ": " +
+                              std::string(action_name(action)) + " is not allowed";
+        if (action == Action::Cancel && from == PaymentStatus::Completed && row->reversal_requested) {
+            message += " (its reversal was requested already)";
+        }
+        throw Refusal{400, "invalid_state", message};
+    }
+    apply(s, *row, *t);
+    insert_event(s, PaymentEvent{row->id, std::string(action_name(action)), row->status,
+                                 std::string(status_name(t->to)), caller.actor, std::move(reason), idempotency_token});
+    if (t->requests_charge) insert_task(s, "charge", row->id);
+    if (t->requests_reversal) insert_task(s, "reversal", row->id);
+    s.commit();
+    return value_reply(200, changed_reply(row->id, t->to));
+}
+
+}  // namespace
+
+ipc::Reply handle_payment_create(const ipc::Request& request, WorkerContext& ctx) {
+    return guarded(request, ctx, [&] {
+        Caller caller = require_client(request);
+        Invalid invalid;
+        std::optional<CreateRequest> body = validate_create(request, invalid);
+        if (!body) refuse(invalid);
+        Session s(ctx.db);
+        std::string id;
+        try {
+            id = create_payment(s, caller.client_id, caller.actor, *body);
+        } catch (const DbError& e) {
+            // The principal names no client (deleted behind the module's back): not a fault of ours.
+            if (e.sqlstate == "23503") throw Refusal{403, "access_error", "access denied"};
+            throw;
+        }
+        return value_reply(200, Value::object({{"transaction_id", Value::string(id)}}));
+    });
+}
+
+ipc::Reply handle_payment_retrieve(const ipc::Request& request, WorkerContext& ctx) {
+    return guarded(request, ctx, [&] {
+        Caller caller = require_client(request);
+        PaymentRef ref = payment_ref(request);
+        Session s(ctx.db);
+        std::optional<PaymentRow> row = find_payment(s, ref.id, false);
+        check_owner(row.has_value(), row ? row->client_id : std::string(), ref, caller);
+        const Currency* currency = find_currency(row->currency);
+        if (!currency) throw std::runtime_error("payment with unknown currency in the database");
+        Value sender_method = row->sender_method_id ? Value::string(*row->sender_method_id) : Value::null();
+        Value payment = Value::object({
+            {"transaction_id", Value::string(row->id)},
+            {"sender", Value::object({{"user_id", Value::string(row->sender_id)}, {"method_id", sender_method}})},
+            {"recipcient",
+             Value::object({{"user_id", Value::string(row->recipient_id)}, {"method_id", Value::string(row->method_id)}})},
+            {"currency", Value::string(row->currency)},
+            {"amount", Value::number(format_amount(row->amount_minor, *currency))},
+            {"status", Value::string(row->status)},
+            {"created_at", Value::string(row->created_at)},
+            {"updated_at", Value::string(row->updated_at)},
+        });
+        return value_reply(200, Value::object({{"payment", payment}}));
+    });
+}
+
+ipc::Reply handle_payment_status(const ipc::Request& request, WorkerContext& ctx) {
+    return guarded(request, ctx, [&] {
+        Caller caller = require_client(request);
+        PaymentRef ref = payment_ref(request);
+        Session s(ctx.db);
+        std::optional<PaymentStatusRow> row = find_payment_status(s, ref.id);
+        check_owner(row.has_value(), row ? row->client_id : std::string(), ref, caller);
+        return value_reply(200, Value::object({{"payment_status", Value::string(row->status)}}));
+    });
+}
+
+ipc::Reply handle_payment_cancel(const ipc::Request& request, WorkerContext& ctx) {
+    return guarded(request, ctx, [&] {
+        Caller caller = require_client(request);
+        PaymentRef ref = payment_ref(request);
+        Invalid invalid;
+        std::optional<CancelRequest> body = validate_cancel(request, invalid);
+        if (!body) refuse(invalid);
+        return change_payment(ctx, caller, ref, Action::Cancel, body->idempotency_token,
+                              std::string(reason_name(body->reason)),
+                              [&](Session& s, const PaymentRow& row, const Transition& t) {
+                                  update_cancelled(s, row.id, t.to, body->reason, t.requests_reversal);
+                              });
+    });
+}
+
+ipc::Reply handle_payment_edit(const ipc::Request& request, WorkerContext& ctx) {
+    return guarded(request, ctx, [&] {
+        Caller caller = require_client(request);
+        PaymentRef ref = payment_ref(request);
+        Invalid invalid;
+        std::optional<EditRequest> body = validate_edit(request, invalid);
+        if (!body) refuse(invalid);
+        return change_payment(ctx, caller, ref, Action::Edit, body->idempotency_token, std::nullopt,
+                              [&](Session& s, const PaymentRow& row, const Transition&) {
+                                  update_money(s, row.id, body->money);
+                              });
+    });
+}
+
+ipc::Reply handle_payment_accept(const ipc::Request& request, WorkerContext& ctx) {
+    return guarded(request, ctx, [&] {
+        Caller caller = require_client(request);
+        PaymentRef ref = payment_ref(request);
+        Invalid invalid;
+        std::optional<AcceptRequest> body = validate_accept(request, invalid);
+        if (!body) refuse(invalid);
+        return change_payment(ctx, caller, ref, Action::Accept, body->idempotency_token, std::nullopt,
+                              [&](Session& s, const PaymentRow& row, const Transition& t) {
+                                  update_accepted(s, row.id, t.to, body->accept_info_json);
+                              });
+    });
+}
+
+}  // namespace paygate::daemon

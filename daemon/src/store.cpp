@@ -1,0 +1,205 @@
+// The SQL of paygated's handlers (see store.hpp): parameterized statements over a Session.
+#include "paygated/store.hpp"
+
+#include <cstring>
+
+namespace paygate::daemon {
+
+namespace {
+
+std::string primary_message(const PGresult* r, PGconn* conn) {
+    const char* primary = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : nullptr;
+    // Only the primary message: DETAIL lines may quote the row's values.
+    if (primary && *primary) return primary;
+    return conn ? pg_error_line(conn) : "unknown error";
+}
+
+std::string value(const PGresult* r, int row, int col) {
+    return std::string(PQgetvalue(r, row, col), static_cast<std::size_t>(PQgetlength(r, row, col)));
+}
+
+std::optional<std::string> nullable(const PGresult* r, int row, int col) {
+    if (PQgetisnull(r, row, col)) return std::nullopt;
+    return value(r, row, col);
+}
+
+// "2026-11-24T10:00:00.123456Z": UTC, always six fraction digits.
+#define PAYGATE_UTC_US(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+
+}  // namespace
+
+Session::Session(Db& db) : db_(db), conn_(db.connection()) {
+    if (!conn_) throw DbUnavailable("database unavailable");
+}
+
+Session::~Session() {
+    if (conn_ && in_transaction_ && PQstatus(conn_) == CONNECTION_OK) {
+        PgResult r(PQexec(conn_, "ROLLBACK"));
+        // If even that failed, Db::connection() sees the open transaction (or the broken
+        // connection) before the next request and deals with it.
+    }
+}
+
+PgResult Session::exec(const char* sql, const std::vector<SqlParam>& params) {
+    if (!conn_) throw DbUnavailable("connection lost");
+    std::vector<const char*> values;
+    values.reserve(params.size());
+    for (const SqlParam& p : params) values.push_back(p ? p->c_str() : nullptr);
+    PgResult r(PQexecParams(conn_, sql, static_cast<int>(values.size()), nullptr, values.data(), nullptr, nullptr, 0));
+    ExecStatusType st = PQresultStatus(r.get());
+    if (r && (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)) return r;
+
+    std::string message = primary_message(r.get(), conn_);
+    const char* state = r ? PQresultErrorField(r.get(), PG_DIAG_SQLSTATE) : nullptr;
+    if (db_.drop_if_broken()) {
+        conn_ = nullptr;  // freed by Db
+        throw DbUnavailable(message);
+    }
+    throw DbError(state ? state : "", message);
+}
+
+void Session::begin() {
+    exec("BEGIN");
+    in_transaction_ = true;
+}
+
+void Session::commit() {
+    exec("COMMIT");
+    in_transaction_ = false;
+}
+
+// --- payments -------------------------------------------------------------------------------
+
+// $1 client id, $2 currency, $3 amount in minor units, $4 method_id, $5 recipient_id, $6 sender_id,
+// $7 sender's method_id (NULL when not given), $8 actor, $9 idempotency_token.
+const char* const kCreatePaymentSql =
+    "WITH payment AS ("
+    " INSERT INTO payments (client_id, status, currency, amount_minor, method_id, recipient_id, sender_id,"
+    " sender_method_id)"
+    " VALUES ($1::bigint, 'created', $2::text, $3::numeric, $4::text, $5::text, $6::text, $7::text)"
+    " RETURNING id)"
+    " INSERT INTO payment_events (payment_id, action, from_status, to_status, actor, idempotency_token)"
+    " SELECT id, 'create', NULL, 'created', $8::text, $9::uuid FROM payment"
+    " RETURNING payment_id";
+
+std::string create_payment(Session& s, const std::string& client_id, const std::string& actor,
+                           const CreateRequest& request) {
+    PgResult r = s.exec(kCreatePaymentSql, {
+                                               client_id,
+                                               std::string(request.money.amount.currency->code),
+                                               request.money.amount.minor_units,
+                                               request.money.method_id,
+                                               request.recipient_id,
+                                               request.sender_id,
+                                               request.sender_method_id,
+                                               actor,
+                                               request.idempotency_token,
+                                           });
+    if (PQntuples(r.get()) != 1) throw DbError("", "create payment returned no row");
+    return value(r.get(), 0, 0);
+}
+
+std::optional<PaymentRow> find_payment(Session& s, const std::string& id, bool for_update) {
+    static const char* const kSelect =
+        "SELECT id, client_id, status, currency, amount_minor, method_id, recipient_id, sender_id,"
+        " sender_method_id, reversal_requested, " PAYGATE_UTC_US("created_at") ", " PAYGATE_UTC_US("updated_at")
+        " FROM payments WHERE id = $1::uuid";
+    static const char* const kSelectForUpdate =
+        "SELECT id, client_id, status, currency, amount_minor, method_id, recipient_id, sender_id,"
+        " sender_method_id, reversal_requested, " PAYGATE_UTC_US("created_at") ", " PAYGATE_UTC_US("updated_at")
+        " FROM payments WHERE id = $1::uuid FOR UPDATE";
+    PgResult r = s.exec(for_update ? kSelectForUpdate : kSelect, {id});
+    if (PQntuples(r.get()) == 0) return std::nullopt;
+    const PGresult* p = r.get();
+    PaymentRow row;
+    row.id = value(p, 0, 0);
+    row.client_id = value(p, 0, 1);
+    row.status = value(p, 0, 2);
+    row.currency = value(p, 0, 3);
+    row.amount_minor = value(p, 0, 4);
+    row.method_id = value(p, 0, 5);
+    row.recipient_id = value(p, 0, 6);
+    row.sender_id = value(p, 0, 7);
+    row.sender_method_id = nullable(p, 0, 8);
+    row.reversal_requested = value(p, 0, 9) == "t";
+    row.created_at = value(p, 0, 10);
+    row.updated_at = value(p, 0, 11);
+    return row;
+}
+
+std::optional<PaymentStatusRow> find_payment_status(Session& s, const std::string& id) {
+    PgResult r = s.exec("SELECT client_id, status FROM payments WHERE id = $1::uuid", {id});
+    if (PQntuples(r.get()) == 0) return std::nullopt;
+    return PaymentStatusRow{value(r.get(), 0, 0), value(r.get(), 0, 1)};
+}
+
+namespace {
+
+void expect_one_row(const PgResult& r, const char* what) {
+    const char* n = PQcmdTuples(r.get());
+    if (std::strcmp(n, "1") != 0) throw DbError("", std::string(what) + " changed " + n + " rows, expected 1");
+}
+
+}  // namespace
+
+void update_money(Session& s, const std::string& id, const MoneyInfo& money) {
+    PgResult r = s.exec(
+        "UPDATE payments SET currency = $2::text, amount_minor = $3::numeric, method_id = $4::text"
+        " WHERE id = $1::uuid",
+        {id, std::string(money.amount.currency->code), money.amount.minor_units, money.method_id});
+    expect_one_row(r, "edit");
+}
+
+void update_cancelled(Session& s, const std::string& id, PaymentStatus to, CancelReason reason,
+                      bool reversal_requested) {
+    PgResult r = s.exec(
+        "UPDATE payments SET status = $2::text, cancel_reason = $3::text,"
+        " reversal_requested = reversal_requested OR $4::boolean WHERE id = $1::uuid",
+        {id, std::string(status_name(to)), std::string(reason_name(reason)),
+         std::string(reversal_requested ? "true" : "false")});
+    expect_one_row(r, "cancel");
+}
+
+void update_accepted(Session& s, const std::string& id, PaymentStatus to, const std::string& accept_info_json) {
+    PgResult r = s.exec("UPDATE payments SET status = $2::text, accept_info = $3::jsonb WHERE id = $1::uuid",
+                        {id, std::string(status_name(to)), accept_info_json});
+    expect_one_row(r, "accept");
+}
+
+void insert_event(Session& s, const PaymentEvent& e) {
+    s.exec(
+        "INSERT INTO payment_events (payment_id, action, from_status, to_status, actor, reason, idempotency_token)"
+        " VALUES ($1::uuid, $2::text, $3::text, $4::text, $5::text, $6::text, $7::uuid)",
+        {e.payment_id, e.action, e.from_status, e.to_status, e.actor, e.reason, e.idempotency_token});
+}
+
+void insert_task(Session& s, const std::string& kind, const std::string& payment_id) {
+    s.exec("INSERT INTO tasks (kind, payment_id) VALUES ($1::text, $2::uuid)", {kind, payment_id});
+}
+
+// --- tokens ----------------------------------------------------------------------------------
+
+TokenSnapshot read_tokens(Session& s, const std::string& since) {
+    // One statement, so one snapshot: the version and the list always agree. When the version
+    // equals `since` the join matches nothing and the answer is one row of NULL tokens. `since`
+    // 0 means the caller holds no list yet: it always gets one, even an empty one at version 0.
+    PgResult r = s.exec(
+        "WITH v AS (SELECT coalesce(max(version), 0) AS version FROM api_tokens)"
+        " SELECT v.version, t.token_sha256, t.client_id"
+        " FROM v LEFT JOIN api_tokens t ON t.revoked_at IS NULL AND (v.version <> $1::bigint OR $1::bigint = 0)"
+        " ORDER BY t.id",
+        {since});
+    TokenSnapshot snap;
+    int rows = PQntuples(r.get());
+    if (rows < 1) throw DbError("", "token snapshot returned no row");
+    snap.version = value(r.get(), 0, 0);
+    snap.unchanged = since != "0" && snap.version == since;
+    if (snap.unchanged) return snap;
+    for (int i = 0; i < rows; ++i) {
+        if (PQgetisnull(r.get(), i, 1)) continue;  // no live tokens at all
+        snap.tokens.push_back(TokenEntry{value(r.get(), i, 1), value(r.get(), i, 2)});
+    }
+    return snap;
+}
+
+}  // namespace paygate::daemon
