@@ -27,7 +27,7 @@ CREATE TABLE api_tokens (
     token_prefix  text NOT NULL CHECK (char_length(token_prefix) = 8),
     created_at    timestamptz NOT NULL DEFAULT now(),
     revoked_at    timestamptz,
-    version       bigint NOT NULL DEFAULT nextval('api_tokens_version')
+    version       bigint NOT NULL            -- set by api_tokens_bump_version()
 );
 ALTER SEQUENCE api_tokens_version OWNED BY api_tokens.version;
 
