@@ -2,8 +2,8 @@
 #include "token_cache.hpp"
 
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
 
+#include "paygate/digest.hpp"
 #include "paygate/json.hpp"
 
 namespace paygate::module {
@@ -32,20 +32,6 @@ bool is_sha256_hex(const std::string& s) {
 }
 
 }  // namespace
-
-std::string sha256_hex(std::string_view text) {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-    if (EVP_Digest(text.data(), text.size(), md, &len, EVP_sha256(), nullptr) != 1) return {};
-    static const char hex[] = "0123456789abcdef";
-    std::string out;
-    out.reserve(len * 2);
-    for (unsigned int i = 0; i < len; ++i) {
-        out.push_back(hex[md[i] >> 4]);
-        out.push_back(hex[md[i] & 0xf]);
-    }
-    return out;
-}
 
 bool TokenCache::apply(std::string_view body, Clock::time_point now, std::string& error) {
     json::Value doc;

@@ -42,7 +42,4 @@ private:
     Clock::time_point confirmed_at_{};
 };
 
-// Lower-case hex SHA-256 of `text`.
-std::string sha256_hex(std::string_view text);
-
 }  // namespace paygate::module

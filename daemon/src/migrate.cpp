@@ -12,7 +12,6 @@
 #include <sstream>
 #include <stdexcept>
 
-#include <openssl/evp.h>
 
 #include "paygated/config.hpp"
 #include "paygated/db.hpp"
@@ -140,22 +139,6 @@ bool list_directory(const std::string& dir, std::vector<std::string>& names, std
         if (name != "." && name != "..") names.push_back(std::move(name));
     }
     return true;
-}
-
-std::string sha256_hex(std::string_view data) {
-    unsigned char digest[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-    if (EVP_Digest(data.data(), data.size(), digest, &len, EVP_sha256(), nullptr) != 1) {
-        throw std::runtime_error("SHA-256 failed");
-    }
-    static const char hex[] = "0123456789abcdef";
-    std::string out;
-    out.reserve(len * 2);
-    for (unsigned int i = 0; i < len; ++i) {
-        out.push_back(hex[digest[i] >> 4]);
-        out.push_back(hex[digest[i] & 0xf]);
-    }
-    return out;
 }
 
 bool run_migrations(const std::string& conninfo, const std::string& dir, std::ostream& out, std::string& error) {

@@ -13,6 +13,7 @@
 #include "cmocka.hpp"
 
 using namespace paygate::daemon;
+using paygate::sha256_hex;
 
 namespace {
 

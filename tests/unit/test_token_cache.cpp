@@ -3,10 +3,11 @@
 
 #include <string>
 
+#include "paygate/digest.hpp"
 #include "token_cache.hpp"
 
 using paygate::module::TokenCache;
-using paygate::module::sha256_hex;
+using paygate::sha256_hex;
 using Clock = TokenCache::Clock;
 
 namespace {

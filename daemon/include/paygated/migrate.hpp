@@ -7,6 +7,8 @@
 // transaction block (CREATE INDEX CONCURRENTLY, ALTER TYPE ... ADD VALUE before PostgreSQL 12, ...).
 #pragma once
 
+#include "paygate/digest.hpp"  // sha256_hex: migration checksums
+
 #include <ostream>
 #include <string>
 #include <string_view>
@@ -28,8 +30,6 @@ bool plan_migrations(const std::vector<std::string>& file_names, std::vector<Mig
 // The names of the entries of `dir` (no "." or "..").
 bool list_directory(const std::string& dir, std::vector<std::string>& names, std::string& error);
 
-// Lower-case hex SHA-256 of `data`: the checksum recorded for each applied file.
-std::string sha256_hex(std::string_view data);
 
 // The advisory lock key every migrator takes ("paygate!" as a big-endian int64).
 inline constexpr long long kMigrationLockKey = 0x7061796761746521LL;
