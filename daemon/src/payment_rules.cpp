@@ -7,6 +7,8 @@
 // its turn comes. Optional fields (sender.method_id, accept_info) given as null count as absent.
 #include "paygated/payment_rules.hpp"
 
+#include "paygate/idempotency.hpp"
+
 #include <initializer_list>
 #include <utility>
 
@@ -279,21 +281,7 @@ bool is_json_content_type(std::string_view value) {
     return true;
 }
 
-std::optional<std::string> canonical_uuid(std::string_view text) {
-    if (text.size() != 36) return std::nullopt;
-    std::string out(text);
-    for (std::size_t i = 0; i < out.size(); ++i) {
-        char& c = out[i];
-        if (i == 8 || i == 13 || i == 18 || i == 23) {
-            if (c != '-') return std::nullopt;
-        } else if (c >= 'A' && c <= 'F') {
-            c = static_cast<char>(c - 'A' + 'a');
-        } else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
-            return std::nullopt;
-        }
-    }
-    return out;
-}
+std::optional<std::string> canonical_uuid(std::string_view text) { return idempotency::canonical_uuid(text); }
 
 bool is_opaque_id(std::string_view id) {
     if (id.empty() || id.size() > 128) return false;
