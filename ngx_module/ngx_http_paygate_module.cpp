@@ -14,7 +14,9 @@
 #include <unordered_map>
 
 #include "daemon_channel.hpp"
+#include "replay_cache.hpp"
 #include "token_cache.hpp"
+#include "paygate/idempotency.hpp"
 #include "paygate/ipc.hpp"
 #include "paygate/json_error.hpp"
 #include "paygate/routes.hpp"
@@ -24,6 +26,10 @@ extern ngx_module_t ngx_http_paygate_module;
 namespace {
 
 using paygate::module::DaemonChannel;
+using paygate::module::ReplayLookup;
+using paygate::module::ReplayZone;
+using paygate::module::StoredReply;
+namespace idempotency = paygate::idempotency;
 using paygate::module::TokenCache;
 namespace ipc = paygate::ipc;
 namespace routes = paygate::routes;
@@ -31,6 +37,7 @@ namespace routes = paygate::routes;
 struct MainConf {
     ngx_array_t* daemons;        // ngx_str_t endpoints, from paygate_daemon
     ngx_int_t max_in_flight;     // per worker
+    ReplayZone replay;           // paygate_idempotency_zone; replay.shm null when not configured
 };
 
 struct LocConf {
@@ -72,6 +79,7 @@ ngx_int_t request_id_variable = NGX_ERROR;
 struct RequestCtx {
     routes::Match match;
     std::string principal;       // the authenticated client id, for Access::Client routes
+    std::optional<idempotency::Key> idempotency_key;   // set when the reply may fill the replay zone
     std::uint64_t id = 0;        // nonzero while a reply is awaited
     ngx_event_t timer{};
     std::string error_body;      // JSON replacing nginx's own HTML error page, once set
@@ -112,8 +120,14 @@ ngx_int_t add_header(ngx_http_request_t* r, std::string_view name, std::string_v
 // Sends status, headers and body of `reply`; returns what ngx_http_finalize_request wants.
 ngx_int_t send_reply(ngx_http_request_t* r, const ipc::Reply& reply) {
     r->headers_out.status = reply.status;
+    if (reply.status == 422) {
+        // nginx 1.22 has no reason phrase of its own for 422
+        static u_char line[] = "422 Unprocessable Entity";
+        r->headers_out.status_line = {sizeof(line) - 1, line};
+    }
     r->headers_out.content_length_n = static_cast<off_t>(reply.body.size());
     for (const auto& [name, value] : reply.headers) {
+        if (name == idempotency::kOutcomeHeader) continue;   // internal, never sent to clients
         if (name == "content-type") {
             if (!copy_to_pool(r->pool, value, r->headers_out.content_type)) return NGX_ERROR;
             r->headers_out.content_type_len = value.size();
@@ -310,6 +324,32 @@ ngx_int_t forward(ngx_http_request_t* r, RequestCtx* ctx) {
         return send_error(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE, "payload_too_large",
                           "request body exceeds " + std::to_string(lcf->max_body_size) + " bytes");
     }
+    auto* mcf = static_cast<MainConf*>(ngx_http_get_module_main_conf(r, ngx_http_paygate_module));
+    if (mcf->replay.shm != nullptr && idempotency::applies_to(ctx->match.route->name)) {
+        const std::string* payment_id = nullptr;
+        for (const auto& [name, value] : ctx->match.params) {
+            if (name == "payment_id") payment_id = &value;
+        }
+        ctx->idempotency_key = idempotency::key_of(ctx->principal, ctx->match.route->name,
+                                                   payment_id ? *payment_id : std::string_view{}, request.body);
+        if (ctx->idempotency_key) {
+            StoredReply stored;
+            switch (paygate::module::replay_lookup(mcf->replay, *ctx->idempotency_key, stored)) {
+                case ReplayLookup::Hit: {
+                    ipc::Reply reply;
+                    reply.status = stored.status;
+                    reply.headers.emplace_back("content-type", "application/json");
+                    reply.headers.emplace_back(std::string(idempotency::kReplayedHeader), "true");
+                    reply.body = std::move(stored.body);
+                    return send_reply(r, reply);
+                }
+                case ReplayLookup::Conflict:
+                    return send_error(r, 422, idempotency::kKeyReusedCode, idempotency::kKeyReusedMessage);
+                case ReplayLookup::Miss:
+                    break;
+            }
+        }
+    }
     if (worker == nullptr) return send_unavailable(r, "no channel to the daemons in this worker");
     if (worker->pending.size() >= worker->max_in_flight) return send_unavailable(r, "in-flight bound reached");
 
@@ -390,6 +430,21 @@ ngx_int_t paygate_handler(ngx_http_request_t* r) {
     }
 }
 
+// A reply paygated marks as the recorded outcome of an idempotency key fills the replay zone.
+void remember_outcome(ngx_http_request_t* r, RequestCtx* ctx, const ipc::Reply& reply) {
+    if (!ctx->idempotency_key) return;
+    const std::string* outcome = nullptr;
+    for (const auto& [name, value] : reply.headers) {
+        if (name == idempotency::kOutcomeHeader) outcome = &value;
+    }
+    if (outcome == nullptr ||
+        (*outcome != idempotency::kOutcomeStored && *outcome != idempotency::kOutcomeReplayed)) {
+        return;
+    }
+    auto* mcf = static_cast<MainConf*>(ngx_http_get_module_main_conf(r, ngx_http_paygate_module));
+    paygate::module::replay_store(mcf->replay, *ctx->idempotency_key, reply.status, reply.body, r->connection->log);
+}
+
 // ---- token list sync ----
 
 void send_token_sync(ngx_log_t* log) {
@@ -466,7 +521,9 @@ void on_channel_event(ngx_event_t* ev) {
                 return;
             }
             ngx_http_request_t* r = it->second;
-            stop_waiting(ctx_of(r));
+            RequestCtx* ctx = ctx_of(r);
+            stop_waiting(ctx);
+            remember_outcome(r, ctx, reply);
             ngx_int_t rc;
             try {
                 rc = send_reply(r, reply);
@@ -615,6 +672,12 @@ char* set_daemon(ngx_conf_t* cf, ngx_command_t*, void* data) {
     return NGX_CONF_OK;
 }
 
+char* set_idempotency_zone(ngx_conf_t* cf, ngx_command_t*, void* data) {
+    auto* conf = static_cast<MainConf*>(data);
+    return paygate::module::configure_replay_zone(cf, static_cast<ngx_str_t*>(cf->args->elts), cf->args->nelts,
+                                                  conf->replay);
+}
+
 char* set_pass(ngx_conf_t* cf, ngx_command_t*, void* data) {
     auto* conf = static_cast<LocConf*>(data);
     if (conf->pass != NGX_CONF_UNSET) return const_cast<char*>("is duplicate");
@@ -698,6 +761,8 @@ ngx_command_t commands[] = {
      nullptr},
     {ngx_string("paygate_max_in_flight"), NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1, ngx_conf_set_num_slot,
      NGX_HTTP_MAIN_CONF_OFFSET, offsetof(MainConf, max_in_flight), &in_flight_bounds},
+    {ngx_string("paygate_idempotency_zone"), NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE12, set_idempotency_zone,
+     NGX_HTTP_MAIN_CONF_OFFSET, 0, nullptr},
     {ngx_string("paygate_pass"), NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS, set_pass, NGX_HTTP_LOC_CONF_OFFSET, 0, nullptr},
     {ngx_string("paygate_timeout"), NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1,
      ngx_conf_set_msec_slot, NGX_HTTP_LOC_CONF_OFFSET, offsetof(LocConf, timeout), nullptr},

@@ -17,6 +17,11 @@ inline constexpr std::string_view kOutcomeReplayed = "replayed";  // recorded ea
 // The header a replayed answer carries to the client.
 inline constexpr std::string_view kReplayedHeader = "Idempotent-Replayed";
 
+// 422: the key was used before for a different request (whoever answers: module or daemon).
+inline constexpr std::string_view kKeyReusedCode = "idempotency_key_reused";
+inline constexpr std::string_view kKeyReusedMessage =
+    "idempotency_token was already used with a different request; use a new token for a new request";
+
 // Whether requests of `route` (a routes.hpp name) are idempotent by idempotency_token:
 // every mutating route of the payment API.
 bool applies_to(std::string_view route);
