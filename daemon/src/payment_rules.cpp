@@ -344,6 +344,55 @@ std::optional<CancelRequest> validate_cancel(const ipc::Request& request, Invali
     return CancelRequest{std::move(token), *parsed};
 }
 
+namespace {
+
+// What PostgreSQL's jsonb, which stores accept_info, cannot hold: U+0000 in text, and numbers
+// beyond its numeric range. Refused here as a validation error rather than failing the insert.
+bool storable_in_jsonb(const json::Value& v, Invalid& invalid) {
+    switch (v.type()) {
+        case json::Type::String:
+            if (v.text().find('\0') != std::string::npos) return fail(invalid, "accept_info: text must not contain U+0000");
+            return true;
+        case json::Type::Number: {
+            std::string n = json::canonical_number(v.text());
+            std::size_t dot = n.find('.');
+            if (dot != std::string::npos && n.size() - dot > 16000) {   // numeric keeps 16383 fraction digits
+                return fail(invalid, "accept_info: numbers may have at most 16000 fraction digits");
+            }
+            std::size_t e = n.find('e');
+            // Plain decimals are printed only up to |exponent| 20; beyond, "<digits>e<exponent>".
+            if (e != std::string::npos) {
+                std::string_view digits(n.c_str(), e);
+                if (!digits.empty() && digits.front() == '-') digits.remove_prefix(1);
+                std::string_view exponent(n.c_str() + e + 1);
+                bool negative = !exponent.empty() && exponent.front() == '-';
+                if (negative) exponent.remove_prefix(1);
+                long magnitude = exponent.size() > 6 ? 1000000 : std::stol(std::string(exponent));
+                magnitude = (negative ? -magnitude : magnitude) + static_cast<long>(digits.size()) - 1;
+                if (magnitude > 300 || magnitude < -300) {
+                    return fail(invalid, "accept_info: numbers must lie within 1e-300 and 1e300 in magnitude");
+                }
+            }
+            return true;
+        }
+        case json::Type::Array:
+            for (const json::Value& item : v.items()) {
+                if (!storable_in_jsonb(item, invalid)) return false;
+            }
+            return true;
+        case json::Type::Object:
+            for (const auto& [key, value] : v.members()) {
+                if (key.find('\0') != std::string::npos) return fail(invalid, "accept_info: keys must not contain U+0000");
+                if (!storable_in_jsonb(value, invalid)) return false;
+            }
+            return true;
+        default:
+            return true;
+    }
+}
+
+}  // namespace
+
 std::optional<AcceptRequest> validate_accept(const ipc::Request& request, Invalid& invalid) {
     json::Value body;
     if (!parse_body(request, body, invalid)) return std::nullopt;
@@ -356,6 +405,7 @@ std::optional<AcceptRequest> validate_accept(const ipc::Request& request, Invali
             fail_type(invalid, "accept_info", "an object", *info);
             return std::nullopt;
         }
+        if (!storable_in_jsonb(*info, invalid)) return std::nullopt;
         out.accept_info_json = json::serialize(*info);
     }
     return out;

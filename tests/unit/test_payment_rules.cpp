@@ -540,6 +540,17 @@ void accept_rules(void**) {
     // Inside accept_info anything goes, but JSON rules still hold.
     expect_invalid(v, "{" + token + ",\"accept_info\":{\"a\":1,\"a\":2}}",
                    ("body: malformed JSON at byte " + std::to_string(prefix.size() + 7) + ": duplicate key \"a\"").c_str());
+    // What PostgreSQL's jsonb cannot store is refused, not a 500.
+    expect_invalid(v, prefix + "{\"note\":\"a\\u0000b\"}}", "accept_info: text must not contain U+0000");
+    expect_invalid(v, prefix + "{\"\\u0000\":1}}", "accept_info: keys must not contain U+0000");
+    expect_invalid(v, prefix + "{\"n\":[1e999999]}}", "accept_info: numbers must lie within 1e-300 and 1e300 in magnitude");
+    expect_invalid(v, prefix + "{\"n\":-1e-999999}}", "accept_info: numbers must lie within 1e-300 and 1e300 in magnitude");
+    expect_invalid(v, prefix + "{\"n\":1e99999999999999999999}}",
+                   "accept_info: numbers must lie within 1e-300 and 1e300 in magnitude");
+    {
+        Invalid invalid;
+        assert_true(validate_accept(post(prefix + "{\"n\":1e300,\"m\":-2.5e-300}}"), invalid).has_value());
+    }
 }
 
 }  // namespace
