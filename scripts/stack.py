@@ -2,7 +2,8 @@
 """Starts and stops the whole paygate stack: a private PostgreSQL, paygated daemons, nginx + module.
 
 This is the one place that knows how to launch the stack. The end-to-end tests (tests/e2e), the
-benchmark (bench/forward.sh) and `make run` all use it; nothing else duplicates this logic.
+benchmarks (bench/forward.sh, bench/payments.sh) and `make run` all use it; nothing else
+duplicates this logic.
 
 Library use (see docs/testing.md):
 
@@ -19,6 +20,10 @@ crashed workers, and any AddressSanitizer / LeakSanitizer / UBSan report of ngin
 CLI (the `make run` contract):
 
     python3 scripts/stack.py run --build-dir build --var-dir var
+
+It also creates the demo clients `demo` and `demo-other` (earlier demo tokens revoked), writes
+var/demo-credentials.env (PAYGATE_URL, PAYGATE_TOKEN, PAYGATE_TOKEN_OTHER) and var/demo-token,
+and prints a curl walk-through of the payment API.
 
 Standard library only (Python >= 3.9).
 """
@@ -631,6 +636,41 @@ class Stack:
         if res.returncode != 0:
             raise StackError(f"paygatectl migrate failed ({res.returncode}):\n{res.stdout}{res.stderr}")
 
+    # -- client tokens (paygatectl token ...) ----------------------------------------------------
+
+    def ctl(self, *args: str, check: bool = True, input: Optional[str] = None,
+            timeout: float = 120) -> subprocess.CompletedProcess:
+        """Runs `paygatectl ARGS... --database <this stack's conninfo>` (`input` on stdin);
+        raises StackError on a non-zero exit when `check`. Sanitizer reports go to san_dir."""
+        self._require(self.paygatectl)
+        cmd = [str(self.paygatectl), *args, "--database", self.conninfo]
+        res = subprocess.run(cmd, capture_output=True, text=True, env=self._san_env("paygatectl"),
+                             timeout=timeout, input=input if input is not None else "")
+        if check and res.returncode != 0:
+            raise StackError(f"paygatectl {' '.join(args[:2])} failed ({res.returncode}):\n"
+                             f"{res.stdout}{res.stderr}")
+        return res
+
+    def create_token(self, client: str) -> str:
+        """`paygatectl token create --client CLIENT`: a new token for `client` (created on first
+        use). Returns the token, the only line paygatectl prints on stdout."""
+        res = self.ctl("token", "create", "--client", client)
+        lines = res.stdout.splitlines()
+        if len(lines) != 1 or not lines[0].strip() or lines[0] != lines[0].strip():
+            raise StackError(f"paygatectl token create printed {res.stdout!r}, expected exactly "
+                             f"the token on one line")
+        return lines[0]
+
+    def revoke_token(self, token: Optional[str] = None, client: Optional[str] = None,
+                     check: bool = True) -> subprocess.CompletedProcess:
+        """`paygatectl token revoke --token TOKEN` or `--client CLIENT` (every token of it).
+        nginx workers stop accepting a revoked token within one second."""
+        if (token is None) == (client is None):
+            raise ValueError("revoke_token: give exactly one of token= and client=")
+        if token is not None:   # on stdin, not in argv (ps would show it)
+            return self.ctl("token", "revoke", "--token", "-", input=token + "\n", check=check)
+        return self.ctl("token", "revoke", "--client", client, check=check)
+
     # -- daemons ------------------------------------------------------------------------------
 
     def endpoint(self, name: str) -> str:
@@ -1019,6 +1059,111 @@ http {{
 
 
 # ----------------------------------------------------------------------------------------------
+# make run: demo clients and their tokens
+# ----------------------------------------------------------------------------------------------
+
+DEMO_CLIENTS = ("demo", "demo-other")
+DEMO_CREDENTIALS = "demo-credentials.env"   # shell-sourceable: PAYGATE_URL, PAYGATE_TOKEN(_OTHER)
+DEMO_TOKEN = "demo-token"                   # just PAYGATE_TOKEN (the dev stack contract)
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Writes a file only its owner can read (it holds tokens), replacing it atomically."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
+def make_demo_tokens(stack: "Stack", var_dir: Path) -> dict:
+    """Revokes the demo clients' earlier tokens (so re-runs do not pile them up), creates a new
+    token for each demo client, and writes var/demo-credentials.env and var/demo-token."""
+    for client in DEMO_CLIENTS:
+        res = stack.revoke_token(client=client, check=False)
+        if res.returncode != 0 and "no client named" not in res.stderr:   # first run: no client yet
+            raise StackError(f"revoking the earlier tokens of {client!r} failed "
+                             f"({res.returncode}): {(res.stderr or res.stdout).strip()}")
+    tokens = {client: stack.create_token(client) for client in DEMO_CLIENTS}
+    _write_private(var_dir / DEMO_CREDENTIALS,
+                   "# paygate dev stack demo credentials, written by `make run` (new on every run)\n"
+                   "# usage: source var/demo-credentials.env\n"
+                   f"PAYGATE_URL=http://127.0.0.1:{stack.http_port}\n"
+                   f"PAYGATE_TOKEN={tokens[DEMO_CLIENTS[0]]}\n"
+                   f"PAYGATE_TOKEN_OTHER={tokens[DEMO_CLIENTS[1]]}\n")
+    _write_private(var_dir / DEMO_TOKEN, tokens[DEMO_CLIENTS[0]] + "\n")
+    log(f"demo clients {', '.join(DEMO_CLIENTS)}: tokens in {var_dir / DEMO_CREDENTIALS} "
+        f"and {var_dir / DEMO_TOKEN}")
+    return tokens
+
+
+def wait_for_token_sync(stack: "Stack", token: str, timeout: float = 15.0) -> bool:
+    """Until the module's first token sync, payment requests may get 503: waits until a
+    status request for an unknown payment answers 404 a few times in a row (every worker)."""
+    path = "/api/v1/payment/00000000-0000-4000-8000-000000000000/retrieve/status"
+    streak = [0]
+
+    def ready():
+        try:
+            st, _, _ = stack.http("GET", path, headers={"x_auth_token": token}, timeout=5)
+        except (OSError, http.client.HTTPException):
+            st = None
+        streak[0] = streak[0] + 1 if st == 404 else 0
+        return streak[0] >= 8
+    try:
+        wait_until(ready, timeout, "nginx to accept the client token", interval=0.1)
+        return True
+    except StackError as e:
+        log(f"warning: {e}; payment requests may fail for a moment")
+        return False
+
+
+def demo_walkthrough(var_dir: Path) -> str:
+    """The curl walk-through make run prints: create, retrieve, status, edit, accept, status,
+    and a cancel of a second payment."""
+    creds = var_dir / DEMO_CREDENTIALS
+    try:
+        creds_arg = str(creds.relative_to(Path.cwd()))
+    except ValueError:
+        creds_arg = str(creds)
+    uuid = "$(cat /proc/sys/kernel/random/uuid)"
+    auth = '-H "x_auth_token: $PAYGATE_TOKEN"'
+    js = "-H 'Content-Type: application/json'"
+    pick = """sed -E 's/.*"transaction_id": *"([^"]+)".*/\\1/'"""
+    create = ('\'{"idempotency_token": "\'' + uuid + '\'", '
+              '"money_info": {"method_id": "card-7781", "currency": "USD", "amount": "12.50"}, '
+              '"recipcient": {"recipcient_id": "merchant-42"}, '
+              '"sender": {"sender_id": "user-1001"}}\'')
+    edit = ('\'{"idempotency_token": "\'' + uuid + '\'", '
+            '"money_info": {"method_id": "card-7781", "currency": "EUR", "amount": 9.99}}\'')
+    accept = ('\'{"idempotency_token": "\'' + uuid + '\'", "accept_info": {"note": "demo"}}\'')
+    cancel = ('\'{"idempotency_token": "\'' + uuid + '\'", "reason": "user_request"}\'')
+    api = "$PAYGATE_URL/api/v1/payment"
+    return f"""
+Payments (demo clients {DEMO_CLIENTS[0]!r} and {DEMO_CLIENTS[1]!r}; new tokens on every run):
+  source {creds_arg}
+  # create, then keep its transaction_id
+  PAYMENT_ID=$(curl -s -X POST "{api}/create" {auth} {js} \\
+    -d {create} | {pick}); echo "$PAYMENT_ID"
+  curl -s "{api}/$PAYMENT_ID/retrieve" {auth}; echo
+  curl -s "{api}/$PAYMENT_ID/retrieve/status" {auth}; echo
+  curl -s -X POST "{api}/$PAYMENT_ID/edit" {auth} {js} \\
+    -d {edit}; echo
+  curl -s -X POST "{api}/$PAYMENT_ID/accept" {auth} {js} \\
+    -d {accept}; echo
+  curl -s "{api}/$PAYMENT_ID/retrieve/status" {auth}; echo     # bank_processing
+  # a second payment, cancelled
+  PAYMENT_ID2=$(curl -s -X POST "{api}/create" {auth} {js} \\
+    -d {create} | {pick})
+  curl -s -X POST "{api}/$PAYMENT_ID2/cancel" {auth} {js} \\
+    -d {cancel}; echo
+  curl -s "{api}/$PAYMENT_ID2/retrieve/status" {auth}; echo    # cancelled
+  # another client's payment is refused (403 access_error)
+  curl -s "{api}/$PAYMENT_ID/retrieve" -H "x_auth_token: $PAYGATE_TOKEN_OTHER"; echo"""
+
+
+# ----------------------------------------------------------------------------------------------
 # CLI
 # ----------------------------------------------------------------------------------------------
 
@@ -1062,16 +1207,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         stack.start_postgres()
         stack.migrate()
         log("migrations applied")
+        tokens = make_demo_tokens(stack, var_dir)
         d = stack.start_daemon("paygated")
         log(f"paygated on {d.endpoint} (log {d.logfile})")
         ngx = stack.start_nginx(daemons=["paygated"])
         log(f"nginx on 127.0.0.1:{http_port} (error log {ngx.error_log})")
         base = f"http://127.0.0.1:{http_port}"
+        wait_for_token_sync(stack, tokens[DEMO_CLIENTS[0]])
         print(f"""
 paygate is up. Try:
   curl -s {base}/health
   curl -s {base}/ping
   curl -si {base}/nope                # 404 JSON from the module
+{demo_walkthrough(var_dir)}
+
 Logs: {ngx.error_log}  {d.logfile}  {stack.pg.logfile}
 Ctrl-C stops everything.
 """, flush=True)

@@ -166,3 +166,256 @@ class StackTestCase(unittest.TestCase):
         t0 = time.monotonic()
         r = self.get(path, timeout=timeout)
         return r, time.monotonic() - t0
+
+
+# ------------------------------------------------------------------------------------------------
+# Payment API tests (test_payments_*.py): one stack per class, clients with tokens, API helpers.
+# ------------------------------------------------------------------------------------------------
+
+import re as _re
+import uuid as _uuid
+
+UUID_RE = _re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+TOKEN_RE = _re.compile(r"^pgt_[0-9a-f]{64}$")
+# RFC 3339 UTC with optional fraction, e.g. 2026-11-24T10:00:00.123456Z
+TIMESTAMP_RE = _re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$")
+PAYMENT_API = "/api/v1/payment"
+# A well-formed UUID that names no payment (any version is accepted in paths).
+UNKNOWN_PAYMENT = "00000000-0000-4000-8000-000000000000"
+
+__all__ += ["PaymentStackTestCase", "UUID_RE", "TOKEN_RE", "TIMESTAMP_RE", "PAYMENT_API",
+            "UNKNOWN_PAYMENT", "new_uuid", "create_body"]
+
+
+def new_uuid() -> str:
+    return str(_uuid.uuid4())
+
+
+def create_body(currency: str = "USD", amount="12.50", method_id: str = "card-7781",
+                recipient: str = "merchant-42", sender: str = "user-1001",
+                sender_method_id=None, token=None) -> dict:
+    """A valid POST /create body. `amount`: a decimal string, an int, or RawNumber("1.50") for
+    a JSON number lexeme written as is (never a Python float)."""
+    body = {
+        "idempotency_token": token or new_uuid(),
+        "money_info": {"method_id": method_id, "currency": currency, "amount": amount},
+        "recipcient": {"recipcient_id": recipient},
+        "sender": {"sender_id": sender},
+    }
+    if sender_method_id is not None:
+        body["sender"]["method_id"] = sender_method_id
+    return body
+
+
+class RawNumber(str):
+    """A JSON number lexeme written as is by PaymentStackTestCase.encode ("1.000000000000000001"),
+    so Python floats never touch an amount."""
+
+
+def _encode(value) -> str:
+    if isinstance(value, RawNumber):
+        return str(value)
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_encode(str(k))}: {_encode(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_encode(v) for v in value) + "]"
+    if isinstance(value, float):
+        raise TypeError("no floats in payment bodies: use RawNumber('1.50')")
+    return json.dumps(value)
+
+
+__all__ += ["RawNumber"]
+
+
+class PaymentStackTestCase(StackTestCase):
+    """One stack for the whole class (PostgreSQL, one paygated, nginx with 2 workers), started in
+    setUpClass and stopped/checked in tearDownClass. `clients` get one token each
+    (`self.tokens[name]`, the first is `self.token`); their tokens are accepted before any test
+    runs (the module's first token sync may answer 503 until then).
+
+    Tests of one class share the database: each test creates its own payments and compares row
+    counts before/after rather than absolute numbers.
+    """
+
+    clients = ("alice", "bob")
+    daemon_workers = 2
+    nginx: dict = {}
+    shared_stack = None   # the class's Stack, set in setUpClass
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        super().setUpClass()
+        cls._any_failed = False
+        stack = Stack(daemon_workers=cls.daemon_workers)
+        cls.shared_stack = stack
+        try:
+            stack.start_postgres()
+            stack.migrate()
+            cls.tokens = {c: stack.create_token(c) for c in cls.clients}
+            stack.start_daemon("d1")
+            stack.start_nginx(**cls.nginx)
+            for token in cls.tokens.values():
+                cls.wait_until_token_accepted(stack, token)
+        except BaseException:
+            cls._stop_shared_stack(failed=True, raise_problems=False)
+            raise
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        cls._stop_shared_stack(failed=cls._any_failed, raise_problems=True)
+        super().tearDownClass()
+
+    @classmethod
+    def _stop_shared_stack(cls, failed: bool, raise_problems: bool) -> None:
+        stack = cls.shared_stack
+        if stack is None:
+            return
+        cls.shared_stack = None
+        problems = []
+        try:
+            stack.stop()
+        except Exception as e:
+            problems.append(f"stop: {e}")
+        problems += stack.check_logs(raise_on_problems=False)
+        stack.cleanup(failed or bool(problems))
+        if problems and raise_problems:
+            raise AssertionError("stack problems at teardown (dir kept: %s):\n%s"
+                                 % (stack.root, "\n".join(problems)))
+
+    @staticmethod
+    def wait_until_token_accepted(stack, token: str, timeout: float = 20.0,
+                                  consecutive: int = 8) -> None:
+        """Polls a status request for an unknown payment until it answers 404 `consecutive`
+        times in a row (each nginx worker has synced the token)."""
+        path = f"{PAYMENT_API}/{UNKNOWN_PAYMENT}/retrieve/status"
+        streak, last = [0], []
+
+        def poll():
+            try:
+                r = stack.http("GET", path, headers={"x_auth_token": token}, timeout=10)
+            except (OSError, http.client.HTTPException) as e:
+                last[:] = [repr(e)]
+                streak[0] = 0
+                return False
+            last[:] = [r[0], r[2][:200]]
+            streak[0] = streak[0] + 1 if r[0] == 404 else 0
+            return streak[0] >= consecutive
+        try:
+            wait_until(poll, timeout, "the token to be accepted by every nginx worker",
+                       interval=0.05)
+        except StackError as e:
+            raise StackError(f"{e}; last answer {last}") from None
+
+    def setUp(self) -> None:  # no per-test stack
+        self.stack = type(self).shared_stack
+        if self.stack is None:
+            self.skipTest("no stack (setUpClass failed)")
+        self.token = self.tokens[self.clients[0]]
+        self._problems_at_start = self._problems_reported()
+
+    def _problems_reported(self) -> int:
+        """Failures + errors the result holds so far (subtests included). Read from the result,
+        not from _outcome.success, which unittest resets to True around tearDown and cleanups."""
+        result = getattr(getattr(self, "_outcome", None), "result", None)
+        return len(getattr(result, "failures", ())) + len(getattr(result, "errors", ()))
+
+    def tearDown(self) -> None:
+        if self._problems_reported() > self._problems_at_start:
+            type(self)._any_failed = True   # keep the stack directory for a look
+
+    # -- requests ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def encode(body) -> bytes:
+        """dict/list (RawNumber values written as is) -> JSON bytes; str/bytes pass unchanged."""
+        if body is None or isinstance(body, bytes):
+            return body
+        if isinstance(body, str):
+            return body.encode()
+        return _encode(body).encode()
+
+    def api(self, method: str, path: str, body=None, *, token="default", header="x_auth_token",
+            content_type="application/json", headers=None, timeout: float = 15.0):
+        """One request to `PAYMENT_API + path` (or `path` if it starts with '/'): token in
+        `header` (token=None: no token), JSON Content-Type on requests with a body."""
+        if token == "default":
+            token = self.token
+        hdrs = {}
+        if token is not None:
+            hdrs[header] = token
+        if body is not None and content_type is not None:
+            hdrs["Content-Type"] = content_type
+        hdrs.update(headers or {})
+        url = path if path.startswith("/") else f"{PAYMENT_API}/{path}"
+        return self.stack.http(method, url, self.encode(body), hdrs, timeout=timeout)
+
+    def create(self, body=None, *, token="default", **kw):
+        return self.api("POST", "create", body if body is not None else create_body(**kw),
+                        token=token)
+
+    def create_payment(self, *, token="default", **kw) -> str:
+        """Creates a payment (create_body(**kw)); asserts 200 and returns its id."""
+        st, hdrs, raw = self.create(token=token, **kw)
+        self.assertEqual(st, 200, raw)
+        doc = self.assertJson(hdrs, raw)
+        self.assertTrue(UUID_RE.match(doc.get("transaction_id", "")), doc)
+        return doc["transaction_id"]
+
+    def retrieve(self, pid: str, *, token="default"):
+        return self.api("GET", f"{pid}/retrieve", token=token)
+
+    def retrieve_ok(self, pid: str, *, token="default"):
+        """(parsed payment object, raw body bytes) of a 200 retrieve."""
+        st, hdrs, raw = self.retrieve(pid, token=token)
+        self.assertEqual(st, 200, raw)
+        return self.assertJson(hdrs, raw)["payment"], raw
+
+    def status_of(self, pid: str, *, token="default") -> str:
+        st, hdrs, raw = self.api("GET", f"{pid}/retrieve/status", token=token)
+        self.assertEqual(st, 200, raw)
+        return self.assertJson(hdrs, raw)["payment_status"]
+
+    def edit(self, pid: str, money_info=None, *, token="default", body=None, **kw):
+        if body is None:
+            body = {"idempotency_token": new_uuid(),
+                    "money_info": money_info or {"method_id": "card-1", "currency": "EUR",
+                                                 "amount": "3.00"}}
+        return self.api("POST", f"{pid}/edit", body, token=token, **kw)
+
+    def cancel(self, pid: str, reason: str = "user_request", *, token="default", body=None, **kw):
+        if body is None:
+            body = {"idempotency_token": new_uuid(), "reason": reason}
+        return self.api("POST", f"{pid}/cancel", body, token=token, **kw)
+
+    def accept(self, pid: str, accept_info=None, *, token="default", body=None, **kw):
+        if body is None:
+            body = {"idempotency_token": new_uuid(), "accept_info": accept_info or {}}
+        return self.api("POST", f"{pid}/accept", body, token=token, **kw)
+
+    # -- database ---------------------------------------------------------------------------------
+
+    def payment_count(self) -> int:
+        return int(self.stack.psql("SELECT count(*) FROM payments"))
+
+    def history(self, pid: str) -> str:
+        """'<payment_events rows>/<tasks rows>' of payment `pid`."""
+        return self.stack.psql(
+            f"SELECT (SELECT count(*) FROM payment_events WHERE payment_id = '{pid}') || '/' || "
+            f"(SELECT count(*) FROM tasks WHERE payment_id = '{pid}')")
+
+    def snapshot(self, pid: str, *, token="default"):
+        """What a rejected request must not change: the retrieve body (status, money, updated_at;
+        read with the owner's `token`) and the number of history events and queued tasks."""
+        _, raw = self.retrieve_ok(pid, token=token)
+        return raw, self.history(pid)
+
+    def assertUnchanged(self, pid: str, before, what: str = "", *, token="default") -> None:
+        after = self.snapshot(pid, token=token)
+        self.assertEqual(after[0], before[0], f"payment {pid} changed by a rejected request {what}")
+        self.assertEqual(after[1], before[1], f"history/tasks of {pid} (events/tasks) changed by a "
+                                              f"rejected request {what}")
+
+    def assertRetrieveUnchanged(self, pid: str, before: bytes, what: str = "") -> None:
+        """The payment's retrieve body is byte-for-byte what it was (status, money, updated_at)."""
+        _, after = self.retrieve_ok(pid)
+        self.assertEqual(after, before, f"payment {pid} changed by a rejected request {what}")
