@@ -250,12 +250,15 @@ void on_client_event(ngx_http_request_t* r) {
 }
 
 // The client token from `x_auth_token` (needs underscores_in_headers on) or `X-Auth-Token`.
-std::string_view auth_token(ngx_http_request_t* r) {
+// Nothing when absent; `ambiguous` when several are sent (which one would be meant?).
+std::string_view auth_token(ngx_http_request_t* r, bool& ambiguous) {
+    std::string_view found;
+    int count = 0;
     ngx_list_part_t* part = &r->headers_in.headers.part;
     auto* h = static_cast<ngx_table_elt_t*>(part->elts);
     for (ngx_uint_t i = 0;; ++i) {
         if (i >= part->nelts) {
-            if (part->next == nullptr) return {};
+            if (part->next == nullptr) break;
             part = part->next;
             h = static_cast<ngx_table_elt_t*>(part->elts);
             i = 0;
@@ -265,9 +268,12 @@ std::string_view auth_token(ngx_http_request_t* r) {
                              h[i].key.len) == 0 ||
              ngx_strncasecmp(h[i].key.data, reinterpret_cast<u_char*>(const_cast<char*>("x-auth-token")),
                              h[i].key.len) == 0)) {
-            return view(h[i].value);
+            found = view(h[i].value);
+            ++count;
         }
     }
+    ambiguous = count > 1;
+    return found;
 }
 
 // Checks the client token of an Access::Client route. True with `principal` set; false when the
@@ -279,16 +285,21 @@ bool authenticate(ngx_http_request_t* r, std::string& principal, ngx_int_t& rc) 
         if (rc == NGX_OK) rc = send_unavailable(r, "token list not loaded or stale");
         return false;
     }
-    std::string_view token = auth_token(r);
-    std::optional<std::string> client = worker->tokens.client_of(token);
+    bool ambiguous = false;
+    std::string_view token = auth_token(r, ambiguous);
+    std::optional<std::string> client;
+    if (!ambiguous) client = worker->tokens.client_of(token);
     if (!client) {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0, "paygate: 403, %s token, request_id=%*s",
-                      token.empty() ? "missing" : "unknown or revoked", static_cast<int>(request_id(r).size()),
+                      ambiguous ? "more than one" : token.empty() ? "missing" : "unknown or revoked",
+                      static_cast<int>(request_id(r).size()),
                       request_id(r).data());
         rc = ngx_http_discard_request_body(r);
         if (rc == NGX_OK) {
             rc = send_error(r, NGX_HTTP_FORBIDDEN, "access_error",
-                            token.empty() ? "x_auth_token header required" : "invalid or revoked x_auth_token");
+                            ambiguous       ? "send exactly one x_auth_token header"
+                            : token.empty() ? "x_auth_token header required"
+                                            : "invalid or revoked x_auth_token");
         }
         return false;
     }

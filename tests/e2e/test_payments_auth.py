@@ -111,6 +111,17 @@ class TokenAuthTest(PaymentStackTestCase):
                 st, _, raw = self.api("POST", "create", create_body(), header=header)
                 self.assertEqual(st, 200, raw)
 
+    def test_two_token_headers_are_refused(self):
+        # Which one would be meant? Neither: even two valid tokens get 403, and nothing is created.
+        alice, bob = self.tokens["alice"], self.tokens["bob"]
+        before = self.payment_count()
+        for second in (bob, alice, "pgt_" + "0" * 64):
+            with self.subTest(second=second[:8]):
+                doc = self.assertJsonError(self.api("POST", "create", create_body(), token=alice,
+                                                    headers={"X-Auth-Token": second}), 403, "access_error")
+                self.assertIn("exactly one", doc["message"])
+        self.assertEqual(self.payment_count(), before)
+
     # -- ownership ----------------------------------------------------------------------------
 
     def test_other_clients_payment_is_403(self):
