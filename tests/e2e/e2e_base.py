@@ -43,6 +43,13 @@ def close_with_reset(sock: socket.socket) -> None:
     sock.close()
 
 
+def problems_reported(test: unittest.TestCase) -> int:
+    """Failures + errors the test's result holds so far (subtests included). Read from the result,
+    not from _outcome.success, which unittest resets to True around tearDown and cleanups."""
+    result = getattr(getattr(test, "_outcome", None), "result", None)
+    return len(getattr(result, "failures", ())) + len(getattr(result, "errors", ()))
+
+
 class StackTestCase(unittest.TestCase):
     """Each test runs against its own stack, started in setUp and checked at teardown.
 
@@ -59,6 +66,7 @@ class StackTestCase(unittest.TestCase):
     start_nginx_in_setup = True
 
     def setUp(self) -> None:
+        self._problems_at_start = problems_reported(self)
         self.stack = Stack()
         self.addCleanup(self._teardown_stack)
         if self.with_postgres:
@@ -70,12 +78,7 @@ class StackTestCase(unittest.TestCase):
             self.stack.start_nginx(**self.nginx)
 
     def _test_failed(self) -> bool:
-        outcome = getattr(self, "_outcome", None)
-        if outcome is None:
-            return False
-        if hasattr(outcome, "errors"):  # Python <= 3.10
-            return any(exc for _, exc in outcome.errors)
-        return not getattr(outcome, "success", True)
+        return problems_reported(self) > self._problems_at_start
 
     def _teardown_stack(self) -> None:
         failed = self._test_failed()
@@ -311,16 +314,10 @@ class PaymentStackTestCase(StackTestCase):
         if self.stack is None:
             self.skipTest("no stack (setUpClass failed)")
         self.token = self.tokens[self.clients[0]]
-        self._problems_at_start = self._problems_reported()
-
-    def _problems_reported(self) -> int:
-        """Failures + errors the result holds so far (subtests included). Read from the result,
-        not from _outcome.success, which unittest resets to True around tearDown and cleanups."""
-        result = getattr(getattr(self, "_outcome", None), "result", None)
-        return len(getattr(result, "failures", ())) + len(getattr(result, "errors", ()))
+        self._problems_at_start = problems_reported(self)
 
     def tearDown(self) -> None:
-        if self._problems_reported() > self._problems_at_start:
+        if problems_reported(self) > self._problems_at_start:
             type(self)._any_failed = True   # keep the stack directory for a look
 
     # -- requests ---------------------------------------------------------------------------------
@@ -419,3 +416,184 @@ class PaymentStackTestCase(StackTestCase):
         """The payment's retrieve body is byte-for-byte what it was (status, money, updated_at)."""
         _, after = self.retrieve_ok(pid)
         self.assertEqual(after, before, f"payment {pid} changed by a rejected request {what}")
+
+
+# ------------------------------------------------------------------------------------------------
+# Idempotent replays (test_idempotency_*.py, docs/idempotency.md).
+# ------------------------------------------------------------------------------------------------
+
+import concurrent.futures as _futures
+
+REPLAYED_HEADER = "Idempotent-Replayed"
+# The nginx replay cache (paygate_idempotency_zone), as a start_nginx keyword argument.
+REPLAY_ZONE = {"paygate_idempotency_zone": "paygate_replay:4m"}
+
+__all__ += ["IdempotencyTestCase", "REPLAYED_HEADER", "REPLAY_ZONE", "unique_id"]
+
+
+def unique_id(prefix: str = "idem") -> str:
+    """A payment field value (sender_id etc.) no other test uses, to count one test's rows."""
+    return f"{prefix}-{_uuid.uuid4().hex[:16]}"
+
+
+class IdempotencyTestCase(PaymentStackTestCase):
+    """A PaymentStackTestCase for idempotent replays. Class attributes: `zone` (True: nginx gets
+    `paygate_idempotency_zone`, replays are answered by nginx), `daemon_env` (extra environment
+    of d1, e.g. the test-only fault switch), `daemon_workers`. Subclasses may extend the stack in
+    `extend_stack(stack)` (more daemons, a second nginx)."""
+
+    zone = True
+    daemon_env: dict = {}
+    daemon_workers = 4
+
+    @classmethod
+    def nginx_directives(cls) -> dict:
+        return {**cls.nginx, **(REPLAY_ZONE if cls.zone else {})}
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        unittest.TestCase.setUpClass()
+        cls._any_failed = False
+        stack = Stack(daemon_workers=cls.daemon_workers)
+        cls.shared_stack = stack
+        try:
+            stack.start_postgres()
+            stack.migrate()
+            cls.tokens = {c: stack.create_token(c) for c in cls.clients}
+            stack.start_daemon("d1", env=cls.daemon_env or None)
+            stack.start_nginx(daemons=["d1"], **cls.nginx_directives())
+            cls.extend_stack(stack)
+            for name in stack.nginxes:
+                for token in cls.tokens.values():
+                    cls.wait_until_token_accepted_on(stack, token, name)
+        except BaseException:
+            cls._stop_shared_stack(failed=True, raise_problems=False)
+            raise
+
+    @classmethod
+    def extend_stack(cls, stack) -> None:
+        pass
+
+    @staticmethod
+    def wait_until_token_accepted_on(stack, token: str, name: str = "nginx",
+                                     timeout: float = 20.0, consecutive: int = 8) -> None:
+        """wait_until_token_accepted against nginx `name`."""
+        path = f"{PAYMENT_API}/{UNKNOWN_PAYMENT}/retrieve/status"
+        streak, last = [0], []
+
+        def poll():
+            try:
+                r = stack.http("GET", path, headers={"x_auth_token": token}, timeout=10, name=name)
+            except (OSError, http.client.HTTPException) as e:
+                last[:] = [repr(e)]
+                streak[0] = 0
+                return False
+            last[:] = [r[0], r[2][:200]]
+            streak[0] = streak[0] + 1 if r[0] == 404 else 0
+            return streak[0] >= consecutive
+        try:
+            wait_until(poll, timeout, f"the token to be accepted by every worker of nginx {name}",
+                       interval=0.05)
+        except StackError as e:
+            raise StackError(f"{e}; last answer {last}") from None
+
+    # -- requests ---------------------------------------------------------------------------------
+
+    def post(self, path: str, body, *, token="default", nginx: str = "nginx", timeout: float = 15.0):
+        """POST `body` (dict, or exact str/bytes) to PAYMENT_API/`path` on nginx `nginx`."""
+        if token == "default":
+            token = self.token
+        hdrs = {"Content-Type": "application/json"}
+        if token is not None:
+            hdrs["x_auth_token"] = token
+        return self.stack.http("POST", f"{PAYMENT_API}/{path}", self.encode(body), hdrs,
+                               timeout=timeout, name=nginx)
+
+    def post_until_settled(self, path: str, body, *, nginx: str = "nginx", timeout: float = 20.0,
+                           retry_statuses=(409,)):
+        """POSTs until the answer is not one of `retry_statuses` (409 idempotency_in_progress:
+        the first request with the key is still running); returns that answer."""
+        deadline = time.monotonic() + timeout
+        while True:
+            r = self.post(path, body, nginx=nginx)
+            if r[0] not in retry_statuses or time.monotonic() > deadline:
+                return r
+            if r[0] == 409:
+                self.assertJsonError(r, 409, "idempotency_in_progress")
+            time.sleep(0.05)
+
+    # -- assertions -------------------------------------------------------------------------------
+
+    def assertExecuted(self, response, status: int = 200):
+        """A first answer: `status`, JSON, no Idempotent-Replayed header."""
+        st, hdrs, raw = response
+        self.assertEqual(st, status, raw)
+        self.assertJson(hdrs, raw)
+        self.assertIsNone(hdrs.get(REPLAYED_HEADER), f"first answer carries {REPLAYED_HEADER}")
+        return raw
+
+    def assertReplayOf(self, replay, original) -> None:
+        """`replay` is `original` replayed: same status, same body bytes, JSON content type,
+        `Idempotent-Replayed: true`, and its own X-Request-Id."""
+        st, hdrs, raw = replay
+        self.assertEqual(st, original[0], f"replay status {st} {raw[:300]!r}")
+        self.assertEqual(raw, original[2], "replayed body differs from the original")
+        self.assertEqual(hdrs.get(REPLAYED_HEADER), "true",
+                         f"no '{REPLAYED_HEADER}: true' in {dict(hdrs)}")
+        self.assertEqual(len(hdrs.get_all(REPLAYED_HEADER) or []), 1, dict(hdrs))
+        self.assertTrue(hdrs.get("Content-Type", "").startswith("application/json"), dict(hdrs))
+        self.assertIsNone(hdrs.get("x-paygate-idempotency"), "internal header leaked")
+        rid = self.assertRequestId(hdrs)
+        self.assertNotEqual(rid, original[1].get("X-Request-Id"))
+
+    def daemon_lines(self, rid: str) -> list:
+        """Request log lines of every daemon of the stack that name X-Request-Id `rid`."""
+        return [ln for d in self.stack.daemons.values() for ln in d.request_lines()
+                if rid in ln]
+
+    def assertSeenByDaemon(self, response, idempotency: str = None) -> str:
+        """The daemon logged the request of `response` (optionally with idempotency=<value>)."""
+        rid = response[1].get("X-Request-Id")
+        lines = wait_until(lambda: self.daemon_lines(rid), 5, f"daemon log line of {rid}")
+        self.assertEqual(len(lines), 1, lines)
+        if idempotency is not None:
+            self.assertIn(f"idempotency={idempotency}", lines[0])
+        return lines[0]
+
+    def assertNotSeenByDaemon(self, response) -> None:
+        """Answered by nginx alone: no daemon logged a request line with its X-Request-Id."""
+        rid = response[1].get("X-Request-Id")
+        self.assertTrue(rid)
+        time.sleep(0.2)   # a daemon logs before it replies; this is just a margin
+        self.assertEqual(self.daemon_lines(rid), [], f"request {rid} reached a daemon")
+
+    def assertReplaySource(self, response) -> None:
+        """Zone: answered by nginx; no zone: answered by paygated from PostgreSQL."""
+        if self.zone:
+            self.assertNotSeenByDaemon(response)
+        else:
+            self.assertSeenByDaemon(response, idempotency="replayed")
+
+    # -- database ---------------------------------------------------------------------------------
+
+    def payments_of_sender(self, sender: str) -> list:
+        out = self.stack.psql(f"SELECT id FROM payments WHERE sender_id = '{sender}' ORDER BY id")
+        return out.split() if out else []
+
+    def count(self, table: str, pid: str, where: str = "") -> int:
+        return int(self.stack.psql(f"SELECT count(*) FROM {table} WHERE payment_id = '{pid}' {where}"))
+
+    # -- concurrency ------------------------------------------------------------------------------
+
+    def run_many(self, calls, threads: int = 50, timeout: float = 120.0) -> list:
+        """Runs every call on a pool of `threads` threads; returns the results in order (a call
+        that raised fails the test)."""
+        with _futures.ThreadPoolExecutor(max_workers=threads) as pool:
+            futs = [pool.submit(c) for c in calls]
+            results = []
+            for f in futs:
+                try:
+                    results.append(f.result(timeout=timeout))
+                except Exception as e:
+                    self.fail(f"a concurrent request failed: {e!r}")
+        return results
