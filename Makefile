@@ -23,8 +23,11 @@ test: build
 run: build
 	PAYGATE_PORT=$(PAYGATE_PORT) python3 scripts/stack.py run --build-dir $(BUILD_DIR) --var-dir var
 
+# Each prints our figure beside its nginx/pgbench anchor; the last line of each is its ratio.
 bench:
 	bash bench/forward.sh
+	bash bench/payments.sh
+	@if [ -f bench/replay.sh ]; then bash bench/replay.sh; fi
 
 clean:
 	rm -rf $(BUILD_DIR)
