@@ -51,7 +51,7 @@ constexpr std::uint64_t kInternalId = std::uint64_t{1} << 63;
 
 // How often a worker refreshes its token list: fast until it has one, then twice a second, so a
 // revocation reaches every worker within a second.
-constexpr ngx_msec_t kTokenSyncStartingMs = 100;
+constexpr ngx_msec_t kTokenSyncStartingMs = 10;
 constexpr ngx_msec_t kTokenSyncMs = 500;
 constexpr auto kTokenSyncLost = std::chrono::milliseconds(2000);   // no reply: ask again
 
