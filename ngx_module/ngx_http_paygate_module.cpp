@@ -4,6 +4,7 @@
 // timer or the client's disconnect, whichever comes first. Everything else lives in plain C++.
 #include "ngx_includes.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <memory>
@@ -67,6 +68,7 @@ struct Worker {
     ngx_uint_t max_in_flight;
 
     TokenCache tokens;
+    std::vector<ngx_http_request_t*> awaiting_tokens;   // parked until the first list arrives
     ngx_event_t token_timer{};
     std::uint64_t token_sync_id = 0;          // the auth.tokens request awaited, 0 if none
     TokenCache::Clock::time_point token_sync_sent{};
@@ -77,6 +79,8 @@ ngx_int_t request_id_variable = NGX_ERROR;
 
 // Lives in the request pool's cleanup storage, so its destructor runs however the request ends.
 struct RequestCtx {
+    ngx_http_request_t* request = nullptr;
+    bool awaiting_tokens = false;   // parked in worker->awaiting_tokens
     routes::Match match;
     std::string principal;       // the authenticated client id, for Access::Client routes
     std::optional<idempotency::Key> idempotency_key;   // set when the reply may fill the replay zone
@@ -203,6 +207,11 @@ void complete(ngx_http_request_t* r, ngx_int_t rc) {
 void stop_waiting(RequestCtx* ctx) {
     if (ctx->id != 0 && worker != nullptr) worker->pending.erase(ctx->id);
     ctx->id = 0;
+    if (ctx->awaiting_tokens && worker != nullptr) {
+        auto& list = worker->awaiting_tokens;
+        list.erase(std::remove(list.begin(), list.end(), ctx->request), list.end());
+    }
+    ctx->awaiting_tokens = false;
     if (ctx->timer.timer_set) ngx_del_timer(&ctx->timer);
 }
 
@@ -404,6 +413,51 @@ void on_body_read(ngx_http_request_t* r) {
     if (rc != NGX_DONE) ngx_http_finalize_request(r, rc);
 }
 
+void on_token_wait_timeout(ngx_event_t* ev) {
+    auto* r = static_cast<ngx_http_request_t*>(ev->data);
+    stop_waiting(ctx_of(r));
+    ngx_int_t rc = ngx_http_discard_request_body(r);
+    if (rc == NGX_OK) {
+        try {
+            rc = send_unavailable(r, "no token list from the daemons in time");
+        } catch (...) {
+            rc = NGX_ERROR;
+        }
+    }
+    complete(r, rc);
+}
+
+ngx_int_t park_until_tokens(ngx_http_request_t* r) {
+    RequestCtx* ctx = ensure_ctx(r);
+    if (ctx == nullptr) return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    auto* lcf = static_cast<LocConf*>(ngx_http_get_module_loc_conf(r, ngx_http_paygate_module));
+    worker->awaiting_tokens.push_back(r);
+    ctx->request = r;
+    ctx->awaiting_tokens = true;
+    ctx->timer.handler = on_token_wait_timeout;
+    ctx->timer.data = r;
+    ctx->timer.log = r->connection->log;
+    ngx_add_timer(&ctx->timer, lcf->timeout);
+    r->main->count++;   // held until resumed (resume_awaiting) or timed out
+    r->read_event_handler = on_client_event;
+    r->write_event_handler = ngx_http_request_empty_handler;
+    return NGX_DONE;
+}
+
+ngx_int_t paygate_handler(ngx_http_request_t* r);
+
+// The first token list arrived: run the parked requests from the start.
+void resume_awaiting() {
+    std::vector<ngx_http_request_t*> parked;
+    parked.swap(worker->awaiting_tokens);
+    for (ngx_http_request_t* r : parked) {
+        RequestCtx* ctx = ctx_of(r);
+        ctx->awaiting_tokens = false;
+        if (ctx->timer.timer_set) ngx_del_timer(&ctx->timer);
+        complete(r, paygate_handler(r));
+    }
+}
+
 ngx_int_t handle(ngx_http_request_t* r) {
     routes::Match match = routes::match(view(r->method_name), view(r->uri));
     if (match.result != routes::MatchResult::Found) {
@@ -417,6 +471,9 @@ ngx_int_t handle(ngx_http_request_t* r) {
     }
     std::string principal;
     if (match.route->access == routes::Access::Client) {
+        // A worker that just started (or came with a reload) has no token list yet: wait for the
+        // first one, which is milliseconds away, rather than refuse.
+        if (worker != nullptr && !worker->tokens.loaded()) return park_until_tokens(r);
         ngx_int_t rc;
         if (!authenticate(r, principal, rc)) return rc;
     }
@@ -493,6 +550,7 @@ void on_token_sync_reply(const ipc::Reply& reply, ngx_log_t* log) {
         ngx_log_error(NGX_LOG_ERR, log, 0, "paygate: token sync: %s", error.c_str());
         return;
     }
+    if (!worker->awaiting_tokens.empty()) resume_awaiting();
     if (worker->tokens.version() != old_version) {
         ngx_log_error(NGX_LOG_INFO, log, 0, "paygate: token list version %uL, %uz live tokens (was %uz)",
                       worker->tokens.version(), worker->tokens.size(), before);

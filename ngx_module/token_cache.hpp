@@ -29,6 +29,9 @@ public:
     // True once a list was received and the last confirmation is fresh enough.
     bool usable(Clock::time_point now) const;
 
+    // True once any list was received (a worker just started or reloaded has none yet).
+    bool loaded() const { return loaded_; }
+
     // The client id owning `token`, if it is live.
     std::optional<std::string> client_of(std::string_view token) const;
 

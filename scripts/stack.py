@@ -697,8 +697,12 @@ class Stack:
         lines += [f"{k} = {v}" for k, v in cfg.items()]
         return "\n".join(lines) + "\n"
 
-    def start_daemon(self, name: str = "d1", timeout: float = 30.0, **config) -> Daemon:
-        """Starts (or restarts) paygated `name` and waits for its `event=ready` log line."""
+    def start_daemon(self, name: str = "d1", timeout: float = 30.0, env: Optional[dict] = None,
+                     **config) -> Daemon:
+        """Starts (or restarts) paygated `name` and waits for its `event=ready` log line.
+
+        env: extra environment variables for this incarnation only (e.g. the test-only
+        {"PAYGATED_TEST_FAULT": "kill-after-commit"}); a restart without env= drops them."""
         self._require(self.paygated)
         d = self.daemons.get(name)
         if d is None:
@@ -714,10 +718,13 @@ class Stack:
         if d.endpoint.startswith("ipc://"):
             Path(d.endpoint[len("ipc://"):]).unlink(missing_ok=True)  # stale socket file
         d.log_offset = _size(d.logfile)
+        proc_env = self._san_env(f"paygated-{name}")
+        proc_env.pop("PAYGATED_TEST_FAULT", None)   # only ever armed explicitly, via env=
+        proc_env.update({k: str(v) for k, v in (env or {}).items()})
         with open(d.logfile, "ab") as logf:
             d.proc = subprocess.Popen([str(self.paygated), "-c", str(d.conf)], stdin=subprocess.DEVNULL,
                                       stdout=logf, stderr=subprocess.STDOUT,
-                                      env=self._san_env(f"paygated-{name}"), cwd=self.root,
+                                      env=proc_env, cwd=self.root,
                                       start_new_session=True,
                                       preexec_fn=_pdeathsig(signal.SIGTERM))
         d.stopped = False

@@ -25,6 +25,7 @@
 #include "paygated/db.hpp"
 #include "paygated/endpoints.hpp"
 #include "paygated/handlers.hpp"
+#include "paygated/janitor.hpp"
 #include "paygated/log.hpp"
 #include "paygated/worker.hpp"
 
@@ -69,9 +70,13 @@ public:
     explicit Broker(const Config& config)
         : config_(config), ctx_(1), front_(ctx_, zmq::socket_type::router), back_(ctx_, zmq::socket_type::router),
           inline_db_(config.database, std::make_shared<RetryGate>(std::chrono::milliseconds(config.db_retry_max_ms)), 0),
-          inline_ctx_{0, inline_db_} {}
+          inline_ctx_{0, inline_db_},
+          janitor_(JanitorSettings{config.database, std::chrono::seconds(config.idempotency_purge_interval_s),
+                                   std::chrono::milliseconds(config.db_retry_max_ms), config.idempotency_lease_ms,
+                                   1000}) {}
 
     ~Broker() {
+        janitor_.stop();
         // Only reached with threads still running on an error path: unblock and join them.
         if (!threads_.empty()) {
             ctx_.shutdown();
@@ -117,8 +122,12 @@ public:
             settings.endpoint = kBackEndpoint;
             settings.database = config_.database;
             settings.db_retry = retry;
+            settings.idempotency_lease_ms = config_.idempotency_lease_ms;
+            settings.idempotency_retention_s = config_.idempotency_retention_s;
+            settings.test_fault = config_.test_fault;
             threads_.emplace_back([this, settings] { run_worker(ctx_, settings); });
         }
+        janitor_.start();
     }
 
     int loop(int stop_fd) {
@@ -233,6 +242,7 @@ private:
     }
 
     int finish() {
+        janitor_.stop();  // prompt: cancels a purge in progress
         // Replies of in-flight work are queued on the front end now; close() flushes them
         // (bounded by the linger). Unbinding earlier would drop the accepted connections and
         // those replies with them (libzmq ties a connection's session to its listener).
@@ -286,6 +296,7 @@ private:
     // Inline handlers never touch the database (see Runs::Inline): this Db is never connected.
     Db inline_db_;
     WorkerContext inline_ctx_;
+    Janitor janitor_;  // purges expired idempotency keys on a thread of its own
 };
 
 }  // namespace
@@ -296,7 +307,14 @@ int run_daemon(const Config& config, int stop_fd) {
         .kv("pid", static_cast<long long>(::getpid()))
         .kv("listen", join(config.listen))
         .kv("workers", config.workers)
-        .kv("db", describe_conninfo(config.database));
+        .kv("db", describe_conninfo(config.database))
+        .kv("idempotency_retention_s", config.idempotency_retention_s)
+        .kv("idempotency_lease_ms", config.idempotency_lease_ms);
+    if (config.test_fault == TestFault::KillAfterCommit) {
+        log::warn("test_fault_armed")
+            .kv("fault", "kill-after-commit")
+            .kv("note", "test only: the daemon SIGKILLs itself after its first idempotent COMMIT");
+    }
     Broker broker(config);
     if (!broker.bind_front()) return 1;
     broker.start_workers();

@@ -115,6 +115,18 @@ bool set_shutdown_timeout_ms(std::string_view v, Config& c, std::string& why) {
     return parse_unsigned(v, 10, 0, 3600000, c.shutdown_timeout_ms, why);
 }
 
+bool set_idempotency_retention_s(std::string_view v, Config& c, std::string& why) {
+    return parse_unsigned(v, 10, 1, 31536000, c.idempotency_retention_s, why);
+}
+
+bool set_idempotency_purge_interval_s(std::string_view v, Config& c, std::string& why) {
+    return parse_unsigned(v, 10, 1, 86400, c.idempotency_purge_interval_s, why);
+}
+
+bool set_idempotency_lease_ms(std::string_view v, Config& c, std::string& why) {
+    return parse_unsigned(v, 10, 100, 3600000, c.idempotency_lease_ms, why);
+}
+
 struct KeyDef {
     ConfigKey key;
     bool (*set)(std::string_view value, Config& config, std::string& why);
@@ -129,6 +141,16 @@ const KeyDef kKeys[] = {
     {{"db_retry_max_ms", false, "cap of the database reconnect backoff (100-600000, default 2000)"}, set_db_retry_max_ms},
     {{"shutdown_timeout_ms", false, "how long SIGTERM waits for in-flight requests (0-3600000, default 10000)"},
      set_shutdown_timeout_ms},
+    {{"idempotency_retention_s", false,
+      "seconds a recorded idempotency outcome is replayed before it expires (1-31536000, default 86400)"},
+     set_idempotency_retention_s},
+    {{"idempotency_purge_interval_s", false,
+      "seconds between the janitor's purges of expired idempotency keys (1-86400, default 60)"},
+     set_idempotency_purge_interval_s},
+    {{"idempotency_lease_ms", false,
+      "lease of an in-flight idempotency key: idle_in_transaction_session_timeout of the daemon's "
+      "connections (100-3600000, default 10000)"},
+     set_idempotency_lease_ms},
 };
 
 std::string known_keys() {
@@ -159,6 +181,14 @@ const char* log_level_name(LogLevel level) {
         case LogLevel::Error: return "error";
     }
     return "info";
+}
+
+bool parse_test_fault(const char* value, TestFault& out) {
+    std::string_view v = value ? value : "";
+    if (v.empty()) out = TestFault::None;
+    else if (v == "kill-after-commit") out = TestFault::KillAfterCommit;
+    else return false;
+    return true;
 }
 
 const std::vector<ConfigKey>& config_keys() {

@@ -125,8 +125,12 @@ std::string pg_error_line(const PGresult* result) {
     return one_line(result ? PQresultErrorMessage(result) : "out of memory");
 }
 
-Db::Db(std::string conninfo, std::shared_ptr<RetryGate> retry, int worker)
-    : conninfo_(std::move(conninfo)), worker_(worker), retry_(std::move(retry)) {}
+Db::Db(std::string conninfo, std::shared_ptr<RetryGate> retry, int worker, unsigned lease_ms)
+    : conninfo_(std::move(conninfo)), worker_(worker), who_(std::to_string(worker)), lease_ms_(lease_ms),
+      retry_(std::move(retry)) {}
+
+Db::Db(std::string conninfo, std::shared_ptr<RetryGate> retry, std::string who, unsigned lease_ms)
+    : conninfo_(std::move(conninfo)), worker_(0), who_(std::move(who)), lease_ms_(lease_ms), retry_(std::move(retry)) {}
 
 PGconn* Db::connection() {
     if (conn_) {
@@ -138,18 +142,30 @@ PGconn* Db::connection() {
     std::string error;
     auto started = Backoff::Clock::now();
     PgConn conn = pg_connect(conninfo_, "paygated", error);
+    if (conn && lease_ms_ > 0) {
+        // Session-level, so it holds for every transaction of this connection (under a pooler in
+        // transaction mode set it on the role instead: docs/idempotency.md).
+        std::string lease = std::to_string(lease_ms_);
+        const char* values[] = {lease.c_str()};
+        PgResult r(PQexecParams(conn.get(), "SELECT set_config('idle_in_transaction_session_timeout', $1, false)", 1,
+                                nullptr, values, nullptr, nullptr, 0));
+        if (PQresultStatus(r.get()) != PGRES_TUPLES_OK) {
+            error = "setting idle_in_transaction_session_timeout: " + pg_error_line(r.get());
+            conn.reset();
+        }
+    }
     auto now = Backoff::Clock::now();
     if (!conn) {
         auto wait = retry_->failure();
         log::warn("db_unavailable")
-            .kv("worker", worker_)
+            .kv("worker", who_)
             .kv("backoff_ms", static_cast<long long>(wait.count()))
             .kv("error", error);
         return nullptr;
     }
     retry_->success();
     log::info("db_connected")
-        .kv("worker", worker_)
+        .kv("worker", who_)
         .kv("db", describe_conninfo(conninfo_))
         .kv("server_version", PQserverVersion(conn.get()))
         .kv("ms", std::chrono::duration<double, std::milli>(now - started).count());
@@ -165,7 +181,7 @@ bool Db::usable(PGconn* conn) {
         case PQTRANS_INTRANS:
         case PQTRANS_INERROR: {
             // A previous handler left a transaction open: never let it leak into this request.
-            log::warn("db_leftover_transaction").kv("worker", worker_);
+            log::warn("db_leftover_transaction").kv("worker", who_);
             PgResult r(PQexec(conn, "ROLLBACK"));
             if (PQresultStatus(r.get()) != PGRES_COMMAND_OK) return false;
             break;
@@ -190,7 +206,7 @@ bool Db::usable(PGconn* conn) {
 }
 
 void Db::lost(const char* why) {
-    log::warn("db_connection_lost").kv("worker", worker_).kv("reason", why).kv("error", pg_error_line(conn_.get()));
+    log::warn("db_connection_lost").kv("worker", who_).kv("reason", why).kv("error", pg_error_line(conn_.get()));
     conn_.reset();
 }
 

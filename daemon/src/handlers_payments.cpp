@@ -1,12 +1,16 @@
 // Handlers of the client payment API (docs/api.md): create, retrieve, status, cancel, edit, accept.
 //
-// Each request: the principal (client id) is required, the path id and the body are validated
-// (payment_rules.hpp) before the database is touched, then one transaction does the work. Changes
-// lock the payment row (SELECT ... FOR UPDATE), so concurrent actions on one payment are
-// serialized: one wins, the other sees the new status. The SQL is in store.cpp.
+// Each request: the principal (client id) is required (403 before anything else). Reads then
+// validate the path id and run one statement. Changes (create, cancel, edit, accept) run as the
+// work of run_idempotent (idempotent.hpp): inside the transaction it opened for the request's
+// idempotency key, the path id and the body are validated (payment_rules.hpp), then the change
+// is made; the wrapper commits it together with the key's recorded outcome. Changes lock the
+// payment row (SELECT ... FOR UPDATE), so concurrent actions on one payment are serialized: one
+// wins, the other sees the new status. The SQL is in store.cpp.
 #include <string>
 
 #include "paygated/handlers.hpp"
+#include "paygated/idempotent.hpp"
 #include "paygated/money.hpp"
 #include "paygated/payment_rules.hpp"
 #include "paygated/store.hpp"
@@ -75,13 +79,11 @@ Value changed_reply(const std::string& id, PaymentStatus status) {
 // What one client action does to the locked row, besides the event and the tasks.
 using Apply = std::function<void(Session&, const PaymentRow&, const Transition&)>;
 
-// The common path of cancel, edit and accept: lock, check owner and transition, change, record
-// the event (and queue provider work), commit.
-ipc::Reply change_payment(WorkerContext& ctx, const Caller& caller, const PaymentRef& ref, Action action,
+// The common path of cancel, edit and accept, inside the request's transaction: lock, check
+// owner and transition, change, record the event (and queue provider work).
+ipc::Reply change_payment(Session& s, const Caller& caller, const PaymentRef& ref, Action action,
                           const std::string& idempotency_token, std::optional<std::string> reason,
                           const Apply& apply) {
-    Session s(ctx.db);
-    s.begin();
     std::optional<PaymentRow> row = find_payment(s, ref.id, true);
     check_owner(row.has_value(), row ? row->client_id : std::string(), ref, caller);
     PaymentStatus from = stored_status(row->status);
@@ -99,7 +101,6 @@ ipc::Reply change_payment(WorkerContext& ctx, const Caller& caller, const Paymen
                                  std::string(status_name(t->to)), caller.actor, std::move(reason), idempotency_token});
     if (t->requests_charge) insert_task(s, "charge", row->id);
     if (t->requests_reversal) insert_task(s, "reversal", row->id);
-    s.commit();
     return value_reply(200, changed_reply(row->id, t->to));
 }
 
@@ -108,19 +109,23 @@ ipc::Reply change_payment(WorkerContext& ctx, const Caller& caller, const Paymen
 ipc::Reply handle_payment_create(const ipc::Request& request, WorkerContext& ctx) {
     return guarded(request, ctx, [&] {
         Caller caller = require_client(request);
-        Invalid invalid;
-        std::optional<CreateRequest> body = validate_create(request, invalid);
-        if (!body) refuse(invalid);
-        Session s(ctx.db);
-        std::string id;
-        try {
-            id = create_payment(s, caller.client_id, caller.actor, *body);
-        } catch (const DbError& e) {
-            // The principal names no client (deleted behind the module's back): not a fault of ours.
-            if (e.sqlstate == "23503") throw Refusal{403, "access_error", "access denied"};
-            throw;
-        }
-        return value_reply(200, Value::object({{"transaction_id", Value::string(id)}}));
+        std::optional<CreateRequest> body;
+        auto check = [&] {
+            Invalid invalid;
+            body = validate_create(request, invalid);
+            if (!body) refuse(invalid);
+        };
+        return run_idempotent(request, ctx, caller.client_id, {check, [&](Session& s) {
+            std::string id;
+            try {
+                id = create_payment(s, caller.client_id, caller.actor, *body);
+            } catch (const DbError& e) {
+                // The principal names no client (deleted behind the module's back): not a fault of ours.
+                if (e.sqlstate == "23503") throw Refusal{403, "access_error", "access denied"};
+                throw;
+            }
+            return value_reply(200, Value::object({{"transaction_id", Value::string(id)}}));
+        }});
     });
 }
 
@@ -163,43 +168,61 @@ ipc::Reply handle_payment_status(const ipc::Request& request, WorkerContext& ctx
 ipc::Reply handle_payment_cancel(const ipc::Request& request, WorkerContext& ctx) {
     return guarded(request, ctx, [&] {
         Caller caller = require_client(request);
-        PaymentRef ref = payment_ref(request);
-        Invalid invalid;
-        std::optional<CancelRequest> body = validate_cancel(request, invalid);
-        if (!body) refuse(invalid);
-        return change_payment(ctx, caller, ref, Action::Cancel, body->idempotency_token,
-                              std::string(reason_name(body->reason)),
-                              [&](Session& s, const PaymentRow& row, const Transition& t) {
-                                  update_cancelled(s, row.id, t.to, body->reason, t.requests_reversal);
-                              });
+        PaymentRef ref;
+        std::optional<CancelRequest> body;
+        auto check = [&] {
+            ref = payment_ref(request);
+            Invalid invalid;
+            body = validate_cancel(request, invalid);
+            if (!body) refuse(invalid);
+        };
+        return run_idempotent(request, ctx, caller.client_id, {check, [&](Session& s) {
+            return change_payment(s, caller, ref, Action::Cancel, body->idempotency_token,
+                                  std::string(reason_name(body->reason)),
+                                  [&](Session& tx, const PaymentRow& row, const Transition& t) {
+                                      update_cancelled(tx, row.id, t.to, body->reason, t.requests_reversal);
+                                  });
+        }});
     });
 }
 
 ipc::Reply handle_payment_edit(const ipc::Request& request, WorkerContext& ctx) {
     return guarded(request, ctx, [&] {
         Caller caller = require_client(request);
-        PaymentRef ref = payment_ref(request);
-        Invalid invalid;
-        std::optional<EditRequest> body = validate_edit(request, invalid);
-        if (!body) refuse(invalid);
-        return change_payment(ctx, caller, ref, Action::Edit, body->idempotency_token, std::nullopt,
-                              [&](Session& s, const PaymentRow& row, const Transition&) {
-                                  update_money(s, row.id, body->money);
-                              });
+        PaymentRef ref;
+        std::optional<EditRequest> body;
+        auto check = [&] {
+            ref = payment_ref(request);
+            Invalid invalid;
+            body = validate_edit(request, invalid);
+            if (!body) refuse(invalid);
+        };
+        return run_idempotent(request, ctx, caller.client_id, {check, [&](Session& s) {
+            return change_payment(s, caller, ref, Action::Edit, body->idempotency_token, std::nullopt,
+                                  [&](Session& tx, const PaymentRow& row, const Transition&) {
+                                      update_money(tx, row.id, body->money);
+                                  });
+        }});
     });
 }
 
 ipc::Reply handle_payment_accept(const ipc::Request& request, WorkerContext& ctx) {
     return guarded(request, ctx, [&] {
         Caller caller = require_client(request);
-        PaymentRef ref = payment_ref(request);
-        Invalid invalid;
-        std::optional<AcceptRequest> body = validate_accept(request, invalid);
-        if (!body) refuse(invalid);
-        return change_payment(ctx, caller, ref, Action::Accept, body->idempotency_token, std::nullopt,
-                              [&](Session& s, const PaymentRow& row, const Transition& t) {
-                                  update_accepted(s, row.id, t.to, body->accept_info_json);
-                              });
+        PaymentRef ref;
+        std::optional<AcceptRequest> body;
+        auto check = [&] {
+            ref = payment_ref(request);
+            Invalid invalid;
+            body = validate_accept(request, invalid);
+            if (!body) refuse(invalid);
+        };
+        return run_idempotent(request, ctx, caller.client_id, {check, [&](Session& s) {
+            return change_payment(s, caller, ref, Action::Accept, body->idempotency_token, std::nullopt,
+                                  [&](Session& tx, const PaymentRow& row, const Transition& t) {
+                                      update_accepted(tx, row.id, t.to, body->accept_info_json);
+                                  });
+        }});
     });
 }
 

@@ -1,6 +1,7 @@
 // paygated: command line, configuration, signals; then the broker (broker.cpp) does the work.
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <string>
@@ -57,6 +58,10 @@ int main(int argc, char** argv) {
     }
     if (!check_conninfo(config.database, error)) {
         std::fprintf(stderr, "paygated: %s: bad 'database': %s\n", config_path.c_str(), error.c_str());
+        return 2;
+    }
+    if (!parse_test_fault(std::getenv(kTestFaultEnv), config.test_fault)) {
+        std::fprintf(stderr, "paygated: %s: unknown fault (the only one is kill-after-commit)\n", kTestFaultEnv);
         return 2;
     }
     if (check_only) {

@@ -1,6 +1,7 @@
 // The SQL of paygated's handlers (see store.hpp): parameterized statements over a Session.
 #include "paygated/store.hpp"
 
+#include <cstdlib>
 #include <cstring>
 
 namespace paygate::daemon {
@@ -64,9 +65,20 @@ void Session::begin() {
 }
 
 void Session::commit() {
-    exec("COMMIT");
+    PgResult r = exec("COMMIT");
     in_transaction_ = false;
+    // COMMIT of a transaction that failed earlier "succeeds" with the tag ROLLBACK.
+    if (std::strcmp(PQcmdStatus(r.get()), "COMMIT") != 0) throw DbError("", "transaction rolled back at COMMIT");
 }
+
+void Session::rollback() {
+    in_transaction_ = false;  // whatever happens: the server has no transaction left, or the connection is gone
+    exec("ROLLBACK");
+}
+
+void Session::savepoint() { exec("SAVEPOINT paygate_work"); }
+
+void Session::rollback_to_savepoint() { exec("ROLLBACK TO SAVEPOINT paygate_work"); }
 
 // --- payments -------------------------------------------------------------------------------
 
@@ -175,6 +187,54 @@ void insert_event(Session& s, const PaymentEvent& e) {
 
 void insert_task(Session& s, const std::string& kind, const std::string& payment_id) {
     s.exec("INSERT INTO tasks (kind, payment_id) VALUES ($1::text, $2::uuid)", {kind, payment_id});
+}
+
+// --- idempotency keys ------------------------------------------------------------------------
+
+bool try_lock_key(Session& s, const std::string& scope) {
+    PgResult r = s.exec("SELECT pg_try_advisory_xact_lock(hashtextextended($1::text, 0))", {scope});
+    if (PQntuples(r.get()) != 1) throw DbError("", "advisory lock returned no row");
+    return value(r.get(), 0, 0) == "t";
+}
+
+std::optional<StoredOutcome> find_key(Session& s, const std::string& scope) {
+    PgResult r = s.exec(
+        "SELECT request_hash, response_status, response_body FROM idempotency_keys"
+        " WHERE scope = $1::text AND expires_at > now()",
+        {scope});
+    if (PQntuples(r.get()) == 0) return std::nullopt;
+    StoredOutcome out;
+    out.request_hash = value(r.get(), 0, 0);
+    int status = std::atoi(PQgetvalue(r.get(), 0, 1));
+    if (status < 100 || status > 599) throw DbError("", "idempotency key with a bad response_status");
+    out.status = static_cast<std::uint16_t>(status);
+    out.body = value(r.get(), 0, 2);
+    return out;
+}
+
+bool record_key(Session& s, const KeyRecord& k) {
+    // ON CONFLICT replaces only an expired row: a live one is someone else's recorded outcome.
+    PgResult r = s.exec(
+        "INSERT INTO idempotency_keys (scope, client_id, route, request_hash, response_status, response_body,"
+        " expires_at)"
+        " VALUES ($1::text, $2::bigint, $3::text, $4::text, $5::integer, $6::text,"
+        " now() + $7::integer * interval '1 second')"
+        " ON CONFLICT (scope) DO UPDATE SET client_id = EXCLUDED.client_id, route = EXCLUDED.route,"
+        " request_hash = EXCLUDED.request_hash, response_status = EXCLUDED.response_status,"
+        " response_body = EXCLUDED.response_body, created_at = now(), expires_at = EXCLUDED.expires_at"
+        " WHERE idempotency_keys.expires_at <= now()",
+        {k.scope, k.client_id, k.route, k.request_hash, std::to_string(k.status), k.body,
+         std::to_string(k.retention_s)});
+    return std::strcmp(PQcmdTuples(r.get()), "1") == 0;
+}
+
+long purge_expired_keys(Session& s, int batch) {
+    PgResult r = s.exec(
+        "DELETE FROM idempotency_keys WHERE scope IN ("
+        " SELECT scope FROM idempotency_keys WHERE expires_at <= now()"
+        " ORDER BY expires_at LIMIT $1::integer FOR UPDATE SKIP LOCKED)",
+        {std::to_string(batch)});
+    return std::atol(PQcmdTuples(r.get()));
 }
 
 // --- tokens ----------------------------------------------------------------------------------

@@ -9,6 +9,7 @@
 
 #include <zmq_addon.hpp>
 
+#include "paygate/idempotency.hpp"
 #include "paygate/ipc.hpp"
 #include "paygate/json_error.hpp"
 #include "paygated/db.hpp"
@@ -67,21 +68,26 @@ std::string serve(const ipc::Request& request, double queued_ms, WorkerContext& 
 
     std::uint16_t status = 500;
     std::string frame;
+    std::string idempotency;  // the reply's x-paygate-idempotency, if any
     try {
         ipc::Reply reply = dispatch(request, ctx);
         status = reply.status;
+        for (const auto& [name, value] : reply.headers) {
+            if (name == idempotency::kOutcomeHeader) idempotency = value;
+        }
         frame = ipc::encode(reply);
     } catch (const std::exception& e) {
         log::error("reply_failed").kv("request_id", request.request_id).kv("worker", ctx.worker).kv("what", e.what());
         status = 500;
         frame = ipc::encode(ipc::error_reply(request.id, 500, "internal_error", "internal error"));
     }
-    log::info("request")
-        .kv("request_id", request.request_id)
+    log::Line line = log::info("request");
+    line.kv("request_id", request.request_id)
         .kv("route", request.route)
         .kv("status", status)
         .kv("ms", queued_ms + ms_between(start, Clock::now()))
         .kv("worker", ctx.worker);
+    if (!idempotency.empty()) line.kv("idempotency", idempotency);
     return frame;
 }
 
@@ -114,8 +120,8 @@ void run_worker(zmq::context_t& zctx, const WorkerSettings& settings) noexcept {
         sock.connect(settings.endpoint);
 
         auto retry = settings.db_retry ? settings.db_retry : std::make_shared<RetryGate>(std::chrono::milliseconds(2000));
-        Db db(settings.database, retry, settings.id);
-        WorkerContext ctx{settings.id, db};
+        Db db(settings.database, retry, settings.id, settings.idempotency_lease_ms);
+        WorkerContext ctx{settings.id, db, settings.idempotency_retention_s, settings.test_fault};
         send_ready(sock);
 
         std::vector<zmq::message_t> job;

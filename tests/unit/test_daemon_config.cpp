@@ -42,7 +42,10 @@ void good_file(void**) {
         "socket_mode = 0640\n"
         "log_level = debug\n"
         "db_retry_max_ms = 5000\n"
-        "shutdown_timeout_ms = 0\n";
+        "shutdown_timeout_ms = 0\n"
+        "idempotency_retention_s = 3600\n"
+        "idempotency_purge_interval_s = 5\n"
+        "idempotency_lease_ms = 2500\n";
     Config c;
     std::string error;
     assert_true(parse_config(text, "t.conf", c, error));
@@ -56,6 +59,10 @@ void good_file(void**) {
     assert_true(c.log_level == LogLevel::Debug);
     assert_int_equal(c.db_retry_max_ms, 5000);
     assert_int_equal(c.shutdown_timeout_ms, 0);
+    assert_int_equal(c.idempotency_retention_s, 3600);
+    assert_int_equal(c.idempotency_purge_interval_s, 5);
+    assert_int_equal(c.idempotency_lease_ms, 2500);
+    assert_true(c.test_fault == TestFault::None);  // never from the file
     assert_true(validate_for_daemon(c, error));
 }
 
@@ -68,6 +75,10 @@ void defaults(void**) {
     assert_true(c.log_level == LogLevel::Info);
     assert_int_equal(c.db_retry_max_ms, 2000);
     assert_int_equal(c.shutdown_timeout_ms, 10000);
+    assert_int_equal(c.idempotency_retention_s, 86400);
+    assert_int_equal(c.idempotency_purge_interval_s, 60);
+    assert_int_equal(c.idempotency_lease_ms, 10000);
+    assert_true(c.test_fault == TestFault::None);
     // An empty file parses (all defaults) but is not enough to run the daemon.
     assert_true(parse_config("", "t.conf", c, error));
     assert_false(validate_for_daemon(c, error));
@@ -102,6 +113,54 @@ void bad_numbers(void**) {
     for (const char* v : {"3600001", "-1", "10s", "1e4"}) {
         expect_error(std::string("shutdown_timeout_ms = ") + v + "\n", "for 'shutdown_timeout_ms'");
     }
+}
+
+void idempotency_keys_bounds(void**) {
+    for (const char* v : {"0", "31536001", "-1", "1d", "24h", "86400s", "8.64e4"}) {
+        expect_error(std::string("idempotency_retention_s = ") + v + "\n", "for 'idempotency_retention_s'");
+    }
+    expect_error("idempotency_retention_s = 0\n", "between 1 and 31536000");
+    for (const char* v : {"0", "86401", "1m", "-5"}) {
+        expect_error(std::string("idempotency_purge_interval_s = ") + v + "\n", "for 'idempotency_purge_interval_s'");
+    }
+    expect_error("idempotency_purge_interval_s = 0\n", "between 1 and 86400");
+    // 0 would switch the lease off (idle_in_transaction_session_timeout = 0): a frozen daemon's
+    // key would stay in progress forever.
+    for (const char* v : {"0", "99", "3600001", "10s"}) {
+        expect_error(std::string("idempotency_lease_ms = ") + v + "\n", "for 'idempotency_lease_ms'");
+    }
+    expect_error("idempotency_lease_ms = 0\n", "between 100 and 3600000");
+    expect_error("idempotency_lease_ms = 1000\nidempotency_lease_ms = 1000\n", "already set on line 1");
+    Config c;
+    std::string error;
+    assert_true(parse_config("idempotency_retention_s = 1\nidempotency_purge_interval_s = 86400\n"
+                             "idempotency_lease_ms = 100\n",
+                             "t.conf", c, error));
+    assert_int_equal(c.idempotency_retention_s, 1);
+    assert_int_equal(c.idempotency_purge_interval_s, 86400);
+    assert_int_equal(c.idempotency_lease_ms, 100);
+    assert_true(parse_config("idempotency_retention_s = 31536000\nidempotency_lease_ms = 3600000\n", "t.conf", c,
+                             error));
+    assert_int_equal(c.idempotency_retention_s, 31536000);
+    assert_int_equal(c.idempotency_lease_ms, 3600000);
+}
+
+void test_fault_from_environment_value(void**) {
+    TestFault f = TestFault::KillAfterCommit;
+    assert_true(parse_test_fault(nullptr, f));
+    assert_true(f == TestFault::None);
+    f = TestFault::KillAfterCommit;
+    assert_true(parse_test_fault("", f));
+    assert_true(f == TestFault::None);
+    assert_true(parse_test_fault("kill-after-commit", f));
+    assert_true(f == TestFault::KillAfterCommit);
+    for (const char* bad : {"kill", "KILL-AFTER-COMMIT", "kill-after-commit ", "1", "yes"}) {
+        f = TestFault::None;
+        assert_false(parse_test_fault(bad, f));
+    }
+    assert_string_equal(kTestFaultEnv, "PAYGATED_TEST_FAULT");
+    // Not a configuration key: the file cannot arm it.
+    expect_error("test_fault = kill-after-commit\n", "unknown key 'test_fault'");
 }
 
 void bad_socket_mode(void**) {
@@ -188,6 +247,8 @@ int main() {
         cmocka_unit_test(defaults),
         cmocka_unit_test(bad_lines),
         cmocka_unit_test(bad_numbers),
+        cmocka_unit_test(idempotency_keys_bounds),
+        cmocka_unit_test(test_fault_from_environment_value),
         cmocka_unit_test(bad_socket_mode),
         cmocka_unit_test(bad_log_level),
         cmocka_unit_test(bad_listen),

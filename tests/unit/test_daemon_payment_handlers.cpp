@@ -1,5 +1,7 @@
-// The payment handlers' gates that come before any SQL: principal, path id, body validation, and
-// 503 when PostgreSQL cannot be reached. (Behaviour against a database is in tests/e2e.)
+// The payment handlers' gates that come before any SQL: principal, and (for reads, and for
+// changes whose body carries no idempotency key) path id and body validation; and 503 when
+// PostgreSQL cannot be reached, which includes any change that has a key: its answer, even a
+// refusal, is recorded in PostgreSQL first (docs/idempotency.md). (With a database: tests/e2e.)
 #include <chrono>
 #include <memory>
 #include <string>
@@ -105,11 +107,23 @@ void malformed_payment_id_is_400(void**) {
             expect(dispatch(request(route, "5", id), f.ctx), 400, "validation_error", "payment_id: must be a UUID");
         }
     }
+    // A change without an idempotency key is refused before any SQL, the path id first.
     for (const char* route : {"payment.cancel", "payment.edit", "payment.accept"}) {
-        expect(dispatch(request(route, "5", "x", kCancelBody), f.ctx), 400, "validation_error",
-               "payment_id: must be a UUID");
+        expect(dispatch(request(route, "5", "x", "{}"), f.ctx), 400, "validation_error", "payment_id: must be a UUID");
     }
     assert_false(f.tried_database());
+}
+
+void keyed_refusals_are_recorded_first(void**) {
+    // With a key, a refusal is the key's recorded outcome: no database, no answer but 503.
+    Fixture f;
+    const char* message = "the payment database is unavailable; retry later";
+    for (const char* route : {"payment.cancel", "payment.edit", "payment.accept"}) {
+        ipc::Reply r = dispatch(request(route, "5", "x", kCancelBody), f.ctx);
+        expect(r, 503, "service_unavailable", message);
+        for (const auto& [name, value] : r.headers) assert_true(name != "x-paygate-idempotency");
+    }
+    assert_true(f.tried_database());
 }
 
 void invalid_bodies_are_refused_before_the_database(void**) {
@@ -121,7 +135,7 @@ void invalid_bodies_are_refused_before_the_database(void**) {
                 "validation_error");
     expect_code(dispatch(request("payment.edit", "5", kId, "{\"x\":1}"), f.ctx), 400, "validation_error");
     expect_code(dispatch(request("payment.accept", "5", kId, "[]"), f.ctx), 400, "validation_error");
-    ipc::Request wrong_type = request("payment.cancel", "5", kId, kCancelBody);
+    ipc::Request wrong_type = request("payment.cancel", "5", kId, "{\"reason\":\"other\"}");
     wrong_type.headers = {{"content-type", "text/plain"}};
     expect_code(dispatch(wrong_type, f.ctx), 415, "unsupported_media_type");
     assert_false(f.tried_database());
@@ -149,6 +163,7 @@ int main() {
         cmocka_unit_test(principal_parsing),
         cmocka_unit_test(no_principal_is_403),
         cmocka_unit_test(malformed_payment_id_is_400),
+        cmocka_unit_test(keyed_refusals_are_recorded_first),
         cmocka_unit_test(invalid_bodies_are_refused_before_the_database),
         cmocka_unit_test(database_unreachable_is_503),
     };

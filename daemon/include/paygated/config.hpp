@@ -13,6 +13,15 @@ enum class LogLevel { Debug = 0, Info = 1, Warn = 2, Error = 3 };
 bool parse_log_level(std::string_view name, LogLevel& out);
 const char* log_level_name(LogLevel level);
 
+// Test-only fault injection, armed by the environment variable PAYGATED_TEST_FAULT (never by the
+// configuration file). KillAfterCommit: the daemon SIGKILLs itself right after the first COMMIT
+// that records an idempotency key, before the reply leaves (docs/idempotency.md).
+enum class TestFault { None, KillAfterCommit };
+inline constexpr const char* kTestFaultEnv = "PAYGATED_TEST_FAULT";
+
+// "" (or unset: pass nullptr) -> None; "kill-after-commit" -> KillAfterCommit; anything else false.
+bool parse_test_fault(const char* value, TestFault& out);
+
 struct Config {
     std::vector<std::string> listen;       // ZeroMQ endpoints the front ROUTER binds (ipc:// or tcp://)
     unsigned workers = 4;                  // worker threads, each with its own PostgreSQL connection
@@ -21,6 +30,10 @@ struct Config {
     LogLevel log_level = LogLevel::Info;
     unsigned db_retry_max_ms = 2000;       // cap of the reconnect backoff
     unsigned shutdown_timeout_ms = 10000;  // how long SIGTERM waits for in-flight requests
+    unsigned idempotency_retention_s = 86400;    // how long a key's recorded outcome is replayed
+    unsigned idempotency_purge_interval_s = 60;  // how often the janitor deletes expired keys
+    unsigned idempotency_lease_ms = 10000;       // idle_in_transaction_session_timeout: the in-flight lease
+    TestFault test_fault = TestFault::None;      // from $PAYGATED_TEST_FAULT (paygated_main), not the file
 };
 
 // One entry of the key table (for docs and error messages).

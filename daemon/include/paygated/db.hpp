@@ -45,7 +45,13 @@ std::string pg_error_line(const PGresult* result);
 
 class Db {
 public:
-    Db(std::string conninfo, std::shared_ptr<RetryGate> retry, int worker);
+    // `worker` names the owner in log lines (worker=<id>). With lease_ms > 0 every connection
+    // gets idle_in_transaction_session_timeout = lease_ms: the server ends a session that sits in
+    // an open transaction that long (a frozen daemon), which releases its transaction's locks,
+    // the in-flight marker of an idempotency key among them (docs/idempotency.md, "The lease").
+    Db(std::string conninfo, std::shared_ptr<RetryGate> retry, int worker, unsigned lease_ms = 0);
+    // The same for a thread that is not a worker; `who` appears as worker=<who> (e.g. "janitor").
+    Db(std::string conninfo, std::shared_ptr<RetryGate> retry, std::string who, unsigned lease_ms = 0);
     Db(const Db&) = delete;
     Db& operator=(const Db&) = delete;
 
@@ -71,6 +77,8 @@ private:
 
     std::string conninfo_;
     int worker_;
+    std::string who_;          // worker_ as text, or the name given
+    unsigned lease_ms_;
     std::shared_ptr<RetryGate> retry_;
     PgConn conn_;
 };

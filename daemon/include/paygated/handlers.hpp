@@ -16,6 +16,7 @@
 
 #include "paygate/ipc.hpp"
 #include "paygate/json.hpp"
+#include "paygated/config.hpp"
 #include "paygated/db.hpp"
 
 namespace paygate::daemon {
@@ -24,6 +25,8 @@ namespace paygate::daemon {
 struct WorkerContext {
     int worker = 0;
     Db& db;
+    unsigned idempotency_retention_s = 86400;   // config idempotency_retention_s
+    TestFault test_fault = TestFault::None;     // $PAYGATED_TEST_FAULT (test-only)
 };
 
 using Handler = ipc::Reply (*)(const ipc::Request& request, WorkerContext& ctx);

@@ -6,6 +6,7 @@
 // logged, never shown to the caller). A Session rolls back an open transaction when it dies.
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -38,7 +39,15 @@ public:
     Session& operator=(const Session&) = delete;
 
     void begin();
+    // COMMIT; throws DbError if the server rolled back instead (the transaction had failed).
     void commit();
+    void rollback();
+    // A savepoint inside begin()/commit(), and the way back to it (which also recovers a
+    // transaction a failed statement aborted): how the idempotency wrapper undoes a refused
+    // request's work but keeps its transaction (and its key's lock) to record the refusal.
+    void savepoint();
+    void rollback_to_savepoint();
+    bool in_transaction() const { return in_transaction_; }
 
     // Runs one parameterized statement (text parameters, text results). Throws DbUnavailable or
     // DbError unless it succeeded.
@@ -107,6 +116,41 @@ void insert_event(Session& s, const PaymentEvent& event);
 
 // Queues provider work in the outbox (kind "charge" or "reversal").
 void insert_task(Session& s, const std::string& kind, const std::string& payment_id);
+
+// --- idempotency keys (docs/idempotency.md) ---------------------------------------------------
+
+// Takes the transaction-scoped advisory lock of `scope` (pg_try_advisory_xact_lock on
+// hashtextextended(scope, 0)) without waiting: false when another transaction holds it, i.e. a
+// request with this key is running right now. Call inside begin()/commit(): the lock lasts until
+// the transaction ends (or the session dies).
+bool try_lock_key(Session& s, const std::string& scope);
+
+// The recorded outcome of a key (rows past expires_at do not count).
+struct StoredOutcome {
+    std::string request_hash;
+    std::uint16_t status = 0;
+    std::string body;
+};
+std::optional<StoredOutcome> find_key(Session& s, const std::string& scope);
+
+struct KeyRecord {
+    std::string scope;
+    std::string client_id;     // decimal
+    std::string route;
+    std::string request_hash;
+    std::uint16_t status = 0;  // 200-499
+    std::string body;          // the reply body exactly as sent
+    unsigned retention_s = 0;  // expires_at = now() + retention_s
+};
+// Records a key's outcome (replacing an expired row of the key). False when a live row exists
+// already: someone else recorded this key (never happens while try_lock_key holds; the primary
+// key is the last line of defence, and the caller must then roll back its work).
+bool record_key(Session& s, const KeyRecord& record);
+
+// Deletes up to `batch` expired keys, oldest first, skipping rows other transactions hold
+// (FOR UPDATE SKIP LOCKED: several daemons' janitors never wait on each other). Autocommit.
+// Returns how many rows went.
+long purge_expired_keys(Session& s, int batch);
 
 // --- tokens (route auth.tokens) ---------------------------------------------------------------
 

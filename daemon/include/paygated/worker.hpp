@@ -17,6 +17,7 @@
 
 #include "paygate/ipc.hpp"
 #include "paygated/backoff.hpp"
+#include "paygated/config.hpp"
 
 namespace paygate::daemon {
 
@@ -25,6 +26,9 @@ struct WorkerSettings {
     std::string endpoint;                        // inproc endpoint of the broker's back end
     std::string database;                        // libpq conninfo
     std::shared_ptr<RetryGate> db_retry;         // shared by the daemon's workers
+    unsigned idempotency_lease_ms = 0;           // Db lease (idle_in_transaction_session_timeout); 0: server's
+    unsigned idempotency_retention_s = 86400;
+    TestFault test_fault = TestFault::None;
 };
 
 // How long ago the module sent `request`: by the module's send timestamp when it has one (the
