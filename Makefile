@@ -27,7 +27,7 @@ run: build
 bench:
 	bash bench/forward.sh
 	bash bench/payments.sh
-	@if [ -f bench/replay.sh ]; then bash bench/replay.sh; fi
+	bash bench/replay.sh
 
 clean:
 	rm -rf $(BUILD_DIR)
