@@ -80,14 +80,15 @@ ipc::Reply run_idempotent(const ipc::Request& request, WorkerContext& ctx, const
     Session s(ctx.db);  // rolls back whatever is still open when it goes out of scope
     s.begin();
 
-    if (!try_lock_key(s, key->scope)) {
+    KeyLookup lookup = lock_and_find_key(s, key->scope);
+    if (!lookup.locked) {
         s.rollback();
         return in_progress_reply(request.id);
     }
-    if (std::optional<StoredOutcome> stored = find_key(s, key->scope)) {
+    if (lookup.stored) {
         s.rollback();  // releases the lock; nothing was written
-        if (stored->request_hash != key->request_hash) return key_reused_reply(request.id);
-        return replayed_reply(request.id, *stored);
+        if (lookup.stored->request_hash != key->request_hash) return key_reused_reply(request.id);
+        return replayed_reply(request.id, *lookup.stored);
     }
 
     s.savepoint();

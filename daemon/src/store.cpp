@@ -1,6 +1,7 @@
 // The SQL of paygated's handlers (see store.hpp): parameterized statements over a Session.
 #include "paygated/store.hpp"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
@@ -33,34 +34,100 @@ Session::Session(Db& db) : db_(db), conn_(db.connection()) {
     if (!conn_) throw DbUnavailable("database unavailable");
 }
 
+namespace {
+constexpr const char* kBegin = "BEGIN";
+constexpr const char* kSavepoint = "SAVEPOINT paygate_work";
+}  // namespace
+
 Session::~Session() {
-    if (conn_ && in_transaction_ && PQstatus(conn_) == CONNECTION_OK) {
+    // A BEGIN still queued never reached the server: nothing to undo.
+    if (conn_ && in_transaction_ && !queued(kBegin) && PQstatus(conn_) == CONNECTION_OK) {
         PgResult r(PQexec(conn_, "ROLLBACK"));
         // If even that failed, Db::connection() sees the open transaction (or the broken
         // connection) before the next request and deals with it.
     }
 }
 
+bool Session::queued(const char* sql) const {
+    for (const char* q : queued_) {
+        if (q == sql) return true;
+    }
+    return false;
+}
+
+void Session::fail(const PGresult* r) {
+    std::string message = primary_message(r, conn_);
+    const char* state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : nullptr;
+    std::string sqlstate = state ? state : "";
+    if (db_.drop_if_broken()) {
+        conn_ = nullptr;  // freed by Db
+        throw DbUnavailable(message);
+    }
+    throw DbError(sqlstate, message);
+}
+
 PgResult Session::exec(const char* sql, const std::vector<SqlParam>& params) {
     if (!conn_) throw DbUnavailable("connection lost");
+    if (!queued_.empty()) return std::move(exec_all({{sql, params}}).front());
     std::vector<const char*> values;
     values.reserve(params.size());
     for (const SqlParam& p : params) values.push_back(p ? p->c_str() : nullptr);
     PgResult r(PQexecParams(conn_, sql, static_cast<int>(values.size()), nullptr, values.data(), nullptr, nullptr, 0));
     ExecStatusType st = PQresultStatus(r.get());
     if (r && (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)) return r;
+    fail(r.get());
+    return r;  // not reached
+}
 
-    std::string message = primary_message(r.get(), conn_);
-    const char* state = r ? PQresultErrorField(r.get(), PG_DIAG_SQLSTATE) : nullptr;
-    if (db_.drop_if_broken()) {
-        conn_ = nullptr;  // freed by Db
-        throw DbUnavailable(message);
+std::vector<PgResult> Session::exec_all(const std::vector<Statement>& statements) {
+    if (!conn_) throw DbUnavailable("connection lost");
+    std::vector<Statement> all;
+    all.reserve(queued_.size() + statements.size());
+    for (const char* q : queued_) all.push_back({q, {}});
+    queued_.clear();
+    all.insert(all.end(), statements.begin(), statements.end());
+
+    if (PQenterPipelineMode(conn_) != 1) fail(nullptr);
+    bool sent = true;
+    for (const Statement& st : all) {
+        std::vector<const char*> values;
+        values.reserve(st.params.size());
+        for (const SqlParam& p : st.params) values.push_back(p ? p->c_str() : nullptr);
+        if (PQsendQueryParams(conn_, st.sql, static_cast<int>(values.size()), nullptr, values.data(), nullptr,
+                              nullptr, 0) != 1) {
+            sent = false;
+            break;
+        }
     }
-    throw DbError(state ? state : "", message);
+    if (!sent || PQpipelineSync(conn_) != 1) {
+        PQexitPipelineMode(conn_);
+        fail(nullptr);
+    }
+    // Each statement answers with its result and then a null; the sync point ends the batch.
+    std::vector<PgResult> results;
+    results.reserve(all.size());
+    PgResult first_error;
+    for (std::size_t i = 0; i < all.size(); ++i) {
+        PgResult r(PQgetResult(conn_));
+        if (!r) break;   // the connection failed: no more answers
+        while (PGresult* extra = PQgetResult(conn_)) PQclear(extra);
+        ExecStatusType st = PQresultStatus(r.get());
+        if (!first_error && st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) first_error = std::move(r);
+        results.push_back(std::move(r));
+    }
+    for (;;) {   // through the sync result, whatever came before it
+        PgResult r(PQgetResult(conn_));
+        if (!r || PQresultStatus(r.get()) == PGRES_PIPELINE_SYNC) break;
+    }
+    PQexitPipelineMode(conn_);
+    if (first_error || results.size() != all.size()) fail(first_error.get());
+    std::vector<PgResult> mine;
+    for (std::size_t i = all.size() - statements.size(); i < all.size(); ++i) mine.push_back(std::move(results[i]));
+    return mine;
 }
 
 void Session::begin() {
-    exec("BEGIN");
+    queued_.push_back(kBegin);
     in_transaction_ = true;
 }
 
@@ -72,13 +139,21 @@ void Session::commit() {
 }
 
 void Session::rollback() {
+    bool begun_on_server = !queued(kBegin);
+    queued_.clear();
     in_transaction_ = false;  // whatever happens: the server has no transaction left, or the connection is gone
-    exec("ROLLBACK");
+    if (begun_on_server) exec("ROLLBACK");
 }
 
-void Session::savepoint() { exec("SAVEPOINT paygate_work"); }
+void Session::savepoint() { queued_.push_back(kSavepoint); }
 
-void Session::rollback_to_savepoint() { exec("ROLLBACK TO SAVEPOINT paygate_work"); }
+void Session::rollback_to_savepoint() {
+    if (queued(kSavepoint)) {   // nothing ran since: nothing to undo
+        queued_.erase(std::remove(queued_.begin(), queued_.end(), kSavepoint), queued_.end());
+        return;
+    }
+    exec("ROLLBACK TO SAVEPOINT paygate_work");
+}
 
 // --- payments -------------------------------------------------------------------------------
 
@@ -191,24 +266,26 @@ void insert_task(Session& s, const std::string& kind, const std::string& payment
 
 // --- idempotency keys ------------------------------------------------------------------------
 
-bool try_lock_key(Session& s, const std::string& scope) {
-    PgResult r = s.exec("SELECT pg_try_advisory_xact_lock(hashtextextended($1::text, 0))", {scope});
-    if (PQntuples(r.get()) != 1) throw DbError("", "advisory lock returned no row");
-    return value(r.get(), 0, 0) == "t";
-}
-
-std::optional<StoredOutcome> find_key(Session& s, const std::string& scope) {
-    PgResult r = s.exec(
-        "SELECT request_hash, response_status, response_body FROM idempotency_keys"
-        " WHERE scope = $1::text AND expires_at > now()",
-        {scope});
-    if (PQntuples(r.get()) == 0) return std::nullopt;
-    StoredOutcome out;
-    out.request_hash = value(r.get(), 0, 0);
-    int status = std::atoi(PQgetvalue(r.get(), 0, 1));
+KeyLookup lock_and_find_key(Session& s, const std::string& scope) {
+    // One round trip; the lookup runs after the lock is taken, with a snapshot of its own, so it
+    // sees an outcome committed by whoever held the lock before us.
+    std::vector<PgResult> r = s.exec_all({
+        {"SELECT pg_try_advisory_xact_lock(hashtextextended($1::text, 0))", {scope}},
+        {"SELECT request_hash, response_status, response_body FROM idempotency_keys"
+         " WHERE scope = $1::text AND expires_at > now()",
+         {scope}},
+    });
+    if (PQntuples(r[0].get()) != 1) throw DbError("", "advisory lock returned no row");
+    KeyLookup out;
+    out.locked = value(r[0].get(), 0, 0) == "t";
+    if (!out.locked || PQntuples(r[1].get()) == 0) return out;
+    StoredOutcome stored;
+    stored.request_hash = value(r[1].get(), 0, 0);
+    int status = std::atoi(PQgetvalue(r[1].get(), 0, 1));
     if (status < 100 || status > 599) throw DbError("", "idempotency key with a bad response_status");
-    out.status = static_cast<std::uint16_t>(status);
-    out.body = value(r.get(), 0, 2);
+    stored.status = static_cast<std::uint16_t>(status);
+    stored.body = value(r[1].get(), 0, 2);
+    out.stored = std::move(stored);
     return out;
 }
 

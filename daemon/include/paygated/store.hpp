@@ -53,7 +53,21 @@ public:
     // DbError unless it succeeded.
     PgResult exec(const char* sql, const std::vector<SqlParam>& params = {});
 
+    // Runs several statements in one round trip (libpq pipeline mode), in order, each with its
+    // own snapshot; returns their results. Throws like exec() at the first failure.
+    struct Statement {
+        const char* sql;
+        std::vector<SqlParam> params;
+    };
+    std::vector<PgResult> exec_all(const std::vector<Statement>& statements);
+
 private:
+    // BEGIN and SAVEPOINT need no answer of their own: they wait here and travel in the same
+    // round trip as the next statement, which saves a round trip each on every transaction.
+    std::vector<const char*> queued_;
+    bool queued(const char* sql) const;
+    void fail(const PGresult* r);   // throws DbUnavailable or DbError
+
     Db& db_;
     PGconn* conn_;
     bool in_transaction_ = false;
@@ -119,19 +133,22 @@ void insert_task(Session& s, const std::string& kind, const std::string& payment
 
 // --- idempotency keys (docs/idempotency.md) ---------------------------------------------------
 
-// Takes the transaction-scoped advisory lock of `scope` (pg_try_advisory_xact_lock on
-// hashtextextended(scope, 0)) without waiting: false when another transaction holds it, i.e. a
-// request with this key is running right now. Call inside begin()/commit(): the lock lasts until
-// the transaction ends (or the session dies).
-bool try_lock_key(Session& s, const std::string& scope);
-
 // The recorded outcome of a key (rows past expires_at do not count).
 struct StoredOutcome {
     std::string request_hash;
     std::uint16_t status = 0;
     std::string body;
 };
-std::optional<StoredOutcome> find_key(Session& s, const std::string& scope);
+
+struct KeyLookup {
+    bool locked = false;                   // false: a request with this key is running right now
+    std::optional<StoredOutcome> stored;   // when locked: the key's recorded outcome, if any
+};
+// Takes the transaction-scoped advisory lock of `scope` (pg_try_advisory_xact_lock on
+// hashtextextended(scope, 0)) without waiting and, once held, reads the key's recorded outcome;
+// both in one round trip. Call inside begin()/commit(): the lock lasts until the transaction
+// ends (or the session dies).
+KeyLookup lock_and_find_key(Session& s, const std::string& scope);
 
 struct KeyRecord {
     std::string scope;
@@ -143,7 +160,7 @@ struct KeyRecord {
     unsigned retention_s = 0;  // expires_at = now() + retention_s
 };
 // Records a key's outcome (replacing an expired row of the key). False when a live row exists
-// already: someone else recorded this key (never happens while try_lock_key holds; the primary
+// already: someone else recorded this key (never happens while the key's lock is held; the primary
 // key is the last line of defence, and the caller must then roll back its work).
 bool record_key(Session& s, const KeyRecord& record);
 
