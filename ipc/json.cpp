@@ -178,9 +178,9 @@ void append_utf8(std::string& out, std::uint32_t cp) {
     }
 }
 
-// Writes `text` as a JSON string with the minimal escaping of the canonical form. Bytes that are
-// not well-formed UTF-8 (possible only in values built by hand) become U+FFFD.
-void write_string(std::string& out, std::string_view text) {
+}  // namespace
+
+void append_string(std::string& out, std::string_view text) {
     static const char hex[] = "0123456789abcdef";
     out.push_back('"');
     for (std::size_t i = 0; i < text.size();) {
@@ -217,6 +217,8 @@ void write_string(std::string& out, std::string_view text) {
     }
     out.push_back('"');
 }
+
+namespace {
 
 // A key for an error message: at most 64 bytes, cut on a UTF-8 boundary.
 std::string quote_key(std::string_view key) {
@@ -515,7 +517,7 @@ void write(std::string& out, const Value& v, bool canonical_form) {
         case Type::Null: out += "null"; break;
         case Type::Bool: out += v.boolean() ? "true" : "false"; break;
         case Type::Number: out += canonical_form ? canonical_number(v.text()) : v.text(); break;
-        case Type::String: write_string(out, v.text()); break;
+        case Type::String: append_string(out, v.text()); break;
         case Type::Array: {
             out.push_back('[');
             bool first = true;
@@ -541,7 +543,7 @@ void write(std::string& out, const Value& v, bool canonical_form) {
             for (const auto* m : members) {
                 if (!first) out.push_back(',');
                 first = false;
-                write_string(out, m->first);
+                append_string(out, m->first);
                 out.push_back(':');
                 write(out, m->second, canonical_form);
             }

@@ -200,7 +200,7 @@ void json_errors_escaped(void**) {
     assert_string_equal(json_error("x", "платёж €").c_str(), "{\"code\":\"x\",\"message\":\"платёж €\"}");
     for (const char* bad : {"\xff", "\xc3", "\xc0\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80", "\xe2\x82"}) {
         std::string got = json_error("x", bad);
-        assert_true(got.find("\\ufffd") != std::string::npos);
+        assert_true(got.find("\xef\xbf\xbd") != std::string::npos);   // U+FFFD
         assert_true(got.find('\xff') == std::string::npos);
     }
     Reply r = error_reply(9, 503, "service_unavailable", "down");

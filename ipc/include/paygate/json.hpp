@@ -82,6 +82,10 @@ std::string canonical_number(std::string_view lexeme);
 // std::invalid_argument for it.
 bool is_number_lexeme(std::string_view lexeme);
 
+// Appends `text` as a JSON string literal with the minimal escaping of the canonical form (only
+// '"', '\\' and control characters); bytes that are not well-formed UTF-8 become U+FFFD.
+void append_string(std::string& out, std::string_view text);
+
 // Serializes compactly in document order (not canonical) — for replies built from Values.
 std::string serialize(const Value& value);
 
