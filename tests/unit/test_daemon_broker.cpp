@@ -25,55 +25,13 @@
 
 // Last: cmocka's macros (fail, ...) clash with names in standard headers.
 #include "cmocka.hpp"
+#include "log_capture.hpp"
 
 using namespace paygate;
 using namespace paygate::daemon;
 using std::chrono::milliseconds;
 
 namespace {
-
-class LogCapture {
-public:
-    LogCapture() {
-        char path[] = "/tmp/test_daemon_broker_log_XXXXXX";
-        fd_ = mkstemp(path);
-        assert_true(fd_ >= 0);
-        unlink(path);
-        log::set_fd(fd_);
-    }
-    ~LogCapture() {
-        log::set_fd(2);
-        close(fd_);
-    }
-    std::string text() const {
-        std::string out;
-        char buf[4096];
-        off_t off = 0;
-        ssize_t n;
-        while ((n = pread(fd_, buf, sizeof buf, off)) > 0) {
-            out.append(buf, static_cast<std::size_t>(n));
-            off += n;
-        }
-        return out;
-    }
-    bool wait_for(const char* needle, milliseconds limit) const {
-        auto until = std::chrono::steady_clock::now() + limit;
-        while (std::chrono::steady_clock::now() < until) {
-            if (text().find(needle) != std::string::npos) return true;
-            std::this_thread::sleep_for(milliseconds(10));
-        }
-        return false;
-    }
-    std::size_t count(const char* needle) const {
-        std::string t = text();
-        std::size_t n = 0;
-        for (std::size_t pos = t.find(needle); pos != std::string::npos; pos = t.find(needle, pos + 1)) ++n;
-        return n;
-    }
-
-private:
-    int fd_;
-};
 
 int free_tcp_port() {
     int fd = socket(AF_INET, SOCK_STREAM, 0);

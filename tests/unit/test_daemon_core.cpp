@@ -25,42 +25,13 @@
 
 // Last: cmocka's macros (fail, ...) clash with names in standard headers.
 #include "cmocka.hpp"
+#include "log_capture.hpp"
 
 using namespace paygate;
 using namespace paygate::daemon;
 using std::chrono::milliseconds;
 
 namespace {
-
-// Captures log lines written while it lives.
-class LogCapture {
-public:
-    LogCapture() {
-        char path[] = "/tmp/test_daemon_core_log_XXXXXX";
-        fd_ = mkstemp(path);
-        assert_true(fd_ >= 0);
-        unlink(path);
-        log::set_fd(fd_);
-    }
-    ~LogCapture() {
-        log::set_fd(2);
-        close(fd_);
-    }
-    std::string text() const {
-        std::string out;
-        char buf[4096];
-        off_t off = 0;
-        ssize_t n;
-        while ((n = pread(fd_, buf, sizeof buf, off)) > 0) {
-            out.append(buf, static_cast<std::size_t>(n));
-            off += n;
-        }
-        return out;
-    }
-
-private:
-    int fd_;
-};
 
 bool contains(const std::string& haystack, const char* needle) { return haystack.find(needle) != std::string::npos; }
 
