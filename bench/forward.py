@@ -12,13 +12,12 @@ Prints requests/s and p99 latency for each; the last line is `ratio forward/prox
 
 import argparse
 import os
-import re
-import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 from stack import Stack, StackError  # noqa: E402
+from common import run, wrk  # noqa: E402
 
 BODY = '{"status":"ok"}'
 TARGETS = [("forward", "/ping", "forward (ZeroMQ ipc, paygated)"),
@@ -42,24 +41,6 @@ SERVER_EXTRA = f"""
             default_type application/json;
             return 200 '{BODY}';
         }}"""
-
-
-def wrk(url: str, duration: int) -> dict:
-    cmd = ["wrk", "-t1", "-c64", f"-d{duration}s", "--latency", url]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60)
-    if out.returncode != 0:
-        raise StackError(f"{' '.join(cmd)} failed: {out.stderr}")
-    text = out.stdout
-    rps = re.search(r"Requests/sec:\s+([\d.]+)", text)
-    p99 = re.search(r"^\s*99%\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
-    if not rps or not p99:
-        raise StackError(f"cannot parse wrk output:\n{text}")
-    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99.group(2)]
-    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
-    errors = re.search(r"Socket errors: (.*)", text)
-    return {"rps": float(rps.group(1)), "p99_ms": float(p99.group(1)) * scale,
-            "non2xx": int(bad.group(1)) if bad else 0,
-            "socket_errors": errors.group(1) if errors else "", "raw": text}
 
 
 def main() -> int:
@@ -115,8 +96,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except StackError as e:
-        print(f"bench: {e}", file=sys.stderr)
-        sys.exit(1)
+    run(main)

@@ -10,11 +10,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-BUILD_DIR=${BUILD_DIR:-build-release}
-command -v wrk >/dev/null || { echo "bench: wrk is not installed (bash scripts/install-deps.sh)" >&2; exit 1; }
-
-echo "bench: building Release tree in $BUILD_DIR" >&2
-cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$BUILD_DIR" -j "$(nproc)" --target paygated paygatectl ngx_http_paygate_module >/dev/null
+source bench/build-release.sh
 
 exec python3 bench/forward.py --build-dir "$BUILD_DIR" --duration "${DURATION:-10}"

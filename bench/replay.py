@@ -25,7 +25,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent / "scripts"))
 sys.path.insert(0, str(BENCH))
 from stack import Stack, StackError, wait_for_token_sync  # noqa: E402
-from payments import wrk  # noqa: E402  (one wrk runner/parser for the payment benchmarks)
+from common import run, wrk  # noqa: E402
 
 CREATE_PATH = "/api/v1/payment/create"
 RETURN_PATH = "/return/replay"
@@ -157,8 +157,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except StackError as e:
-        print(f"bench: {e}", file=sys.stderr)
-        sys.exit(1)
+    run(main)
