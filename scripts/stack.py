@@ -1217,7 +1217,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         tokens = make_demo_tokens(stack, var_dir)
         d = stack.start_daemon("paygated")
         log(f"paygated on {d.endpoint} (log {d.logfile})")
-        ngx = stack.start_nginx(daemons=["paygated"])
+        ngx = stack.start_nginx(daemons=["paygated"], paygate_idempotency_zone="paygate_replay:16m")
         log(f"nginx on 127.0.0.1:{http_port} (error log {ngx.error_log})")
         base = f"http://127.0.0.1:{http_port}"
         wait_for_token_sync(stack, tokens[DEMO_CLIENTS[0]])
