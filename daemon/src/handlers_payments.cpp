@@ -165,65 +165,62 @@ ipc::Reply handle_payment_status(const ipc::Request& request, WorkerContext& ctx
     });
 }
 
-ipc::Reply handle_payment_cancel(const ipc::Request& request, WorkerContext& ctx) {
+namespace {
+
+// The request side of cancel, edit and accept: the caller, the path id and the body are checked
+// (before any SQL), then change_payment() runs under the idempotency wrapper. `Body` is the
+// validated body; `apply(tx, row, transition, body)` makes the action's own change to the row.
+template <typename Body, typename Apply>
+ipc::Reply handle_change(const ipc::Request& request, WorkerContext& ctx,
+                         std::optional<Body> (*validate)(const ipc::Request&, Invalid&), Action action,
+                         std::optional<std::string> (*reason_of)(const Body&), Apply apply) {
     return guarded(request, ctx, [&] {
         Caller caller = require_client(request);
         PaymentRef ref;
-        std::optional<CancelRequest> body;
+        std::optional<Body> body;
         auto check = [&] {
             ref = payment_ref(request);
             Invalid invalid;
-            body = validate_cancel(request, invalid);
+            body = validate(request, invalid);
             if (!body) refuse(invalid);
         };
         return run_idempotent(request, ctx, caller.client_id, {check, [&](Session& s) {
-            return change_payment(s, caller, ref, Action::Cancel, body->idempotency_token,
-                                  std::string(reason_name(body->reason)),
+            return change_payment(s, caller, ref, action, body->idempotency_token, reason_of(*body),
                                   [&](Session& tx, const PaymentRow& row, const Transition& t) {
-                                      update_cancelled(tx, row.id, t.to, body->reason, t.requests_reversal);
+                                      apply(tx, row, t, *body);
                                   });
         }});
     });
+}
+
+template <typename Body>
+std::optional<std::string> no_reason(const Body&) {
+    return std::nullopt;
+}
+
+std::optional<std::string> cancel_reason(const CancelRequest& body) { return std::string(reason_name(body.reason)); }
+
+}  // namespace
+
+ipc::Reply handle_payment_cancel(const ipc::Request& request, WorkerContext& ctx) {
+    return handle_change(request, ctx, validate_cancel, Action::Cancel, cancel_reason,
+                         [](Session& tx, const PaymentRow& row, const Transition& t, const CancelRequest& body) {
+                             update_cancelled(tx, row.id, t.to, body.reason, t.requests_reversal);
+                         });
 }
 
 ipc::Reply handle_payment_edit(const ipc::Request& request, WorkerContext& ctx) {
-    return guarded(request, ctx, [&] {
-        Caller caller = require_client(request);
-        PaymentRef ref;
-        std::optional<EditRequest> body;
-        auto check = [&] {
-            ref = payment_ref(request);
-            Invalid invalid;
-            body = validate_edit(request, invalid);
-            if (!body) refuse(invalid);
-        };
-        return run_idempotent(request, ctx, caller.client_id, {check, [&](Session& s) {
-            return change_payment(s, caller, ref, Action::Edit, body->idempotency_token, std::nullopt,
-                                  [&](Session& tx, const PaymentRow& row, const Transition&) {
-                                      update_money(tx, row.id, body->money);
-                                  });
-        }});
-    });
+    return handle_change(request, ctx, validate_edit, Action::Edit, no_reason<EditRequest>,
+                         [](Session& tx, const PaymentRow& row, const Transition&, const EditRequest& body) {
+                             update_money(tx, row.id, body.money);
+                         });
 }
 
 ipc::Reply handle_payment_accept(const ipc::Request& request, WorkerContext& ctx) {
-    return guarded(request, ctx, [&] {
-        Caller caller = require_client(request);
-        PaymentRef ref;
-        std::optional<AcceptRequest> body;
-        auto check = [&] {
-            ref = payment_ref(request);
-            Invalid invalid;
-            body = validate_accept(request, invalid);
-            if (!body) refuse(invalid);
-        };
-        return run_idempotent(request, ctx, caller.client_id, {check, [&](Session& s) {
-            return change_payment(s, caller, ref, Action::Accept, body->idempotency_token, std::nullopt,
-                                  [&](Session& tx, const PaymentRow& row, const Transition& t) {
-                                      update_accepted(tx, row.id, t.to, body->accept_info_json);
-                                  });
-        }});
-    });
+    return handle_change(request, ctx, validate_accept, Action::Accept, no_reason<AcceptRequest>,
+                         [](Session& tx, const PaymentRow& row, const Transition& t, const AcceptRequest& body) {
+                             update_accepted(tx, row.id, t.to, body.accept_info_json);
+                         });
 }
 
 }  // namespace paygate::daemon
