@@ -286,16 +286,16 @@ class PaymentStackTestCase(StackTestCase):
                                  % (stack.root, "\n".join(problems)))
 
     @staticmethod
-    def wait_until_token_accepted(stack, token: str, timeout: float = 20.0,
-                                  consecutive: int = 8) -> None:
-        """Polls a status request for an unknown payment until it answers 404 `consecutive`
-        times in a row (each nginx worker has synced the token)."""
+    def wait_until_token_accepted(stack, token: str, timeout: float = 20.0, consecutive: int = 8,
+                                  name: str = "nginx") -> None:
+        """Polls a status request for an unknown payment on nginx `name` until it answers 404
+        `consecutive` times in a row (each nginx worker has synced the token)."""
         path = f"{PAYMENT_API}/{UNKNOWN_PAYMENT}/retrieve/status"
         streak, last = [0], []
 
         def poll():
             try:
-                r = stack.http("GET", path, headers={"x_auth_token": token}, timeout=10)
+                r = stack.http("GET", path, headers={"x_auth_token": token}, timeout=10, name=name)
             except (OSError, http.client.HTTPException) as e:
                 last[:] = [repr(e)]
                 streak[0] = 0
@@ -304,7 +304,7 @@ class PaymentStackTestCase(StackTestCase):
             streak[0] = streak[0] + 1 if r[0] == 404 else 0
             return streak[0] >= consecutive
         try:
-            wait_until(poll, timeout, "the token to be accepted by every nginx worker",
+            wait_until(poll, timeout, f"the token to be accepted by every worker of nginx {name}",
                        interval=0.05)
         except StackError as e:
             raise StackError(f"{e}; last answer {last}") from None
@@ -478,24 +478,7 @@ class IdempotencyTestCase(PaymentStackTestCase):
     def wait_until_token_accepted_on(stack, token: str, name: str = "nginx",
                                      timeout: float = 20.0, consecutive: int = 8) -> None:
         """wait_until_token_accepted against nginx `name`."""
-        path = f"{PAYMENT_API}/{UNKNOWN_PAYMENT}/retrieve/status"
-        streak, last = [0], []
-
-        def poll():
-            try:
-                r = stack.http("GET", path, headers={"x_auth_token": token}, timeout=10, name=name)
-            except (OSError, http.client.HTTPException) as e:
-                last[:] = [repr(e)]
-                streak[0] = 0
-                return False
-            last[:] = [r[0], r[2][:200]]
-            streak[0] = streak[0] + 1 if r[0] == 404 else 0
-            return streak[0] >= consecutive
-        try:
-            wait_until(poll, timeout, f"the token to be accepted by every worker of nginx {name}",
-                       interval=0.05)
-        except StackError as e:
-            raise StackError(f"{e}; last answer {last}") from None
+        PaymentStackTestCase.wait_until_token_accepted(stack, token, timeout, consecutive, name)
 
     # -- requests ---------------------------------------------------------------------------------
 
