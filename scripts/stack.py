@@ -62,9 +62,13 @@ PG_OS_USER = "postgres"
 
 # Lines in nginx's error.log that always mean something went wrong.
 NGINX_BAD_LINE = re.compile(r"\[(alert|emerg)\]|exited on signal")
+# Lines that fail a test unless the test declared them expected (Stack.allow_log).
+NGINX_ERROR_LINE = re.compile(r"\[(crit|error)\]")
+DAEMON_ERROR_LINE = re.compile(r"^\S+ error event=")
 # Sanitizer reports, wherever they show up (report files, stderr of a process).
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
-                     "ERROR: UndefinedBehaviorSanitizer", "SUMMARY: UndefinedBehaviorSanitizer")
+                     "ERROR: UndefinedBehaviorSanitizer", "SUMMARY: UndefinedBehaviorSanitizer",
+                     "LeakSanitizer has encountered a fatal error")
 
 
 class StackError(RuntimeError):
@@ -285,6 +289,8 @@ def _is_nginx_own_leak(frames: list[str]) -> bool:
 def analyse_sanitizer_report(text: str) -> list[str]:
     """Problems in one sanitizer log file (an empty list when it only holds nginx's own leak)."""
     problems = []
+    if "LeakSanitizer has encountered a fatal error" in text:
+        problems.append("LeakSanitizer could not run (fatal error): leaks went unchecked")
     if "runtime error:" in text or "UndefinedBehaviorSanitizer" in text:
         problems.append("UBSan report")
     if "ERROR: AddressSanitizer" in text:
@@ -436,6 +442,10 @@ class Daemon:
         self.log_offset = 0         # where the current incarnation's log starts
         self.exit_codes: list[int] = []
         self.conf_values: dict[str, str] = {}
+        # Every process of this daemon, and the pids whose exit a test asked for (kill_daemon,
+        # expect_daemon_exit): any other exit is a crash the harness reports.
+        self.incarnations: list[subprocess.Popen] = []
+        self.excused_pids: set[int] = set()
         self.base_offset = _size(logfile)  # a persistent log starts with earlier runs' lines
 
     @property
@@ -545,6 +555,8 @@ class Stack:
         self._sanitized_module: Optional[bool] = None
         self._late_problems: list[str] = []   # found while stopping, reported by stop()
         self._pg_started_once = False
+        # (source, compiled pattern, reason): error lines a test declared expected (allow_log)
+        self._allowed_lines: list[tuple[str, re.Pattern, str]] = []
 
     # -- context manager ----------------------------------------------------------------------
 
@@ -697,6 +709,41 @@ class Stack:
         lines += [f"{k} = {v}" for k, v in cfg.items()]
         return "\n".join(lines) + "\n"
 
+    def allow_log(self, pattern: str, reason: str, source: str = "any") -> None:
+        """Declares error lines this test expects: nginx `[error]`/`[crit]` lines (source "nginx")
+        or daemon `error` lines (source "daemon") matching the regex `pattern` do not fail it.
+        `reason` says why they are expected; [alert]/[emerg] and sanitizer reports are never
+        excused."""
+        if source not in ("any", "nginx", "daemon"):
+            raise ValueError(f"bad source {source!r}")
+        if not reason:
+            raise ValueError("allow_log needs a reason")
+        self._allowed_lines.append((source, re.compile(pattern), reason))
+
+    def _allowed(self, source: str, line: str) -> bool:
+        return any(src in ("any", source) and rx.search(line) for src, rx, _ in self._allowed_lines)
+
+    def expect_daemon_exit(self, name: str, reason: str) -> None:
+        """Excuses the current incarnation of daemon `name` for exiting by itself (e.g. a test
+        fault that kills it); any other self-inflicted exit fails the test."""
+        if not reason:
+            raise ValueError("expect_daemon_exit needs a reason")
+        self.daemons[name].excused_pids.add(self.daemons[name].proc.pid)
+
+    def _daemon_exit_problems(self) -> list[str]:
+        """Daemon processes that ended without a test asking for it (abort, std::terminate, a
+        fatal error's exit 1, a crash)."""
+        problems = []
+        for d in self.daemons.values():
+            for proc in d.incarnations:
+                rc = proc.poll()
+                if rc is None or proc.pid in d.excused_pids:
+                    continue
+                how = f"signal {-rc}" if rc < 0 else f"status {rc}"
+                problems.append(f"paygated {d.name} (pid {proc.pid}) exited by itself with {how} "
+                                f"(log {d.logfile})")
+        return problems
+
     def start_daemon(self, name: str = "d1", timeout: float = 30.0, env: Optional[dict] = None,
                      **config) -> Daemon:
         """Starts (or restarts) paygated `name` and waits for its `event=ready` log line.
@@ -727,6 +774,7 @@ class Stack:
                                       env=proc_env, cwd=self.root,
                                       start_new_session=True,
                                       preexec_fn=_pdeathsig(signal.SIGTERM))
+        d.incarnations.append(d.proc)
         d.stopped = False
         d.pidfile.write_text(f"{d.proc.pid}\n")
 
@@ -752,6 +800,8 @@ class Stack:
         d = self.daemons[name]
         if not d.running():
             raise StackError(f"daemon {name} is not running")
+        if sig not in (signal.SIGSTOP, signal.SIGCONT):
+            d.excused_pids.add(d.proc.pid)
         os.kill(d.proc.pid, sig)
         if sig == signal.SIGSTOP:
             d.stopped = True
@@ -998,12 +1048,18 @@ http {{
         stack started. Fails on [alert]/[emerg], workers that died on a signal, and any
         ASan/LSan/UBSan report (except Debian nginx's own start-up leak, see _is_nginx_own_leak).
         """
-        problems = []
+        problems = self._daemon_exit_problems()
         for ngx in self.nginxes.values():
             text = _read_text(ngx.error_log, ngx.error_log_offset)
             bad = [ln for ln in text.splitlines() if NGINX_BAD_LINE.search(ln)]
             if bad:
                 problems.append(f"{ngx.error_log}:\n  " + "\n  ".join(bad[:20]))
+            unexpected = [ln for ln in text.splitlines()
+                          if NGINX_ERROR_LINE.search(ln) and not NGINX_BAD_LINE.search(ln)
+                          and not self._allowed("nginx", ln)]
+            if unexpected:
+                problems.append(f"{ngx.error_log}: [error]/[crit] lines no test declared "
+                                f"(Stack.allow_log):\n  " + "\n  ".join(unexpected[:20]))
             err = _read_text(ngx.stderr_log)
             if any(m in err for m in SANITIZER_MARKERS):
                 problems.append(f"sanitizer output on nginx stderr: {ngx.stderr_log}")
@@ -1018,6 +1074,11 @@ http {{
             text = d.log_text()
             if any(m in text for m in SANITIZER_MARKERS):
                 problems.append(f"sanitizer output in daemon log {d.logfile}")
+            unexpected = [ln for ln in text.splitlines()
+                          if DAEMON_ERROR_LINE.search(ln) and not self._allowed("daemon", ln)]
+            if unexpected:
+                problems.append(f"{d.logfile}: error lines no test declared (Stack.allow_log):\n  "
+                                + "\n  ".join(unexpected[:20]))
         for report in sorted(self.san_dir.glob("*")):
             if not report.is_file() or report.stat().st_mtime < self.started_at - 1:
                 continue

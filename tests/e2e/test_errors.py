@@ -3,7 +3,7 @@
 import socket
 import unittest
 
-from e2e_base import StackTestCase, raw_request, read_response
+from e2e_base import TOO_LARGE_BODY, StackTestCase, raw_request, read_response
 
 
 class ModuleErrorsTest(StackTestCase):
@@ -28,6 +28,7 @@ class ModuleErrorsTest(StackTestCase):
         self.assertIn("GET", resp[1].get("Allow", ""))
 
     def test_body_over_default_limit_is_413_json(self):
+        self.stack.allow_log(TOO_LARGE_BODY, "the test sends an oversized body", "nginx")
         # default paygate_max_body_size is 64k
         resp = self.request("GET", "/ping", body=b"x" * (64 * 1024 + 1))
         self.assertJsonError(resp, 413, "payload_too_large")
@@ -37,6 +38,7 @@ class ModuleErrorsTest(StackTestCase):
         self.assertEqual(status, 200, body)
 
     def test_chunked_body_over_limit_is_413_json(self):
+        self.stack.allow_log(TOO_LARGE_BODY, "the test sends an oversized body", "nginx")
         chunk = b"x" * 8192
         data = (b"GET /ping HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n"
                 b"Connection: close\r\n\r\n")
@@ -50,6 +52,7 @@ class ModuleErrorsTest(StackTestCase):
             s.close()
 
     def test_body_over_nginx_client_max_body_size_is_413_json(self):
+        self.stack.allow_log(TOO_LARGE_BODY, "the test sends an oversized body", "nginx")
         # 2 MiB is over nginx's own client_max_body_size default (1m) as well: still JSON
         resp = self.request("GET", "/ping", body=b"x" * (2 * 1024 * 1024))
         self.assertJsonError(resp, 413, "payload_too_large")
@@ -59,6 +62,7 @@ class BodyLimitDirectiveTest(StackTestCase):
     nginx = {"paygate_max_body_size": "1k"}
 
     def test_limit_from_directive(self):
+        self.stack.allow_log(TOO_LARGE_BODY, "the test sends an oversized body", "nginx")
         self.assertJsonError(self.request("GET", "/ping", body=b"y" * 1025), 413, "payload_too_large")
         status, _, body = self.request("GET", "/ping", body=b"y" * 1024)
         self.assertEqual(status, 200, body)

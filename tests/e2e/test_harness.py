@@ -1,5 +1,7 @@
-"""The harness itself: sanitizer report triage, log checks, PostgreSQL restart on the same data."""
+"""The harness itself: sanitizer report triage, log checks, daemon exits, PostgreSQL restart."""
 
+import os
+import signal
 import unittest
 
 from e2e_base import Stack
@@ -44,6 +46,9 @@ Direct leak of 1024 byte(s) in 1 object(s) allocated from:
     #7 0x560b2b3a9212 in ngx_spawn_process (/usr/sbin/nginx+0x50212)
 """
 
+LSAN_FATAL = ("==12==LeakSanitizer has encountered a fatal error.\n"
+              "==12==HINT: For debugging, try setting environment variable LSAN_OPTIONS=verbosity=1\n")
+
 UBSAN = "/work/main/daemon/src/x.cpp:10:5: runtime error: signed integer overflow\n"
 ASAN = "==3==ERROR: AddressSanitizer: heap-use-after-free on address 0x602000000010\n"
 
@@ -63,6 +68,9 @@ class ReportTriageTest(unittest.TestCase):
         self.assertTrue(stackmod.analyse_sanitizer_report(UBSAN))
         self.assertTrue(stackmod.analyse_sanitizer_report(ASAN))
         self.assertTrue(stackmod.analyse_sanitizer_report(NGINX_OWN_LEAK + ASAN))
+
+    def test_leak_sanitizer_that_cannot_run_is_reported(self):
+        self.assertTrue(stackmod.analyse_sanitizer_report(LSAN_FATAL))
 
     def test_nginx_error_log_patterns(self):
         bad = ["2026/01/01 00:00:00 [alert] 1#1: worker process 5 exited on signal 11",
@@ -96,6 +104,55 @@ class HarnessStackTest(unittest.TestCase):
             self.assertEqual(s.check_logs(raise_on_problems=False), [])
             root = s.root
         self.assertFalse(root.exists(), "temp dir of a passing stack is removed")
+
+    def test_error_lines_fail_unless_declared(self):
+        with Stack() as s:
+            ngx = stackmod.Nginx("fake", s.root / "fake", 0, 1, {})
+            (s.root / "fake" / "logs").mkdir(parents=True)
+            ngx.error_log.write_text(
+                "2026/01/01 00:00:00 [error] 7#7: *1 paygate: something failed\n"
+                "2026/01/01 00:00:00 [crit] 7#7: *2 open() failed\n"
+                "2026/01/01 00:00:00 [warn] 7#7: only a warning\n")
+            s.nginxes["fake"] = ngx
+            problems = s.check_logs(raise_on_problems=False)
+            self.assertEqual(len(problems), 1, problems)
+            self.assertIn("something failed", problems[0])
+            self.assertIn("open() failed", problems[0])
+            self.assertNotIn("only a warning", problems[0])
+            s.allow_log(r"paygate: something failed", "declared by the test", "nginx")
+            problems = s.check_logs(raise_on_problems=False)
+            self.assertEqual(len(problems), 1, problems)
+            self.assertNotIn("something failed", problems[0])
+            s.allow_log(r"open\(\) failed", "declared too", "daemon")   # wrong source: no excuse
+            self.assertTrue(s.check_logs(raise_on_problems=False))
+            s.allow_log(r"open\(\) failed", "declared too", "nginx")
+            self.assertEqual(s.check_logs(raise_on_problems=False), [])
+            del s.nginxes["fake"]
+
+    def test_daemon_error_line_and_self_exit_fail_the_test(self):
+        with Stack() as s:
+            s.start_postgres()
+            s.migrate()
+            d = s.start_daemon("d1")
+            with open(d.logfile, "a") as f:
+                f.write("2026-01-01T00:00:00.000Z error event=handler_exception what=x\n")
+            problems = s.check_logs(raise_on_problems=False)
+            self.assertTrue(any("event=handler_exception" in p for p in problems), problems)
+            s.allow_log(r"event=handler_exception", "written by the test", "daemon")
+            self.assertEqual(s.check_logs(raise_on_problems=False), [])
+
+            # a kill the test asked for is excused ...
+            self.assertEqual(s.kill_daemon("d1", signal.SIGKILL), -9)
+            self.assertEqual(s.check_logs(raise_on_problems=False), [])
+            # ... a death nobody asked for is not, even after a restart
+            d = s.start_daemon("d1")
+            aborted = d.proc
+            os.kill(aborted.pid, signal.SIGABRT)
+            aborted.wait(timeout=30)
+            s.start_daemon("d1")
+            problems = s.check_logs(raise_on_problems=False)
+            self.assertTrue(any("exited by itself with signal 6" in p for p in problems), problems)
+            d.excused_pids.add(aborted.pid)   # so this test's own teardown passes
 
 
 if __name__ == "__main__":

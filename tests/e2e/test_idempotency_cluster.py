@@ -90,6 +90,7 @@ class KilledAfterCommitTest(IdempotencyTestCase):
 
     def test_retry_after_kill_between_commit_and_reply_gets_the_stored_answer(self):
         d1 = self.stack.daemons["d1"]
+        self.stack.expect_daemon_exit("d1", "the kill-after-commit fault SIGKILLs it on purpose")
         self.assertIn("event=test_fault_armed", d1.log_text(whole=False))
         sender = unique_id()
         body = self.encode(create_body(sender=sender))

@@ -5,7 +5,7 @@ import copy
 import json
 import unittest
 
-from e2e_base import (PAYMENT_API, UNKNOWN_PAYMENT, PaymentStackTestCase, RawNumber, create_body,
+from e2e_base import (PAYMENT_API, TOO_LARGE_BODY, UNKNOWN_PAYMENT, PaymentStackTestCase, RawNumber, create_body,
                       new_uuid)
 
 DELETE = object()
@@ -394,6 +394,7 @@ class NotFoundAndProtocolTest(PaymentStackTestCase):
         return text[:-1] + b" " * (size - len(text)) + b"}"
 
     def test_body_over_64k_is_413(self):
+        self.stack.allow_log(TOO_LARGE_BODY, "the test sends oversized bodies", "nginx")
         before_count = self.payment_count()
         big = self.padded(create_body(), 64 * 1024 + 1)
         self.assertJsonError(self.api("POST", "create", big), 413, "payload_too_large")
