@@ -105,6 +105,24 @@ class HarnessStackTest(unittest.TestCase):
             root = s.root
         self.assertFalse(root.exists(), "temp dir of a passing stack is removed")
 
+    def test_leak_canary_proves_leak_detection_is_on_in_workers(self):
+        """The Debug module's test-only canary leaks 24 bytes in each worker's init_process: the
+        harness must report it (if LSan were off, or its reports unread, this test fails)."""
+        s = Stack()
+        try:
+            s.start_postgres()
+            s.migrate()
+            s.start_daemon("d1")
+            s.start_nginx(main_extra="env PAYGATE_TEST_LEAK_CANARY=1;", worker_processes=1)
+            self.assertIn("test leak canary armed", stackmod._read_text(s.nginxes["nginx"].error_log))
+            s.stop()
+            problems = s.check_logs(raise_on_problems=False)
+            self.assertTrue([p for p in problems if "LeakSanitizer: Direct leak of 24 byte(s)" in p], problems)
+            reports = "".join(stackmod._read_text(f) for f in s.san_dir.glob("nginx.asan.*"))
+            self.assertRegex(reports, r"Direct leak of 24 byte\(s\)[^\n]*\n(\s+#\d.*\n)*.*paygate_test_leak_canary")
+        finally:
+            s.cleanup(failed=False)
+
     def test_error_lines_fail_unless_declared(self):
         with Stack() as s:
             ngx = stackmod.Nginx("fake", s.root / "fake", 0, 1, {})

@@ -1,0 +1,113 @@
+// Client authentication of Access::Client routes: the x_auth_token check against the worker's token list.
+#include "paygate_module.hpp"
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace paygate::module {
+namespace {
+
+// The client token from `x_auth_token` (needs underscores_in_headers on) or `X-Auth-Token`.
+// Nothing when absent; `ambiguous` when several are sent (which one would be meant?).
+std::string_view auth_token(ngx_http_request_t* r, bool& ambiguous) {
+    std::string_view found;
+    int count = 0;
+    ngx_list_part_t* part = &r->headers_in.headers.part;
+    auto* h = static_cast<ngx_table_elt_t*>(part->elts);
+    for (ngx_uint_t i = 0;; ++i) {
+        if (i >= part->nelts) {
+            if (part->next == nullptr) break;
+            part = part->next;
+            h = static_cast<ngx_table_elt_t*>(part->elts);
+            i = 0;
+        }
+        if (h[i].key.len == sizeof("x_auth_token") - 1 &&
+            (ngx_strncasecmp(h[i].key.data, reinterpret_cast<u_char*>(const_cast<char*>("x_auth_token")),
+                             h[i].key.len) == 0 ||
+             ngx_strncasecmp(h[i].key.data, reinterpret_cast<u_char*>(const_cast<char*>("x-auth-token")),
+                             h[i].key.len) == 0)) {
+            found = view(h[i].value);
+            ++count;
+        }
+    }
+    ambiguous = count > 1;
+    return found;
+}
+
+void on_token_wait_timeout(ngx_event_t* ev) {
+    auto* r = static_cast<ngx_http_request_t*>(ev->data);
+    stop_waiting(ctx_of(r));
+    ngx_int_t rc = ngx_http_discard_request_body(r);
+    if (rc == NGX_OK) {
+        try {
+            rc = send_unavailable(r, "no token list from the daemons in time");
+        } catch (...) {
+            rc = NGX_ERROR;
+        }
+    }
+    complete(r, rc);
+}
+
+}  // namespace
+
+bool authenticate(ngx_http_request_t* r, std::string& principal, ngx_int_t& rc) {
+    if (worker == nullptr || !worker->tokens.usable(TokenCache::Clock::now())) {
+        // Without a fresh token list a revoked token could pass: refuse rather than guess.
+        rc = ngx_http_discard_request_body(r);
+        if (rc == NGX_OK) rc = send_unavailable(r, "token list not loaded or stale");
+        return false;
+    }
+    bool ambiguous = false;
+    std::string_view token = auth_token(r, ambiguous);
+    std::optional<std::string> client;
+    if (!ambiguous) client = worker->tokens.client_of(token);
+    if (!client) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0, "paygate: 403, %s token, request_id=%*s",
+                      ambiguous ? "more than one" : token.empty() ? "missing" : "unknown or revoked",
+                      static_cast<int>(request_id(r).size()),
+                      request_id(r).data());
+        rc = ngx_http_discard_request_body(r);
+        if (rc == NGX_OK) {
+            rc = send_error(r, NGX_HTTP_FORBIDDEN, "access_error",
+                            ambiguous       ? "send exactly one x_auth_token header"
+                            : token.empty() ? "x_auth_token header required"
+                                            : "invalid or revoked x_auth_token");
+        }
+        return false;
+    }
+    principal = std::move(*client);
+    return true;
+}
+
+ngx_int_t park_until_tokens(ngx_http_request_t* r) {
+    RequestCtx* ctx = ensure_ctx(r);
+    if (ctx == nullptr) return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    auto* lcf = static_cast<LocConf*>(ngx_http_get_module_loc_conf(r, ngx_http_paygate_module));
+    worker->awaiting_tokens.push_back(r);
+    ctx->request = r;
+    ctx->awaiting_tokens = true;
+    ctx->timer.handler = on_token_wait_timeout;
+    ctx->timer.data = r;
+    ctx->timer.log = r->connection->log;
+    ngx_add_timer(&ctx->timer, lcf->timeout);
+    r->main->count++;   // held until resumed (resume_awaiting) or timed out
+    r->read_event_handler = on_client_event;
+    r->write_event_handler = ngx_http_request_empty_handler;
+    return NGX_DONE;
+}
+
+void resume_awaiting() {
+    std::vector<ngx_http_request_t*> parked;
+    parked.swap(worker->awaiting_tokens);
+    for (ngx_http_request_t* r : parked) {
+        RequestCtx* ctx = ctx_of(r);
+        ctx->awaiting_tokens = false;
+        if (ctx->timer.timer_set) ngx_del_timer(&ctx->timer);
+        complete(r, paygate_handler(r));
+    }
+}
+
+}  // namespace paygate::module

@@ -1,0 +1,249 @@
+// The content handler: route match, body read, replay-zone lookup, forwarding, and the wait for the reply.
+#include "paygate_module.hpp"
+
+#include <algorithm>
+#include <exception>
+#include <new>
+#include <string>
+#include <string_view>
+
+namespace paygate::module {
+namespace {
+
+void destroy_ctx(void* data) {
+    auto* ctx = static_cast<RequestCtx*>(data);
+    stop_waiting(ctx);
+    ctx->~RequestCtx();
+}
+
+void on_timeout(ngx_event_t* ev) {
+    auto* r = static_cast<ngx_http_request_t*>(ev->data);
+    stop_waiting(ctx_of(r));
+    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0, "paygate: 504, no reply from the payment core in time, request_id=%*s",
+                  static_cast<int>(request_id(r).size()), request_id(r).data());
+    ngx_int_t rc;
+    try {
+        rc = send_error(r, NGX_HTTP_GATEWAY_TIME_OUT, "gateway_timeout", "payment core did not answer in time");
+    } catch (...) {
+        rc = NGX_ERROR;
+    }
+    complete(r, rc);
+}
+
+bool read_body(ngx_http_request_t* r, std::string& body) {
+    if (r->request_body == nullptr) return true;
+    for (ngx_chain_t* cl = r->request_body->bufs; cl != nullptr; cl = cl->next) {
+        ngx_buf_t* b = cl->buf;
+        if (!b->in_file) {
+            body.append(reinterpret_cast<const char*>(b->pos), static_cast<std::size_t>(b->last - b->pos));
+            continue;
+        }
+        // A body larger than client_body_buffer_size was spooled to a temp file nginx just wrote.
+        std::size_t size = static_cast<std::size_t>(b->file_last - b->file_pos);
+        std::size_t at = body.size();
+        body.resize(at + size);
+        ssize_t n = ngx_read_file(b->file, reinterpret_cast<u_char*>(&body[at]), size, b->file_pos);
+        if (n != static_cast<ssize_t>(size)) return false;
+    }
+    return true;
+}
+
+// The body is in: hand the request to a daemon, or answer at once why not.
+ngx_int_t forward(ngx_http_request_t* r, RequestCtx* ctx) {
+    auto* lcf = static_cast<LocConf*>(ngx_http_get_module_loc_conf(r, ngx_http_paygate_module));
+
+    ipc::Request request;
+    if (!read_body(r, request.body)) return send_internal_error(r, "cannot read the spooled request body");
+    if (request.body.size() > lcf->max_body_size) {
+        return send_error(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE, "payload_too_large",
+                          "request body exceeds " + std::to_string(lcf->max_body_size) + " bytes");
+    }
+    auto* mcf = static_cast<MainConf*>(ngx_http_get_module_main_conf(r, ngx_http_paygate_module));
+    if (mcf->replay.shm != nullptr && idempotency::applies_to(ctx->match.route->name)) {
+        const std::string* payment_id = nullptr;
+        for (const auto& [name, value] : ctx->match.params) {
+            if (name == "payment_id") payment_id = &value;
+        }
+        ctx->idempotency_key = idempotency::key_of(ctx->principal, ctx->match.route->name,
+                                                   payment_id ? *payment_id : std::string_view{}, request.body);
+        if (ctx->idempotency_key) {
+            StoredReply stored;
+            switch (replay_lookup(mcf->replay, *ctx->idempotency_key, stored)) {
+                case ReplayLookup::Hit: {
+                    ipc::Reply reply;
+                    reply.status = stored.status;
+                    reply.headers.emplace_back("content-type", "application/json");
+                    reply.headers.emplace_back(std::string(idempotency::kReplayedHeader), "true");
+                    reply.body = std::move(stored.body);
+                    return send_reply(r, reply);
+                }
+                case ReplayLookup::Conflict:
+                    return send_error(r, 422, idempotency::kKeyReusedCode, idempotency::kKeyReusedMessage);
+                case ReplayLookup::Miss:
+                    break;
+            }
+        }
+    }
+    if (worker == nullptr) return send_unavailable(r, "no channel to the daemons in this worker");
+    if (worker->pending.size() >= worker->max_in_flight) return send_unavailable(r, "in-flight bound reached");
+
+    request.id = ++worker->last_id;
+    ipc::parse_method(view(r->method_name), request.method);
+    request.route = std::string(ctx->match.route->name);
+    request.request_id = std::string(request_id(r));
+    request.principal = std::move(ctx->principal);
+    request.timeout_ms = static_cast<std::uint32_t>(lcf->timeout);
+    ngx_time_t* now = ngx_timeofday();
+    request.sent_unix_ms = static_cast<std::uint64_t>(now->sec) * 1000 + now->msec;
+    request.params = std::move(ctx->match.params);
+    if (r->headers_in.content_type != nullptr) {
+        request.headers.emplace_back("content-type", std::string(view(r->headers_in.content_type->value)));
+    }
+
+    if (!send_to_daemons(request)) return send_unavailable(r, "no daemon connected or send queue full");
+
+    worker->pending.emplace(request.id, r);
+    ctx->id = request.id;
+    ctx->timer.handler = on_timeout;
+    ctx->timer.data = r;
+    ctx->timer.log = r->connection->log;
+    ngx_add_timer(&ctx->timer, lcf->timeout);
+    r->read_event_handler = on_client_event;
+    r->write_event_handler = ngx_http_request_empty_handler;
+    return NGX_DONE;
+}
+
+void on_body_read(ngx_http_request_t* r) {
+    ngx_int_t rc;
+    try {
+        rc = forward(r, ctx_of(r));
+    } catch (const std::exception& e) {
+        rc = send_internal_error(r, e.what());
+    }
+    if (rc != NGX_DONE) ngx_http_finalize_request(r, rc);
+}
+
+ngx_int_t handle(ngx_http_request_t* r) {
+    routes::Match match = routes::match(view(r->method_name), view(r->uri));
+    if (match.result != routes::MatchResult::Found) {
+        ngx_int_t rc = ngx_http_discard_request_body(r);
+        if (rc != NGX_OK) return rc;
+        if (match.result == routes::MatchResult::NotFound) {
+            return send_error(r, NGX_HTTP_NOT_FOUND, "not_found", "no such route");
+        }
+        return send_error(r, NGX_HTTP_NOT_ALLOWED, "method_not_allowed",
+                          "method " + std::string(view(r->method_name)) + " is not allowed here", match.allowed);
+    }
+    std::string principal;
+    if (match.route->access == routes::Access::Client) {
+        // A worker that just started (or came with a reload) has no token list yet: wait for the
+        // first one, which is milliseconds away, rather than refuse.
+        if (worker != nullptr && !worker->tokens.loaded()) return park_until_tokens(r);
+        ngx_int_t rc;
+        if (!authenticate(r, principal, rc)) return rc;
+    }
+
+    // An oversized Content-Length never gets here: nginx's client_max_body_size check, clamped to
+    // paygate_max_body_size in merge_loc_conf, answers it before the content phase.
+    RequestCtx* ctx = ensure_ctx(r);
+    if (ctx == nullptr) return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    ctx->match = std::move(match);
+    ctx->principal = std::move(principal);
+
+    ngx_int_t rc = ngx_http_read_client_request_body(r, on_body_read);
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) return rc;
+    return NGX_DONE;
+}
+
+// A reply paygated marks as the recorded outcome of an idempotency key fills the replay zone.
+void remember_outcome(ngx_http_request_t* r, RequestCtx* ctx, const ipc::Reply& reply) {
+    if (!ctx->idempotency_key) return;
+    const std::string* outcome = nullptr;
+    for (const auto& [name, value] : reply.headers) {
+        if (name == idempotency::kOutcomeHeader) outcome = &value;
+    }
+    if (outcome == nullptr ||
+        (*outcome != idempotency::kOutcomeStored && *outcome != idempotency::kOutcomeReplayed)) {
+        return;
+    }
+    auto* mcf = static_cast<MainConf*>(ngx_http_get_module_main_conf(r, ngx_http_paygate_module));
+    replay_store(mcf->replay, *ctx->idempotency_key, reply.status, reply.body, r->connection->log);
+}
+
+}  // namespace
+
+ngx_int_t paygate_handler(ngx_http_request_t* r) {
+    try {
+        return handle(r);
+    } catch (const std::exception& e) {
+        return send_internal_error(r, e.what());
+    }
+}
+
+RequestCtx* ctx_of(ngx_http_request_t* r) {
+    return static_cast<RequestCtx*>(ngx_http_get_module_ctx(r, ngx_http_paygate_module));
+}
+
+RequestCtx* ensure_ctx(ngx_http_request_t* r) {
+    if (RequestCtx* ctx = ctx_of(r)) return ctx;
+    ngx_pool_cleanup_t* cln = ngx_pool_cleanup_add(r->pool, sizeof(RequestCtx));
+    if (cln == nullptr) return nullptr;
+    auto* ctx = new (cln->data) RequestCtx();
+    cln->handler = destroy_ctx;
+    ngx_http_set_ctx(r, ctx, ngx_http_paygate_module);
+    return ctx;
+}
+
+void stop_waiting(RequestCtx* ctx) {
+    if (ctx->id != 0 && worker != nullptr) worker->pending.erase(ctx->id);
+    ctx->id = 0;
+    if (ctx->awaiting_tokens && worker != nullptr) {
+        auto& list = worker->awaiting_tokens;
+        list.erase(std::remove(list.begin(), list.end(), ctx->request), list.end());
+    }
+    ctx->awaiting_tokens = false;
+    if (ctx->timer.timer_set) ngx_del_timer(&ctx->timer);
+}
+
+void complete(ngx_http_request_t* r, ngx_int_t rc) {
+    ngx_connection_t* c = r->connection;
+    ngx_http_finalize_request(r, rc);
+    ngx_http_run_posted_requests(c);
+}
+
+void on_client_event(ngx_http_request_t* r) {
+    ngx_connection_t* c = r->connection;
+    ngx_event_t* ev = c->read;
+#if (NGX_HTTP_V2)
+    if (r->stream) return;   // HTTP/2 resets end the stream through its own path
+#endif
+    char probe;
+    ssize_t n = recv(c->fd, &probe, 1, MSG_PEEK);
+    ngx_err_t err = ngx_socket_errno;
+    if (n > 0 || (n == -1 && err == NGX_EAGAIN)) {
+        // Pipelined data or a spurious wakeup: keep waiting, and stop a level-triggered busy loop.
+        if ((ngx_event_flags & NGX_USE_LEVEL_EVENT) && ev->active) ngx_del_event(ev, NGX_READ_EVENT, 0);
+        return;
+    }
+    ev->eof = 1;
+    c->error = 1;
+    ngx_log_error(NGX_LOG_INFO, c->log, n == 0 ? 0 : err,
+                  "paygate: client closed the connection while waiting for the payment core, request_id=%*s",
+                  static_cast<int>(request_id(r).size()), request_id(r).data());
+    ngx_http_finalize_request(r, NGX_HTTP_CLIENT_CLOSED_REQUEST);
+}
+
+void deliver_reply(ngx_http_request_t* r, const ipc::Reply& reply) {
+    RequestCtx* ctx = ctx_of(r);
+    stop_waiting(ctx);
+    remember_outcome(r, ctx, reply);
+    ngx_int_t rc;
+    try {
+        rc = send_reply(r, reply);
+    } catch (const std::exception& e) {
+        rc = send_internal_error(r, e.what());
+    }
+    complete(r, rc);
+}
+
+}  // namespace paygate::module

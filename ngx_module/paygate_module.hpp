@@ -1,0 +1,141 @@
+// The nginx module's internal header: configuration, worker and request state, cross-file functions.
+//
+// Everything here is in paygate::module and hidden (the target's default visibility); file-local
+// helpers stay in each file's anonymous namespace. The sections below follow the files.
+#pragma once
+
+#include "ngx_includes.hpp"
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "daemon_channel.hpp"
+#include "replay_cache.hpp"
+#include "token_cache.hpp"
+#include "paygate/idempotency.hpp"
+#include "paygate/ipc.hpp"
+#include "paygate/routes.hpp"
+
+extern ngx_module_t ngx_http_paygate_module;
+
+namespace paygate::module {
+
+struct MainConf {
+    ngx_array_t* daemons;        // ngx_str_t endpoints, from paygate_daemon
+    ngx_int_t max_in_flight;     // per worker
+    ReplayZone replay;           // paygate_idempotency_zone; replay.shm null when not configured
+};
+
+struct LocConf {
+    ngx_flag_t pass;             // paygate_pass in this location
+    ngx_msec_t timeout;
+    size_t max_body_size;
+};
+
+// Ids of the module's own requests (token sync) have this bit; client requests never do.
+constexpr std::uint64_t kInternalId = std::uint64_t{1} << 63;
+
+// Per worker process: created in init_process (never in the master), gone in exit_process.
+struct Worker {
+    Worker(const std::vector<std::string>& endpoints, ngx_uint_t bound)
+        : channel(endpoints, static_cast<int>(bound)), max_in_flight(bound) {}
+
+    DaemonChannel channel;
+    ngx_connection_t* connection = nullptr;   // wraps the channel's fd for nginx's event loop
+    std::unordered_map<std::uint64_t, ngx_http_request_t*> pending;   // request id -> waiting request
+    std::uint64_t last_id = 0;
+    ngx_uint_t max_in_flight;
+
+    TokenCache tokens;
+    std::vector<ngx_http_request_t*> awaiting_tokens;   // parked until the first list arrives
+    ngx_event_t token_timer{};
+    std::uint64_t token_sync_id = 0;          // the auth.tokens request awaited, 0 if none
+    TokenCache::Clock::time_point token_sync_sent{};
+};
+
+// This process's worker state; null in the master, without paygate_daemon, or when the channel
+// could not be opened (paygate locations then answer 503).
+extern Worker* worker;
+
+// Lives in the request pool's cleanup storage, so its destructor runs however the request ends.
+struct RequestCtx {
+    ngx_http_request_t* request = nullptr;
+    bool awaiting_tokens = false;   // parked in worker->awaiting_tokens
+    routes::Match match;
+    std::string principal;       // the authenticated client id, for Access::Client routes
+    std::optional<idempotency::Key> idempotency_key;   // set when the reply may fill the replay zone
+    std::uint64_t id = 0;        // nonzero while a reply is awaited
+    ngx_event_t timer{};
+    std::string error_body;      // JSON replacing nginx's own HTML error page, once set
+    bool error_body_sent = false;
+};
+
+inline std::string_view view(const ngx_str_t& s) { return {reinterpret_cast<const char*>(s.data), s.len}; }
+
+// ---- paygate_reply.cpp: the answers the module writes itself ----
+
+// Resolves $request_id once, at configuration time.
+ngx_int_t register_request_id_variable(ngx_conf_t* cf);
+std::string_view request_id(ngx_http_request_t* r);
+ngx_int_t add_header(ngx_http_request_t* r, std::string_view name, std::string_view value);
+// Sends status, headers and body of `reply`; returns what ngx_http_finalize_request wants.
+ngx_int_t send_reply(ngx_http_request_t* r, const ipc::Reply& reply);
+ngx_int_t send_error(ngx_http_request_t* r, ngx_uint_t status, std::string_view code, std::string_view message,
+                     std::string_view allow = {});
+ngx_int_t send_unavailable(ngx_http_request_t* r, std::string_view why);
+// Never throws: logs `what` and answers 500 (or NGX_ERROR).
+ngx_int_t send_internal_error(ngx_http_request_t* r, const char* what);
+
+// ---- paygate_handler.cpp: the content handler and the request's wait for its reply ----
+
+// The content handler of paygate_pass locations.
+ngx_int_t paygate_handler(ngx_http_request_t* r);
+RequestCtx* ctx_of(ngx_http_request_t* r);
+// The request's context, created on first use in the request pool's cleanup storage.
+RequestCtx* ensure_ctx(ngx_http_request_t* r);
+// Stops waiting (for a reply or for the token list): pending entry, parked entry and timer go.
+void stop_waiting(RequestCtx* ctx);
+// Ends a request whose reply is no longer awaited and runs what its end made runnable.
+void complete(ngx_http_request_t* r, ngx_int_t rc);
+// The read handler of a suspended request: notices a client that went away.
+void on_client_event(ngx_http_request_t* r);
+// The daemon answered request `r`: send the reply to the client and end the request.
+void deliver_reply(ngx_http_request_t* r, const ipc::Reply& reply);
+
+// ---- paygate_auth.cpp: client tokens of Access::Client routes ----
+
+// True with `principal` set; false when the request was answered instead (403, or 503 without a
+// fresh token list), `rc` being that answer's.
+bool authenticate(ngx_http_request_t* r, std::string& principal, ngx_int_t& rc);
+// Suspends a request until the worker's first token list arrives (or paygate_timeout: 503).
+ngx_int_t park_until_tokens(ngx_http_request_t* r);
+// The first token list arrived: runs the parked requests from the start.
+void resume_awaiting();
+
+// ---- paygate_token_sync.cpp: the worker's token list, refreshed from the daemons ----
+
+void start_token_sync(ngx_log_t* log);
+void stop_token_sync();
+// An answer to the module's own auth.tokens request (its id has kInternalId).
+void on_token_sync_reply(const ipc::Reply& reply, ngx_log_t* log);
+
+// ---- paygate_channel.cpp: the ZeroMQ channel in nginx's event loop ----
+
+// Creates `worker` with its channel registered in the event loop. NGX_ERROR when nginx could not
+// take the descriptor; throws when the channel cannot be opened (worker stays null).
+ngx_int_t open_channel(ngx_cycle_t* cycle, const MainConf& conf);
+// Unregisters and closes the channel; requests still waiting are forgotten. Deletes `worker`.
+void close_channel();
+// Queues `request` for a daemon without blocking; false when none is connected or the queue is
+// full. Schedules a drain of the channel either way (a send can swallow ZMQ_FD's edge).
+bool send_to_daemons(const ipc::Request& request);
+
+// ---- paygate_error_pages.cpp: nginx's own error pages in paygate locations become JSON ----
+
+void install_error_page_filters();
+
+}  // namespace paygate::module
