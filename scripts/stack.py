@@ -51,6 +51,10 @@ REPO = Path(__file__).resolve().parent.parent
 PG_BIN = Path(os.environ.get("PAYGATE_PG_BIN", "/usr/lib/postgresql/15/bin"))
 NGINX_BIN = os.environ.get("PAYGATE_NGINX", "/usr/sbin/nginx")
 NGINX_TEMPLATE = REPO / "conf" / "nginx.dev.conf.in"
+SKY_SANDBOX = REPO / "tests" / "sandboxes" / "sky_technologies.py"
+# The sandboxes need Debian's python3-cryptography, which only Debian's interpreter sees.
+SANDBOX_PYTHON = os.environ.get("PAYGATE_SANDBOX_PYTHON", "/usr/bin/python3")
+SKY_MERCHANT_ID = "paygate-dev"
 MODULE_NAME = "ngx_http_paygate_module.so"
 DB_NAME = "paygate"
 DB_USER = "paygate"
@@ -557,6 +561,9 @@ class Stack:
         self._pg_started_once = False
         # (source, compiled pattern, reason): error lines a test declared expected (allow_log)
         self._allowed_lines: list[tuple[str, re.Pattern, str]] = []
+        self.keys_dir = self.root / "keys"
+        self.sandbox: Optional[subprocess.Popen] = None
+        self.sandbox_url: Optional[str] = None
 
     # -- context manager ----------------------------------------------------------------------
 
@@ -693,8 +700,77 @@ class Stack:
             raise ValueError(f"bad daemon name {name!r}")
         return f"ipc://{self.run_dir / (name + '.sock')}"
 
+    # -- provider sandbox -------------------------------------------------------------------------
+
+    def provider_keys(self) -> Path:
+        """Key pairs for sky-technologies (payment, reversal, the sandbox's callback key) and the
+        capability keyring of callback URLs, made once per stack in <root>/keys."""
+        if not (self.keys_dir / "callback.keys").exists():
+            self.keys_dir.mkdir(exist_ok=True)
+            subprocess.run([SANDBOX_PYTHON, str(SKY_SANDBOX), "keygen", str(self.keys_dir)], check=True,
+                           capture_output=True, timeout=60)
+            import base64
+            import secrets
+            _write_private(self.keys_dir / "callback.keys",
+                           "# capability keys of callback URLs: '<id> <base64 secret>', first signs\n"
+                           f"k1 {base64.b64encode(secrets.token_bytes(32)).decode()}\n")
+            # nginx workers read the public keys and the keyring (after privileges are dropped)
+            os.chmod(self.keys_dir, 0o755)
+            for f in ("callback.keys", "callback.pub"):
+                os.chmod(self.keys_dir / f, 0o644)
+        return self.keys_dir
+
+    def start_sandbox(self, timeout: float = 30.0, **options) -> str:
+        """Starts the sky-technologies sandbox on an ephemeral port (it writes the port it bound,
+        so no port can be taken in between) and returns its base URL. Options become its flags:
+        processing_seconds=1 -> --processing-seconds 1."""
+        keys = self.provider_keys()
+        port_file = self.run_dir / "sky.port"
+        port_file.unlink(missing_ok=True)
+        args = [SANDBOX_PYTHON, str(SKY_SANDBOX), "--host", "127.0.0.1", "--port", "0",
+                "--port-file", str(port_file), "--merchant-id", SKY_MERCHANT_ID,
+                "--payment-public-key", str(keys / "payment.pub"),
+                "--reversal-public-key", str(keys / "reversal.pub"),
+                "--callback-private-key", str(keys / "callback.key"),
+                "--log", str(self.root / "sky-sandbox.log")]
+        for k, v in options.items():
+            args += ["--" + k.replace("_", "-"), str(v)]
+        with open(self.root / "sky-sandbox.stderr", "ab") as err:
+            self.sandbox = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                            stderr=err, start_new_session=True,
+                                            preexec_fn=_pdeathsig(signal.SIGTERM))
+
+        def ready():
+            if self.sandbox.poll() is not None:
+                raise StackError("sky-technologies sandbox exited:\n"
+                                 + _tail(self.root / "sky-sandbox.stderr"))
+            return port_file.exists() and port_file.read_text().strip()
+        port = wait_until(ready, timeout, "sky-technologies sandbox")
+        self.sandbox_url = f"http://127.0.0.1:{int(port)}"
+        return self.sandbox_url
+
+    def sandbox_get(self, path: str):
+        """GET a sandbox-only endpoint (e.g. /_sandbox/ledger) as parsed JSON."""
+        import json
+        import urllib.request
+        with urllib.request.urlopen(self.sandbox_url + path, timeout=10) as resp:
+            return json.loads(resp.read())
+
+    def stop_sandbox(self) -> None:
+        if self.sandbox is not None and self.sandbox.poll() is None:
+            self.sandbox.terminate()
+            try:
+                self.sandbox.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.sandbox.kill()
+                self.sandbox.wait()
+
     def daemon_config(self, name: str, **extra) -> str:
-        """The paygated config text for daemon `name` (`extra` adds or overrides keys)."""
+        """The paygated config text for daemon `name` (`extra` adds or overrides keys).
+
+        Every daemon routes payments to sky-technologies; tasks run (task_workers 2) only when
+        the sandbox is up, otherwise accepted payments wait in bank_processing (task_workers 0)."""
+        keys = self.provider_keys()
         cfg = {
             "listen": self.endpoint(name),
             "workers": str(self.daemon_workers),
@@ -703,6 +779,22 @@ class Stack:
             "log_level": self.log_level,
             "db_retry_max_ms": "1000",
             "shutdown_timeout_ms": "5000",
+            "task_workers": "2" if self.sandbox_url else "0",
+            "task_poll_ms": "50",
+            "task_backoff_base_ms": "200",
+            "task_backoff_max_ms": "2000",
+            "status_check_base_ms": "300",
+            "status_check_max_ms": "2000",
+            "task_lease_ms": "8000",
+            "provider_timeout_ms": "3000",
+            "provider_connect_timeout_ms": "1000",
+            "provider_route": "* sky-technologies",
+            "sky_technologies_url": self.sandbox_url or "http://127.0.0.1:9",
+            "sky_technologies_merchant_id": SKY_MERCHANT_ID,
+            "sky_technologies_payment_key": str(keys / "payment.key"),
+            "sky_technologies_reversal_key": str(keys / "reversal.key"),
+            "callback_base_url": f"http://127.0.0.1:{self.http_port}/callbacks",
+            "callback_keys": str(keys / "callback.keys"),
         }
         cfg.update({k: str(v) for k, v in extra.items()})
         lines = [f"# paygated config for {name!r}, rendered by scripts/stack.py"]
@@ -833,7 +925,7 @@ class Stack:
 
     def render_nginx_conf(self, *, port: int, prefix: Path, daemons: Iterable[str],
                           worker_processes: int = 2, access_log: str = "logs/access.log",
-                          http_extra: str = "", server_extra: str = "",
+                          http_extra: str = "", server_extra: str = "", main_extra: str = "",
                           directives: Optional[dict] = None) -> str:
         """Fills conf/nginx.dev.conf.in. `directives` become http-level `name value;` lines
         (e.g. paygate_timeout="1s"); a value None drops it, a list repeats the directive."""
@@ -854,6 +946,7 @@ class Stack:
             "HTTP_DIRECTIVES": "\n".join(lines),
             "HTTP_EXTRA": http_extra,
             "SERVER_EXTRA": server_extra,
+            "MAIN_EXTRA": main_extra,
         }
         out = []
         for line in NGINX_TEMPLATE.read_text().splitlines():
@@ -867,7 +960,7 @@ class Stack:
     def start_nginx(self, *, daemons: Optional[Iterable[str]] = None, worker_processes: int = 2,
                     access_log: str = "logs/access.log", http_extra: str = "",
                     server_extra: str = "", name: str = "nginx", timeout: float = 30.0,
-                    **directives) -> Nginx:
+                    main_extra: str = "", **directives) -> Nginx:
         """Renders conf/nginx.dev.conf.in into <root>/<name>/ and starts nginx with the module.
 
         daemons: names whose endpoints get `paygate_daemon` lines (default: every daemon started
@@ -884,7 +977,7 @@ class Stack:
         conf = self.render_nginx_conf(port=port, prefix=prefix, daemons=daemons,
                                       worker_processes=worker_processes, access_log=access_log,
                                       http_extra=http_extra, server_extra=server_extra,
-                                      directives=directives)
+                                      main_extra=main_extra, directives=directives)
         env = self._san_env(name, nginx=True)
         if self.sanitized:
             env["LD_PRELOAD"] = libasan_path()
@@ -1033,6 +1126,7 @@ http {{
                     if d.running():
                         d.proc.kill()
                         d.proc.wait()
+        self.stop_sandbox()
         try:
             if self.pg.started_by_us or (not self.temporary and self.pg.is_running()):
                 self.pg.stop()

@@ -25,7 +25,9 @@
 #include "paygated/db.hpp"
 #include "paygated/endpoints.hpp"
 #include "paygated/handlers.hpp"
+#include "paygated/http_client.hpp"
 #include "paygated/janitor.hpp"
+#include "paygated/tasks.hpp"
 #include "paygated/log.hpp"
 #include "paygated/worker.hpp"
 
@@ -77,6 +79,7 @@ public:
 
     ~Broker() {
         janitor_.stop();
+        if (tasks_) tasks_->stop();
         // Only reached with threads still running on an error path: unblock and join them.
         if (!threads_.empty()) {
             ctx_.shutdown();
@@ -125,9 +128,11 @@ public:
             settings.idempotency_lease_ms = config_.idempotency_lease_ms;
             settings.idempotency_retention_s = config_.idempotency_retention_s;
             settings.test_fault = config_.test_fault;
+            settings.provider_routes = config_.provider_routes;
             threads_.emplace_back([this, settings] { run_worker(ctx_, settings); });
         }
         janitor_.start();
+        if (tasks_) tasks_->start();
     }
 
     int loop(int stop_fd) {
@@ -243,6 +248,7 @@ private:
 
     int finish() {
         janitor_.stop();  // prompt: cancels a purge in progress
+        if (tasks_) tasks_->stop();  // the task in hand finishes (its provider call is bounded)
         // Replies of in-flight work are queued on the front end now; close() flushes them
         // (bounded by the linger). Unbinding earlier would drop the accepted connections and
         // those replies with them (libzmq ties a connection's session to its listener).
@@ -297,6 +303,19 @@ private:
     Db inline_db_;
     WorkerContext inline_ctx_;
     Janitor janitor_;  // purges expired idempotency keys on a thread of its own
+public:
+    // Providers' keys are loaded before anything is bound, so a bad key file stops the start.
+    void build_task_runner() {
+        if (config_.task_workers == 0) return;
+        auto http = std::make_shared<HttpClient>();
+        auto providers = std::make_shared<Providers>(config_, http);
+        tasks_ = std::make_unique<TaskRunner>(task_settings(config_), providers);
+        http_ = http;
+    }
+
+private:
+    std::shared_ptr<HttpClient> http_;
+    std::unique_ptr<TaskRunner> tasks_;   // durable tasks (tasks.hpp) on threads of their own
 };
 
 }  // namespace
@@ -316,6 +335,19 @@ int run_daemon(const Config& config, int stop_fd) {
             .kv("note", "test only: the daemon SIGKILLs itself after its first idempotent COMMIT");
     }
     Broker broker(config);
+    try {
+        broker.build_task_runner();
+    } catch (const std::exception& e) {
+        log::error("provider_config_failed").kv("what", e.what());
+        return 2;
+    }
+    if (config.task_workers > 0) {
+        std::string routes;
+        for (const auto& [currency, provider] : config.provider_routes) {
+            routes += (routes.empty() ? "" : ",") + currency + ":" + provider;
+        }
+        log::info("tasks_enabled").kv("task_workers", config.task_workers).kv("routes", routes.empty() ? "none" : routes);
+    }
     if (!broker.bind_front()) return 1;
     broker.start_workers();
     return broker.loop(stop_fd);

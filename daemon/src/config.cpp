@@ -1,6 +1,7 @@
 // Parsing of paygated.conf: a table of keys, each with its own value parser and bounds.
 #include "paygated/config.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -127,6 +128,97 @@ bool set_idempotency_lease_ms(std::string_view v, Config& c, std::string& why) {
     return parse_unsigned(v, 10, 100, 3600000, c.idempotency_lease_ms, why);
 }
 
+bool set_task_workers(std::string_view v, Config& c, std::string& why) {
+    return parse_unsigned(v, 10, 0, 64, c.task_workers, why);
+}
+bool set_task_lease_ms(std::string_view v, Config& c, std::string& why) {
+    return parse_unsigned(v, 10, 1000, 3600000, c.task_lease_ms, why);
+}
+bool set_task_poll_ms(std::string_view v, Config& c, std::string& why) {
+    return parse_unsigned(v, 10, 10, 60000, c.task_poll_ms, why);
+}
+bool set_task_max_attempts(std::string_view v, Config& c, std::string& why) {
+    return parse_unsigned(v, 10, 1, 1000, c.task_max_attempts, why);
+}
+bool set_task_backoff_base_ms(std::string_view v, Config& c, std::string& why) {
+    return parse_unsigned(v, 10, 10, 3600000, c.task_backoff_base_ms, why);
+}
+bool set_task_backoff_max_ms(std::string_view v, Config& c, std::string& why) {
+    return parse_unsigned(v, 10, 10, 86400000, c.task_backoff_max_ms, why);
+}
+bool set_status_check_base_ms(std::string_view v, Config& c, std::string& why) {
+    return parse_unsigned(v, 10, 10, 3600000, c.status_check_base_ms, why);
+}
+bool set_status_check_max_ms(std::string_view v, Config& c, std::string& why) {
+    return parse_unsigned(v, 10, 10, 86400000, c.status_check_max_ms, why);
+}
+bool set_provider_connect_timeout_ms(std::string_view v, Config& c, std::string& why) {
+    return parse_unsigned(v, 10, 10, 600000, c.provider_connect_timeout_ms, why);
+}
+bool set_provider_timeout_ms(std::string_view v, Config& c, std::string& why) {
+    return parse_unsigned(v, 10, 100, 600000, c.provider_timeout_ms, why);
+}
+
+bool is_known_provider(std::string_view name) { return name == "sky-technologies"; }
+
+// "USD sky-technologies" or "* sky-technologies".
+bool set_provider_route(std::string_view v, Config& c, std::string& why) {
+    std::size_t sp = v.find_first_of(" \t");
+    if (sp == std::string_view::npos) {
+        why = "expected '<currency or *> <provider>', e.g. 'USD sky-technologies'";
+        return false;
+    }
+    std::string_view currency = trim(v.substr(0, sp));
+    std::string_view provider = trim(v.substr(sp));
+    bool currency_ok = currency == "*" || (currency.size() >= 3 && currency.size() <= 5 &&
+                                           std::all_of(currency.begin(), currency.end(),
+                                                       [](char ch) { return ch >= 'A' && ch <= 'Z'; }));
+    if (!currency_ok) {
+        why = "the currency must be an upper-case code (USD) or *";
+        return false;
+    }
+    if (!is_known_provider(provider)) {
+        why = "unknown provider (known: sky-technologies)";
+        return false;
+    }
+    c.provider_routes.emplace_back(std::string(currency), std::string(provider));
+    return true;
+}
+
+bool set_http_url(std::string_view v, std::string& out, std::string& why) {
+    if (v.substr(0, 7) != "http://" && v.substr(0, 8) != "https://") {
+        why = "expected an http:// or https:// URL";
+        return false;
+    }
+    while (!v.empty() && v.back() == '/') v.remove_suffix(1);
+    out = std::string(v);
+    return true;
+}
+bool set_sky_url(std::string_view v, Config& c, std::string& why) { return set_http_url(v, c.sky_technologies_url, why); }
+bool set_callback_base_url(std::string_view v, Config& c, std::string& why) {
+    return set_http_url(v, c.callback_base_url, why);
+}
+bool set_sky_merchant(std::string_view v, Config& c, std::string& why) {
+    if (v.size() > 128) {
+        why = "longer than 128 bytes";
+        return false;
+    }
+    c.sky_technologies_merchant_id = std::string(v);
+    return true;
+}
+bool set_sky_payment_key(std::string_view v, Config& c, std::string&) {
+    c.sky_technologies_payment_key = std::string(v);
+    return true;
+}
+bool set_sky_reversal_key(std::string_view v, Config& c, std::string&) {
+    c.sky_technologies_reversal_key = std::string(v);
+    return true;
+}
+bool set_callback_keys(std::string_view v, Config& c, std::string&) {
+    c.callback_keys = std::string(v);
+    return true;
+}
+
 struct KeyDef {
     ConfigKey key;
     bool (*set)(std::string_view value, Config& config, std::string& why);
@@ -151,6 +243,34 @@ const KeyDef kKeys[] = {
       "lease of an in-flight idempotency key: idle_in_transaction_session_timeout of the daemon's "
       "connections (100-3600000, default 10000)"},
      set_idempotency_lease_ms},
+    {{"task_workers", false, "task runner threads, each with its own PostgreSQL connection (0-64, default 2; 0: none)"},
+     set_task_workers},
+    {{"task_lease_ms", false, "lease of a taken task; another daemon takes it once it runs out (1000-3600000, default 30000)"},
+     set_task_lease_ms},
+    {{"task_poll_ms", false, "how often idle task runners look for due work (10-60000, default 200)"}, set_task_poll_ms},
+    {{"task_max_attempts", false, "failed attempts before a task is dead (1-1000, default 12)"}, set_task_max_attempts},
+    {{"task_backoff_base_ms", false, "first retry delay of a failed task, doubled per attempt with jitter (default 500)"},
+     set_task_backoff_base_ms},
+    {{"task_backoff_max_ms", false, "cap of a failed task's retry delay (default 300000)"}, set_task_backoff_max_ms},
+    {{"status_check_base_ms", false, "first re-check of a provider operation still open (default 1000)"},
+     set_status_check_base_ms},
+    {{"status_check_max_ms", false, "cap of the growing re-check interval (default 600000)"}, set_status_check_max_ms},
+    {{"provider_route", true, "'<currency or *> <provider>': which provider charges a payment; first match wins"},
+     set_provider_route},
+    {{"provider_connect_timeout_ms", false, "connect timeout of provider calls (default 3000)"},
+     set_provider_connect_timeout_ms},
+    {{"provider_timeout_ms", false, "whole-call timeout of provider calls; past it the outcome is unknown (default 10000)"},
+     set_provider_timeout_ms},
+    {{"sky_technologies_url", false, "base URL of the sky-technologies partner API"}, set_sky_url},
+    {{"sky_technologies_merchant_id", false, "our merchant_id at sky-technologies"}, set_sky_merchant},
+    {{"sky_technologies_payment_key", false, "PEM file: ECDSA P-521 private key that signs charges"},
+     set_sky_payment_key},
+    {{"sky_technologies_reversal_key", false, "PEM file: the separate ECDSA P-521 private key that signs reversals"},
+     set_sky_reversal_key},
+    {{"callback_base_url", false, "public base URL of nginx's callback proxy, e.g. https://pay.example/callbacks"},
+     set_callback_base_url},
+    {{"callback_keys", false, "capability keyring file (first key signs new callback URLs; nginx verifies with all)"},
+     set_callback_keys},
 };
 
 std::string known_keys() {
@@ -277,6 +397,37 @@ bool validate_for_daemon(const Config& config, std::string& error) {
     }
     if (config.database.empty()) {
         error = "no 'database' configured";
+        return false;
+    }
+    for (const auto& route : config.provider_routes) {
+        if (route.second != "sky-technologies") continue;
+        const std::pair<const char*, const std::string*> needed[] = {
+            {"sky_technologies_url", &config.sky_technologies_url},
+            {"sky_technologies_merchant_id", &config.sky_technologies_merchant_id},
+            {"sky_technologies_payment_key", &config.sky_technologies_payment_key},
+            {"sky_technologies_reversal_key", &config.sky_technologies_reversal_key},
+            {"callback_base_url", &config.callback_base_url},
+            {"callback_keys", &config.callback_keys},
+        };
+        for (const auto& [name, value] : needed) {
+            if (value->empty()) {
+                error = std::string("provider_route names sky-technologies but '") + name + "' is not set";
+                return false;
+            }
+        }
+        if (config.sky_technologies_payment_key == config.sky_technologies_reversal_key) {
+            error = "sky_technologies_reversal_key must be a key pair of its own, not the payment key";
+            return false;
+        }
+        break;
+    }
+    if (config.task_backoff_max_ms < config.task_backoff_base_ms ||
+        config.status_check_max_ms < config.status_check_base_ms) {
+        error = "a *_max_ms backoff cap is below its *_base_ms";
+        return false;
+    }
+    if (config.provider_timeout_ms >= config.task_lease_ms) {
+        error = "provider_timeout_ms must be below task_lease_ms (a call must end before its task's lease)";
         return false;
     }
     return true;

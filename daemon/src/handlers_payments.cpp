@@ -13,7 +13,9 @@
 #include "paygated/idempotent.hpp"
 #include "paygated/money.hpp"
 #include "paygated/payment_rules.hpp"
+#include "paygated/provider.hpp"
 #include "paygated/store.hpp"
+#include "paygated/tasks.hpp"
 
 namespace paygate::daemon {
 
@@ -76,12 +78,29 @@ Value changed_reply(const std::string& id, PaymentStatus status) {
     });
 }
 
+// Accept: the routing rule picks the provider; the charge operation and its task are queued in
+// the accept's own transaction (outbox).
+void queue_charge(Session& s, const WorkerContext& ctx, const PaymentRow& row) {
+    std::optional<std::string> provider = route_provider(ctx.provider_routes, row.currency);
+    if (!provider) throw Refusal{503, "service_unavailable", "no payment provider serves " + row.currency};
+    set_provider(s, row.id, *provider);
+    queue_operation(s, row.id, *provider, "charge", row.amount_minor, row.currency, std::nullopt);
+}
+
+// Cancel of a completed payment: everything captured and not yet refunded goes back.
+void queue_reversal(Session& s, const PaymentRow& row, const PaymentRef& ref) {
+    std::optional<std::string> charge = completed_charge(s, row.id);
+    std::string amount = charge && row.provider ? reserve_refund(s, row.id, std::nullopt) : std::string();
+    if (amount.empty()) throw Refusal{400, "invalid_state", "payment " + ref.as_given + " has nothing left to reverse"};
+    queue_operation(s, row.id, *row.provider, "reversal", amount, row.currency, charge);
+}
+
 // What one client action does to the locked row, besides the event and the tasks.
 using Apply = std::function<void(Session&, const PaymentRow&, const Transition&)>;
 
 // The common path of cancel, edit and accept, inside the request's transaction: lock, check
 // owner and transition, change, record the event (and queue provider work).
-ipc::Reply change_payment(Session& s, const Caller& caller, const PaymentRef& ref, Action action,
+ipc::Reply change_payment(Session& s, const WorkerContext& ctx, const Caller& caller, const PaymentRef& ref, Action action,
                           const std::string& idempotency_token, std::optional<std::string> reason,
                           const Apply& apply) {
     std::optional<PaymentRow> row = find_payment(s, ref.id, true);
@@ -99,8 +118,8 @@ ipc::Reply change_payment(Session& s, const Caller& caller, const PaymentRef& re
     apply(s, *row, *t);
     insert_event(s, PaymentEvent{row->id, std::string(action_name(action)), row->status,
                                  std::string(status_name(t->to)), caller.actor, std::move(reason), idempotency_token});
-    if (t->requests_charge) insert_task(s, "charge", row->id);
-    if (t->requests_reversal) insert_task(s, "reversal", row->id);
+    if (t->requests_charge) queue_charge(s, ctx, *row);
+    if (t->requests_reversal) queue_reversal(s, *row, ref);
     return value_reply(200, changed_reply(row->id, t->to));
 }
 
@@ -185,7 +204,7 @@ ipc::Reply handle_change(const ipc::Request& request, WorkerContext& ctx,
             if (!body) refuse(invalid);
         };
         return run_idempotent(request, ctx, caller.client_id, {check, [&](Session& s) {
-            return change_payment(s, caller, ref, action, body->idempotency_token, reason_of(*body),
+            return change_payment(s, ctx, caller, ref, action, body->idempotency_token, reason_of(*body),
                                   [&](Session& tx, const PaymentRow& row, const Transition& t) {
                                       apply(tx, row, t, *body);
                                   });

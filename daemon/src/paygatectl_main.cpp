@@ -11,6 +11,7 @@
 #include "paygated/ctl.hpp"
 #include "paygated/db.hpp"
 #include "paygated/migrate.hpp"
+#include "paygated/tasks.hpp"
 #include "paygated/tokens.hpp"
 
 using namespace paygate::daemon;
@@ -161,6 +162,108 @@ int cmd_token(const std::vector<std::string>& all) {
     return 0;
 }
 
+constexpr const char* kTasksUsage =
+    "paygatectl tasks list [--state S] [--kind K] [--payment UUID] [--limit N] [--database CONNINFO] [--config FILE]\n"
+    "       paygatectl tasks show ID | retry ID | cancel ID --reason TEXT [--database CONNINFO] [--config FILE]\n"
+    "  list:   newest first: id, state, kind, payment, attempts, next run, last error. States: pending,\n"
+    "          running, done, dead (gave up: needs an operator), cancelled. --state open = pending+running.\n"
+    "          Also lists provider operations whose outcome is not known yet (sending, unknown, processing).\n"
+    "  show:   every column of one task, and its provider operation.\n"
+    "  retry:  a dead, cancelled or pending task runs again now with its attempts reset.\n"
+    "  cancel: a pending or dead task is never run (the payment stays as it is).";
+
+int cmd_tasks(const std::vector<std::string>& all) {
+    if (all.empty()) return usage_error("tasks: which action? (list, show, retry, cancel)", kTasksUsage);
+    const std::string action = all.front();
+    std::vector<std::string> args(all.begin() + 1, all.end());
+    std::string id;
+    if (action == "show" || action == "retry" || action == "cancel") {
+        if (args.empty() || args.front().empty() || args.front().find_first_not_of("0123456789") != std::string::npos ||
+            args.front().size() > 18) {
+            return usage_error("tasks " + action + ": a task id (a number) is required", kTasksUsage);
+        }
+        id = args.front();
+        args.erase(args.begin());
+    } else if (action != "list") {
+        return usage_error("tasks: unknown action '" + action + "'", kTasksUsage);
+    }
+    std::map<std::string, std::string> options;
+    std::string error;
+    std::vector<std::string> names{"database", "config"};
+    if (action == "list") names.insert(names.end(), {"state", "kind", "payment", "limit"});
+    if (action == "cancel") names.push_back("reason");
+    if (!parse_options(args, names, options, error)) return usage_error("tasks " + action + ": " + error, kTasksUsage);
+    DatabaseChoice choice;
+    if (!resolve_database(options, std::getenv("PAYGATE_DATABASE_URL"), kDevConfig, choice, error)) return fail(error);
+    Db db(choice.conninfo, std::make_shared<RetryGate>(std::chrono::milliseconds(100)), "paygatectl");
+    if (!db.connection()) return fail("tasks: cannot connect to the database (" + describe_conninfo(choice.conninfo) + ")");
+    Session s(db);
+    auto print = [](const TaskRow& t) {
+        std::cout << t.id << "\t" << t.state << "\t" << t.kind << "\t" << t.payment_id << "\tattempts=" << t.attempts
+                  << "\trun_at=" << t.run_at << (t.last_error.empty() ? "" : "\terror=" + t.last_error) << "\n";
+    };
+    if (action == "list") {
+        TaskFilter f;
+        auto get = [&](const char* k) -> std::optional<std::string> {
+            auto it = options.find(k);
+            return it == options.end() ? std::nullopt : std::optional<std::string>(it->second);
+        };
+        f.state = get("state");
+        f.kind = get("kind");
+        f.payment_id = get("payment");
+        if (auto limit = get("limit")) {
+            if (limit->empty() || limit->size() > 6 || limit->find_first_not_of("0123456789") != std::string::npos) {
+                return usage_error("tasks list: --limit takes a number", kTasksUsage);
+            }
+            f.limit = std::stoi(*limit);
+        }
+        std::vector<TaskRow> rows;
+        if (f.state && *f.state == "open") {
+            f.state = "pending";
+            rows = list_tasks(s, f);
+            f.state = "running";
+            for (TaskRow& r : list_tasks(s, f)) rows.push_back(std::move(r));
+        } else {
+            rows = list_tasks(s, f);
+        }
+        std::cout << "id\tstate\tkind\tpayment\tattempts\tnext run\tlast error\n";
+        for (const TaskRow& t : rows) print(t);
+        PgResult open = s.exec("SELECT id, payment_id, kind, state, coalesce(last_error, '') FROM provider_operations"
+                               " WHERE state IN ('sending', 'unknown', 'processing') ORDER BY created_at");
+        if (PQntuples(open.get()) > 0) {
+            std::cout << "\nprovider operations with an outcome not known yet:\n";
+            for (int i = 0; i < PQntuples(open.get()); ++i) {
+                std::cout << value(open.get(), i, 0) << "\t" << value(open.get(), i, 1) << "\t" << value(open.get(), i, 2)
+                          << "\t" << value(open.get(), i, 3) << "\t" << value(open.get(), i, 4) << "\n";
+            }
+        }
+        std::cout << std::flush;
+        return 0;
+    }
+    if (action == "show") {
+        std::optional<TaskRow> t = find_task(s, id);
+        if (!t) return fail("tasks show: no task " + id);
+        std::cout << "id: " << t->id << "\nkind: " << t->kind << "\nstate: " << t->state << "\npayment: " << t->payment_id
+                  << "\noperation_key: " << t->operation_key << "\npayload: " << t->payload << "\nattempts: " << t->attempts
+                  << "\nreschedules: " << t->reschedules << "\nrun_at: " << t->run_at << "\nlease_owner: " << t->lease_owner
+                  << "\nlease_expires_at: " << t->lease_expires_at << "\nlast_error: " << t->last_error
+                  << "\ncreated_at: " << t->created_at << "\nupdated_at: " << t->updated_at << std::endl;
+        return 0;
+    }
+    if (action == "retry") {
+        if (!operator_retry_task(s, id)) return fail("tasks retry: task " + id + " does not exist or is running or done");
+        std::cout << "task " << id << " is pending again" << std::endl;
+        return 0;
+    }
+    auto reason = options.find("reason");
+    if (reason == options.end() || reason->second.empty()) return usage_error("tasks cancel: --reason TEXT is required", kTasksUsage);
+    if (!operator_cancel_task(s, id, reason->second)) {
+        return fail("tasks cancel: task " + id + " does not exist or is running or done");
+    }
+    std::cout << "task " << id << " is cancelled" << std::endl;
+    return 0;
+}
+
 struct Command {
     const char* name;
     const char* summary;
@@ -171,6 +274,7 @@ struct Command {
 const Command kCommands[] = {
     {"migrate", "apply pending database migrations", kMigrateUsage, cmd_migrate},
     {"token", "create, revoke and list client API tokens", kTokenUsage, cmd_token},
+    {"tasks", "list, show, retry and cancel durable tasks", kTasksUsage, cmd_tasks},
 };
 
 void print_help(std::ostream& out) {

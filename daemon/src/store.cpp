@@ -16,6 +16,8 @@ std::string primary_message(const PGresult* r, PGconn* conn) {
     return conn ? pg_error_line(conn) : "unknown error";
 }
 
+}  // namespace
+
 std::string value(const PGresult* r, int row, int col) {
     return std::string(PQgetvalue(r, row, col), static_cast<std::size_t>(PQgetlength(r, row, col)));
 }
@@ -24,11 +26,6 @@ std::optional<std::string> nullable(const PGresult* r, int row, int col) {
     if (PQgetisnull(r, row, col)) return std::nullopt;
     return value(r, row, col);
 }
-
-// "2026-11-24T10:00:00.123456Z": UTC, always six fraction digits.
-#define PAYGATE_UTC_US(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
-
-}  // namespace
 
 Session::Session(Db& db) : db_(db), conn_(db.connection()) {
     if (!conn_) throw DbUnavailable("database unavailable");
@@ -190,11 +187,11 @@ std::optional<PaymentRow> find_payment(Session& s, const std::string& id, bool f
     static const char* const kSelect =
         "SELECT id, client_id, status, currency, amount_minor, method_id, recipient_id, sender_id,"
         " sender_method_id, reversal_requested, " PAYGATE_UTC_US("created_at") ", " PAYGATE_UTC_US("updated_at")
-        " FROM payments WHERE id = $1::uuid";
+        ", captured_minor, refunded_minor, provider, decline_reason FROM payments WHERE id = $1::uuid";
     static const char* const kSelectForUpdate =
         "SELECT id, client_id, status, currency, amount_minor, method_id, recipient_id, sender_id,"
         " sender_method_id, reversal_requested, " PAYGATE_UTC_US("created_at") ", " PAYGATE_UTC_US("updated_at")
-        " FROM payments WHERE id = $1::uuid FOR UPDATE";
+        ", captured_minor, refunded_minor, provider, decline_reason FROM payments WHERE id = $1::uuid FOR UPDATE";
     PgResult r = s.exec(for_update ? kSelectForUpdate : kSelect, {id});
     if (PQntuples(r.get()) == 0) return std::nullopt;
     const PGresult* p = r.get();
@@ -211,6 +208,10 @@ std::optional<PaymentRow> find_payment(Session& s, const std::string& id, bool f
     row.reversal_requested = value(p, 0, 9) == "t";
     row.created_at = value(p, 0, 10);
     row.updated_at = value(p, 0, 11);
+    row.captured_minor = value(p, 0, 12);
+    row.refunded_minor = value(p, 0, 13);
+    row.provider = nullable(p, 0, 14);
+    row.decline_reason = nullable(p, 0, 15);
     return row;
 }
 
@@ -260,8 +261,28 @@ void insert_event(Session& s, const PaymentEvent& e) {
         {e.payment_id, e.action, e.from_status, e.to_status, e.actor, e.reason, e.idempotency_token});
 }
 
-void insert_task(Session& s, const std::string& kind, const std::string& payment_id) {
-    s.exec("INSERT INTO tasks (kind, payment_id) VALUES ($1::text, $2::uuid)", {kind, payment_id});
+void set_provider(Session& s, const std::string& id, const std::string& provider) {
+    expect_one_row(s.exec("UPDATE payments SET provider = $2::text WHERE id = $1::uuid", {id, provider}), "provider");
+}
+
+std::string reserve_refund(Session& s, const std::string& id, const std::optional<std::string>& amount_minor) {
+    PgResult r = s.exec(
+        "WITH ask AS (SELECT id, coalesce($2::numeric, captured_minor - refunded_minor) AS amount"
+        " FROM payments WHERE id = $1::uuid)"
+        " UPDATE payments p SET refunded_minor = p.refunded_minor + ask.amount FROM ask"
+        " WHERE p.id = ask.id AND ask.amount > 0 AND p.refunded_minor + ask.amount <= p.captured_minor"
+        " RETURNING ask.amount",
+        {id, amount_minor});
+    if (PQntuples(r.get()) != 1) return {};
+    return value(r.get(), 0, 0);
+}
+
+std::optional<std::string> completed_charge(Session& s, const std::string& payment_id) {
+    PgResult r = s.exec("SELECT id FROM provider_operations WHERE payment_id = $1::uuid AND kind = 'charge'"
+                        " AND state = 'completed' ORDER BY created_at LIMIT 1",
+                        {payment_id});
+    if (PQntuples(r.get()) == 0) return std::nullopt;
+    return value(r.get(), 0, 0);
 }
 
 // --- idempotency keys ------------------------------------------------------------------------

@@ -247,6 +247,11 @@ class PaymentStackTestCase(StackTestCase):
     clients = ("alice", "bob")
     daemon_workers = 2
     nginx: dict = {}
+    # with_sandbox: the sky-technologies sandbox runs (its options: sandbox_options) and the
+    # daemon's task runners drive accepted payments to it; daemon_config: extra paygated keys.
+    with_sandbox = False
+    sandbox_options: dict = {}
+    daemon_config: dict = {}
     shared_stack = None   # the class's Stack, set in setUpClass
 
     @classmethod
@@ -259,7 +264,9 @@ class PaymentStackTestCase(StackTestCase):
             stack.start_postgres()
             stack.migrate()
             cls.tokens = {c: stack.create_token(c) for c in cls.clients}
-            stack.start_daemon("d1")
+            if cls.with_sandbox:
+                stack.start_sandbox(**cls.sandbox_options)
+            stack.start_daemon("d1", **cls.daemon_config)
             stack.start_nginx(**cls.nginx)
             for token in cls.tokens.values():
                 cls.wait_until_token_accepted(stack, token)

@@ -61,7 +61,7 @@ class ReplayTests:
             self.assertReplayOf(again, first)
             self.assertReplaySource(again)
         self.assertUnchanged(pid, before, "(accept replay)")
-        self.assertEqual(self.count("tasks", pid, "AND kind = 'charge'"), 1)
+        self.assertEqual(self.count("tasks", pid, "AND kind = 'sky_technologies_integration_process_payment'"), 1)
         self.assertEqual(self.count("payment_events", pid, "AND action = 'accept'"), 1)
 
         pid2 = self.create_payment(sender=unique_id())
@@ -111,7 +111,7 @@ class ReplayTests:
         self.assertJsonError(self.post(f"{pid}/accept", {**accept, "accept_info": {"k": 2}}),
                              422, "idempotency_key_reused")
         self.assertUnchanged(pid, before, "(422 accept)")
-        self.assertEqual(self.count("tasks", pid, "AND kind = 'charge'"), 1)
+        self.assertEqual(self.count("tasks", pid, "AND kind = 'sky_technologies_integration_process_payment'"), 1)
 
     def test_same_request_in_another_form_is_a_replay(self):
         sender = unique_id()
@@ -161,7 +161,7 @@ class ReplayTests:
         self.assertReplayOf(again, refused)
         self.assertReplaySource(again)
         self.assertUnchanged(pid, before, "(replayed refusal)")
-        self.assertEqual(self.count("tasks", pid, "AND kind = 'charge'"), 1)
+        self.assertEqual(self.count("tasks", pid, "AND kind = 'sky_technologies_integration_process_payment'"), 1)
         # 404 of an unknown payment is an outcome too
         unknown = new_uuid()
         body = {"idempotency_token": new_uuid(), "reason": "other"}

@@ -115,7 +115,7 @@ class PaymentFlowTest(PaymentStackTestCase):
         self.assertEqual(json.loads(stored),
                          {"terminal": "t-1", "nested": {"list": [1, "two", None]}})
         self.assertEqual(self.stack.psql(
-            f"SELECT count(*) FROM tasks WHERE payment_id = '{pid}' AND kind = 'charge'"), "1")
+            f"SELECT count(*) FROM tasks WHERE payment_id = '{pid}' AND kind = 'sky_technologies_integration_process_payment'"), "1")
 
     def test_accept_info_may_be_omitted_or_empty(self):
         for body in ({"idempotency_token": new_uuid()},

@@ -56,7 +56,7 @@ class ConcurrentActionsTest(PaymentStackTestCase):
         self.assertEqual(statuses, [200] + [400] * (THREADS - 1))
         self.assertEqual(self.status_of(pid), "bank_processing")
         self.assertEqual(self.events(pid, "accept"), 1)
-        self.assertEqual(self.tasks(pid, "charge"), 1)
+        self.assertEqual(self.tasks(pid, "sky_technologies_integration_process_payment"), 1)
 
     def test_concurrent_accepts_and_cancels_one_wins(self):
         pid = self.create_payment()
@@ -71,7 +71,7 @@ class ConcurrentActionsTest(PaymentStackTestCase):
         accepted = int(won == "bank_processing")
         self.assertEqual(self.events(pid, "accept"), accepted)
         self.assertEqual(self.events(pid, "cancel"), 1 - accepted)
-        self.assertEqual(self.tasks(pid, "charge"), accepted)
+        self.assertEqual(self.tasks(pid, "sky_technologies_integration_process_payment"), accepted)
 
     def test_concurrent_edits_all_apply_in_some_order(self):
         pid = self.create_payment()

@@ -225,15 +225,58 @@ void key_table_documents_every_key(void**) {
     // The key table is what docs/daemon.md lists; make sure each key really parses.
     for (const ConfigKey& key : config_keys()) {
         assert_non_null(key.help);
-        std::string value = std::string(key.name) == "listen" ? "tcp://127.0.0.1:9"
-                            : std::string(key.name) == "log_level" ? "warn"
-                            : std::string(key.name) == "database" ? "dbname=x"
-                                                                   : "200";
+        const std::string name = key.name;
+        std::string value = name == "listen"                 ? "tcp://127.0.0.1:9"
+                            : name == "log_level"            ? "warn"
+                            : name == "database"             ? "dbname=x"
+                            : name == "provider_route"       ? "* sky-technologies"
+                            : name == "sky_technologies_url" ? "https://sky.example"
+                            : name == "callback_base_url"    ? "https://pay.example/callbacks"
+                            : name == "task_lease_ms"        ? "30000"
+                            : name == "task_workers" || name == "task_max_attempts" ? "2"
+                                                             : "200";
         Config c;
         std::string error;
         std::string line = std::string(key.name) + " = " + value + "\n";
         if (!parse_config(line, "t.conf", c, error)) {
             std::fprintf(stderr, "%s: %s\n", key.name, error.c_str());
+            fail();
+        }
+    }
+}
+
+void provider_route_needs_its_settings(void**) {
+    const char* base = "listen = tcp://127.0.0.1:9\ndatabase = dbname=x\nprovider_route = USD sky-technologies\n";
+    Config c;
+    std::string error;
+    assert_true(parse_config(base, "t.conf", c, error));
+    assert_int_equal(c.provider_routes.size(), 1);
+    assert_string_equal(c.provider_routes[0].first.c_str(), "USD");
+    assert_false(validate_for_daemon(c, error));
+    assert_non_null(std::strstr(error.c_str(), "sky_technologies_url"));
+
+    std::string full = std::string(base) +
+                       "sky_technologies_url = https://sky.example/\nsky_technologies_merchant_id = m1\n"
+                       "sky_technologies_payment_key = /k/payment.key\nsky_technologies_reversal_key = /k/payment.key\n"
+                       "callback_base_url = https://pay.example/callbacks\ncallback_keys = /k/cb.keys\n";
+    assert_true(parse_config(full, "t.conf", c, error));
+    assert_string_equal(c.sky_technologies_url.c_str(), "https://sky.example");   // trailing slash dropped
+    assert_false(validate_for_daemon(c, error));   // the reversal key must be a pair of its own
+    assert_non_null(std::strstr(error.c_str(), "reversal_key"));
+    c.sky_technologies_reversal_key = "/k/reversal.key";
+    assert_true(validate_for_daemon(c, error));
+    c.provider_timeout_ms = c.task_lease_ms;
+    assert_false(validate_for_daemon(c, error));   // a call must end before its task's lease
+}
+
+void provider_route_refuses_bad_values(void**) {
+    for (const char* line : {"provider_route = usd sky-technologies\n", "provider_route = USD\n",
+                             "provider_route = USD acme\n", "sky_technologies_url = ftp://x\n",
+                             "task_lease_ms = 999\n", "task_workers = 65\n"}) {
+        Config c;
+        std::string error;
+        if (parse_config(line, "t.conf", c, error)) {
+            std::fprintf(stderr, "accepted: %s", line);
             fail();
         }
     }
@@ -255,6 +298,8 @@ int main() {
         cmocka_unit_test(database_value_never_echoed),
         cmocka_unit_test(load_from_file),
         cmocka_unit_test(key_table_documents_every_key),
+        cmocka_unit_test(provider_route_needs_its_settings),
+        cmocka_unit_test(provider_route_refuses_bad_values),
     };
     return cmocka_run_group_tests(tests, nullptr, nullptr);
 }

@@ -34,6 +34,27 @@ struct Config {
     unsigned idempotency_purge_interval_s = 60;  // how often the janitor deletes expired keys
     unsigned idempotency_lease_ms = 10000;       // idle_in_transaction_session_timeout: the in-flight lease
     TestFault test_fault = TestFault::None;      // from $PAYGATED_TEST_FAULT (paygated_main), not the file
+
+    // Durable tasks (docs/tasks.md): runner threads have their own connections, apart from the API's.
+    unsigned task_workers = 2;                   // 0: this daemon runs no tasks
+    unsigned task_lease_ms = 30000;              // a taken task is another daemon's again after this
+    unsigned task_poll_ms = 200;                 // idle runners look for due work this often
+    unsigned task_max_attempts = 12;             // failed attempts before a task is dead
+    unsigned task_backoff_base_ms = 500;         // first retry delay; doubled per attempt, with jitter
+    unsigned task_backoff_max_ms = 300000;       // cap of the retry delay
+    unsigned status_check_base_ms = 1000;        // first re-check of an operation still open
+    unsigned status_check_max_ms = 600000;       // cap of the growing re-check interval
+
+    // Providers (docs/providers/): routing by currency, "*" for any; first match wins.
+    std::vector<std::pair<std::string, std::string>> provider_routes;   // (currency or "*", provider)
+    unsigned provider_connect_timeout_ms = 3000;
+    unsigned provider_timeout_ms = 10000;        // whole call; past it the outcome is unknown
+    std::string sky_technologies_url;            // base URL, e.g. https://api.sky.example
+    std::string sky_technologies_merchant_id;
+    std::string sky_technologies_payment_key;    // PEM file: ECDSA P-521 private key for charges
+    std::string sky_technologies_reversal_key;   // PEM file: the separate pair for reversals
+    std::string callback_base_url;               // where providers reach our callback proxy
+    std::string callback_keys;                   // capability keyring file (shared with nginx)
 };
 
 // One entry of the key table (for docs and error messages).

@@ -27,6 +27,8 @@ struct WorkerContext {
     Db& db;
     unsigned idempotency_retention_s = 86400;   // config idempotency_retention_s
     TestFault test_fault = TestFault::None;     // $PAYGATED_TEST_FAULT (test-only)
+    // provider_route rules: which provider charges an accepted payment (provider.hpp).
+    std::vector<std::pair<std::string, std::string>> provider_routes = {};
 };
 
 using Handler = ipc::Reply (*)(const ipc::Request& request, WorkerContext& ctx);

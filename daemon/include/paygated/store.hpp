@@ -30,6 +30,13 @@ struct DbError : std::runtime_error {
 
 using SqlParam = std::optional<std::string>;  // nullopt is SQL NULL
 
+// A result field as text / as text or nothing for SQL NULL.
+std::string value(const PGresult* r, int row, int col);
+std::optional<std::string> nullable(const PGresult* r, int row, int col);
+
+// "2026-11-24T10:00:00.123456Z": UTC, always six fraction digits (a SELECT expression).
+#define PAYGATE_UTC_US(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+
 class Session {
 public:
     // Takes the worker's connection; throws DbUnavailable when there is none.
@@ -88,6 +95,10 @@ struct PaymentRow {
     bool reversal_requested = false;
     std::string created_at;           // "2026-11-24T10:00:00.123456Z"
     std::string updated_at;
+    std::string captured_minor = "0"; // what the provider charged (charge + extra charges)
+    std::string refunded_minor = "0"; // refunds and reversals asked (reserved) or done
+    std::optional<std::string> provider;
+    std::optional<std::string> decline_reason;
 };
 
 // The one statement that creates a payment: the payments row and its "create" event, atomically.
@@ -128,8 +139,16 @@ struct PaymentEvent {
 };
 void insert_event(Session& s, const PaymentEvent& event);
 
-// Queues provider work in the outbox (kind "charge" or "reversal").
-void insert_task(Session& s, const std::string& kind, const std::string& payment_id);
+// Records the provider the routing rule chose for a payment.
+void set_provider(Session& s, const std::string& id, const std::string& provider);
+
+// Reserves a refund of `amount_minor` (nothing: all that is left) on a locked payment: refunded
+// grows, never beyond captured (the CHECK is the last line of defence). Returns the amount
+// reserved, or "" when it does not fit.
+std::string reserve_refund(Session& s, const std::string& id, const std::optional<std::string>& amount_minor);
+
+// The payment's completed first charge (what a reversal returns), if any.
+std::optional<std::string> completed_charge(Session& s, const std::string& payment_id);
 
 // --- idempotency keys (docs/idempotency.md) ---------------------------------------------------
 

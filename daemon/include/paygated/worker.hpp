@@ -29,6 +29,7 @@ struct WorkerSettings {
     unsigned idempotency_lease_ms = 0;           // Db lease (idle_in_transaction_session_timeout); 0: server's
     unsigned idempotency_retention_s = 86400;
     TestFault test_fault = TestFault::None;
+    std::vector<std::pair<std::string, std::string>> provider_routes;
 };
 
 // How long ago the module sent `request`: by the module's send timestamp when it has one (the

@@ -1,0 +1,204 @@
+// The sky-technologies adapter (seed 001; contract in docs/providers/sky-technologies.md):
+// initSession + completeMerchantAcquiring / processPaymentReversal / paymentStatus, each request
+// signed with ECDSA P-521/SHA-512 over "timestamp.body" (the reversal key only for reversals).
+#include "paygated/sky_technologies.hpp"
+
+#include <ctime>
+
+#include "paygate/capability.hpp"
+#include "paygate/crypto.hpp"
+#include "paygate/json.hpp"
+#include "paygated/http_client.hpp"
+#include "paygated/log.hpp"
+
+namespace paygate::daemon {
+
+namespace {
+
+using K = ProviderAnswer::Kind;
+
+std::string json_string(std::string_view s) {
+    std::string out;
+    json::append_string(out, s);
+    return out;
+}
+
+ProviderAnswer answer(K kind, std::string detail, std::string reason = {}) {
+    ProviderAnswer a;
+    a.kind = kind;
+    a.detail = std::move(detail);
+    a.decline_reason = std::move(reason);
+    return a;
+}
+
+const json::Value* string_member(const json::Value& doc, std::string_view key) {
+    const json::Value* v = doc.find(key);
+    return v && v->is(json::Type::String) ? v : nullptr;
+}
+
+// A provider's reason text is kept on the payment: bounded and plain.
+std::string clean_reason(const std::string& reason) {
+    std::string out;
+    for (char c : reason.substr(0, 128)) {
+        out.push_back((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-'
+                          ? c
+                          : '_');
+    }
+    return out.empty() ? "unspecified" : out;
+}
+
+// COMPLETED / DECLINED / PROCESSING of an answer body.
+ProviderAnswer status_answer(const json::Value& doc, const std::string& what) {
+    const json::Value* status = string_member(doc, "status");
+    if (!status) return answer(K::Unknown, what + ": answer without a status");
+    if (status->text() == "COMPLETED") return answer(K::Completed, what + ": COMPLETED");
+    if (status->text() == "PROCESSING") return answer(K::Processing, what + ": PROCESSING");
+    if (status->text() == "DECLINED") {
+        const json::Value* reason = string_member(doc, "decline_reason");
+        return answer(K::Declined, what + ": DECLINED", clean_reason(reason ? reason->text() : ""));
+    }
+    return answer(K::Unknown, what + ": unexpected status");
+}
+
+}  // namespace
+
+SkyTechnologies::SkyTechnologies(const Config& config, std::shared_ptr<HttpClient> http)
+    : name_("sky-technologies"),
+      url_(config.sky_technologies_url),
+      merchant_id_(config.sky_technologies_merchant_id),
+      callback_base_url_(config.callback_base_url),
+      connect_timeout_ms_(config.provider_connect_timeout_ms),
+      timeout_ms_(config.provider_timeout_ms),
+      http_(std::move(http)) {
+    std::string error;
+    auto payment = crypto::EcdsaPrivateKey::load_pem_file(config.sky_technologies_payment_key, error);
+    if (!payment) throw std::runtime_error("sky_technologies_payment_key: " + error);
+    auto reversal = crypto::EcdsaPrivateKey::load_pem_file(config.sky_technologies_reversal_key, error);
+    if (!reversal) throw std::runtime_error("sky_technologies_reversal_key: " + error);
+    if (payment->public_pem() == reversal->public_pem()) {
+        throw std::runtime_error("sky_technologies_reversal_key is the payment key: the seed requires a pair of its own");
+    }
+    auto keys = capability::Keyring::load_file(config.callback_keys, error);
+    if (!keys) throw std::runtime_error("callback_keys: " + error);
+    payment_key_ = std::make_unique<crypto::EcdsaPrivateKey>(std::move(*payment));
+    reversal_key_ = std::make_unique<crypto::EcdsaPrivateKey>(std::move(*reversal));
+    callback_keys_ = std::make_unique<capability::Keyring>(std::move(*keys));
+}
+
+SkyTechnologies::~SkyTechnologies() = default;
+
+std::string SkyTechnologies::callback_url(const std::string& operation_id) const {
+    return callback_base_url_ + "/sky-technologies/v1/on_payment_completed?" +
+           capability::query(*callback_keys_, operation_id);
+}
+
+SkyTechnologies::Call SkyTechnologies::post(const std::string& endpoint, const std::string& body, bool reversal_key) {
+    std::string timestamp = std::to_string(static_cast<long long>(std::time(nullptr)));
+    const crypto::EcdsaPrivateKey& key = reversal_key ? *reversal_key_ : *payment_key_;
+    std::string signature = crypto::base64_encode(key.sign_sha512(timestamp + "." + body));
+    HttpRequest request;
+    request.url = url_ + "/v1/" + endpoint;
+    request.headers = {"Content-Type: application/json", "Accept: application/json",
+                       "X-Merchant-Id: " + merchant_id_, "X-Request-Timestamp: " + timestamp,
+                       "X-Signature: " + signature};
+    request.body = body;
+    request.connect_timeout_ms = connect_timeout_ms_;
+    request.timeout_ms = timeout_ms_;
+    HttpResponse response = http_->post(std::move(request)).get();
+    Call call;
+    call.response = std::move(response);
+    if (call.response.outcome == HttpResponse::Outcome::Answered) {
+        json::ParseError error;
+        call.parsed = json::parse(call.response.body, call.doc, error) && call.doc.is(json::Type::Object);
+    }
+    log::debug("provider_call")
+        .kv("provider", name_)
+        .kv("endpoint", endpoint)
+        .kv("http_status", std::to_string(call.response.status))
+        .kv("ms", call.response.seconds * 1000.0);
+    return call;
+}
+
+// initSession for `purpose`; on failure `failed` holds what to report (the session step sends
+// no money, so its failures never make an outcome unknown).
+std::optional<std::string> SkyTechnologies::open_session(const char* purpose, ProviderAnswer& failed) {
+    std::string body = "{\"merchant_id\":" + json_string(merchant_id_) + ",\"purpose\":" + json_string(purpose) + "}";
+    Call call = post("initSession", body, std::string_view(purpose) == "reversal");
+    if (call.response.outcome != HttpResponse::Outcome::Answered) {
+        failed = answer(K::NotSent, "initSession: " + call.response.error);
+        return std::nullopt;
+    }
+    const json::Value* session = call.parsed ? string_member(call.doc, "session_id") : nullptr;
+    if (call.response.status != 200 || !session || session->text().empty()) {
+        failed = answer(K::NotSent, "initSession: HTTP " + std::to_string(call.response.status));
+        return std::nullopt;
+    }
+    return session->text();
+}
+
+// The answer to a charge or reversal request.
+ProviderAnswer SkyTechnologies::money_answer(const Call& call, const std::string& what) {
+    if (call.response.outcome == HttpResponse::Outcome::NotSent) return answer(K::NotSent, what + ": " + call.response.error);
+    if (call.response.outcome == HttpResponse::Outcome::Unknown) return answer(K::Unknown, what + ": " + call.response.error);
+    long st = call.response.status;
+    if (st == 200 && call.parsed) return status_answer(call.doc, what);
+    if (st == 409) return answer(K::Duplicate, what + ": duplicate_request_id");
+    // 4xx: refused before anything was executed (signature, session, body): safe to send again.
+    if (st >= 400 && st < 500) {
+        const json::Value* code = call.parsed ? string_member(call.doc, "error") : nullptr;
+        return answer(K::NotSent, what + ": HTTP " + std::to_string(st) + (code ? " " + code->text() : ""));
+    }
+    // 5xx or an unreadable 200: the provider may or may not have acted.
+    return answer(K::Unknown, what + ": HTTP " + std::to_string(st));
+}
+
+ProviderAnswer SkyTechnologies::charge(const Operation& op) {
+    ProviderAnswer failed;
+    std::optional<std::string> session = open_session("payment", failed);
+    if (!session) return failed;
+    std::string body = "{\"merchant_id\":" + json_string(merchant_id_) + ",\"session_id\":" + json_string(*session) +
+                       ",\"request_id\":" + json_string(op.id) + ",\"payment_id\":" + json_string(op.payment_id) +
+                       ",\"method_id\":" + json_string(op.method_id) + ",\"amount_minor\":" + json_string(op.amount_minor) +
+                       ",\"currency\":" + json_string(op.currency) +
+                       ",\"paymentCompletedCallbackUrl\":" + json_string(callback_url(op.id)) + "}";
+    return money_answer(post("completeMerchantAcquiring", body, false), "completeMerchantAcquiring");
+}
+
+ProviderAnswer SkyTechnologies::reverse(const Operation& op) {
+    if (!op.original_id) return answer(K::NotSent, "reversal without its charge");
+    ProviderAnswer failed;
+    std::optional<std::string> session = open_session("reversal", failed);
+    if (!session) return failed;
+    std::string body = "{\"merchant_id\":" + json_string(merchant_id_) + ",\"session_id\":" + json_string(*session) +
+                       ",\"request_id\":" + json_string(op.id) + ",\"original_request_id\":" + json_string(*op.original_id) +
+                       ",\"amount_minor\":" + json_string(op.amount_minor) + ",\"currency\":" + json_string(op.currency) +
+                       ",\"paymentCompletedCallbackUrl\":" + json_string(callback_url(op.id)) + "}";
+    return money_answer(post("processPaymentReversal", body, true), "processPaymentReversal");
+}
+
+ProviderAnswer SkyTechnologies::status(const Operation& op) {
+    ProviderAnswer failed;
+    std::optional<std::string> session = open_session("payment", failed);
+    if (!session) return answer(K::Unknown, failed.detail);   // nothing learned
+    std::string body = "{\"merchant_id\":" + json_string(merchant_id_) + ",\"session_id\":" + json_string(*session) +
+                       ",\"request_id\":" + json_string(op.id) + "}";
+    Call call = post("paymentStatus", body, false);
+    if (call.response.outcome != HttpResponse::Outcome::Answered) {
+        return answer(K::Unknown, "paymentStatus: " + call.response.error);
+    }
+    if (call.response.status == 404) return answer(K::NotFound, "paymentStatus: not_found");
+    if (call.response.status != 200 || !call.parsed) {
+        return answer(K::Unknown, "paymentStatus: HTTP " + std::to_string(call.response.status));
+    }
+    // The answer must be about this operation, for this amount: anything else is not evidence.
+    const json::Value* rid = string_member(call.doc, "request_id");
+    const json::Value* amount = string_member(call.doc, "amount_minor");
+    const json::Value* currency = string_member(call.doc, "currency");
+    if (!rid || rid->text() != op.id || !amount || amount->text() != op.amount_minor || !currency ||
+        currency->text() != op.currency) {
+        return answer(K::Unknown, "paymentStatus: answer does not match the operation");
+    }
+    return status_answer(call.doc, "paymentStatus");
+}
+
+}  // namespace paygate::daemon

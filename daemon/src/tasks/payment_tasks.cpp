@@ -1,0 +1,233 @@
+// What each task kind does: send an operation, check its status, apply the provider's answer.
+//
+// The rule that keeps money exact: an operation is sent only while it is 'new' (never sent, or a
+// status check found the provider never recorded it). Once a call may have reached the provider
+// ('sending', 'unknown', 'processing'), only paymentStatus decides; a 409 duplicate also leads
+// there. Answers are applied in one transaction fenced by the task's lease, together with the
+// payment's change, its history row and the follow-up task (docs/tasks.md).
+#include "paygate/json.hpp"
+#include "paygated/log.hpp"
+#include "paygated/tasks.hpp"
+
+namespace paygate::daemon {
+
+namespace {
+
+using Next = TaskResult::Next;
+using K = ProviderAnswer::Kind;
+
+TaskResult result(Next next, std::string note = {}) { return TaskResult{next, std::move(note)}; }
+
+std::optional<std::string> payload_operation(const std::string& payload) {
+    json::Value doc;
+    json::ParseError error;
+    if (!json::parse(payload, doc, error)) return std::nullopt;
+    const json::Value* id = doc.find("operation_id");
+    if (!id || !id->is(json::Type::String)) return std::nullopt;
+    return id->text();
+}
+
+struct Ctx {
+    const TaskRow& task;
+    Session& s;
+    const Providers& providers;
+    const TaskSettings& settings;
+    const std::string& owner;
+};
+
+// Writes the final answer: the operation, the payment, its history, the follow-up task.
+// Returns false when the lease was lost (another runner has the task now: it will do this).
+bool apply_final(Ctx& c, const Operation& given, const ProviderAnswer& answer) {
+    Session& s = c.s;
+    s.begin();
+    if (!lock_own_task(s, c.task.id, c.owner)) {
+        s.rollback();
+        return false;
+    }
+    std::optional<Operation> op = find_operation(s, given.id, true);
+    if (!op || op->state == "completed" || op->state == "declined") {   // someone resolved it already
+        s.commit();
+        return true;
+    }
+    bool completed = answer.kind == K::Completed;
+    s.exec("UPDATE provider_operations SET state = $2::text, decline_reason = nullif($3::text, ''),"
+           " resolved_at = now(), last_error = NULL WHERE id = $1::uuid",
+           {op->id, std::string(completed ? "completed" : "declined"), answer.decline_reason});
+    PgResult pay = s.exec("SELECT status, captured_minor, refunded_minor FROM payments WHERE id = $1::uuid FOR UPDATE",
+                          {op->payment_id});
+    std::string from = value(pay.get(), 0, 0);
+    std::string to = from;
+    std::string action;
+    std::optional<std::string> reason;
+    const std::string actor = "provider:" + op->provider;
+    if (op->kind == "charge") {
+        if (completed) {
+            to = "completed";
+            action = "provider_completed";
+            s.exec("UPDATE payments SET status = 'completed', captured_minor = captured_minor + $2::numeric"
+                   " WHERE id = $1::uuid",
+                   {op->payment_id, op->amount_minor});
+        } else {
+            to = "declined";
+            action = "provider_declined";
+            reason = answer.decline_reason;
+            s.exec("UPDATE payments SET status = 'declined', decline_reason = $2::text WHERE id = $1::uuid",
+                   {op->payment_id, answer.decline_reason});
+        }
+    } else if (op->kind == "extra_charge") {
+        action = completed ? "extra_charge_completed" : "extra_charge_declined";
+        if (completed) {
+            s.exec("UPDATE payments SET captured_minor = captured_minor + $2::numeric WHERE id = $1::uuid",
+                   {op->payment_id, op->amount_minor});
+        } else {
+            reason = answer.decline_reason;
+        }
+    } else {   // reversal: the amount was reserved in refunded_minor when it was asked
+        if (completed) {
+            action = "reversal_completed";
+            PgResult after = s.exec(
+                "UPDATE payments SET status = CASE WHEN status = 'completed' AND refunded_minor = captured_minor"
+                " THEN 'reversed' ELSE status END WHERE id = $1::uuid RETURNING status",
+                {op->payment_id});
+            to = value(after.get(), 0, 0);
+        } else {
+            action = "reversal_declined";
+            reason = answer.decline_reason;
+            s.exec("UPDATE payments SET refunded_minor = refunded_minor - $2::numeric,"
+                   " reversal_requested = CASE WHEN $3::boolean THEN false ELSE reversal_requested END"
+                   " WHERE id = $1::uuid",
+                   {op->payment_id, op->amount_minor, std::string("true")});
+        }
+    }
+    insert_event(s, PaymentEvent{op->payment_id, action, from, to, actor, reason, std::nullopt});
+    enqueue_task(s, kTaskHandleCompleted, op->payment_id, std::string(kTaskHandleCompleted) + ":" + op->id,
+                 "{\"operation_id\":\"" + op->id + "\"}");
+    s.commit();
+    log::info("provider_operation_final")
+        .kv("payment_id", op->payment_id)
+        .kv("operation_id", op->id)
+        .kv("kind", op->kind)
+        .kv("outcome", completed ? "completed" : "declined")
+        .kv("payment_status", to);
+    return true;
+}
+
+TaskResult recheck(const std::string& why) { return result(Next::Reschedule, why); }
+
+// Sends a 'new' operation, then acts on the answer.
+TaskResult send(Ctx& c, Provider& provider, Operation& op) {
+    set_operation_state(c.s, op.id, "sending", "", true, false);   // committed before the call
+    ProviderAnswer a = op.kind == "reversal" ? provider.reverse(op) : provider.charge(op);
+    log::info("provider_call_done")
+        .kv("payment_id", op.payment_id)
+        .kv("operation_id", op.id)
+        .kv("kind", op.kind)
+        .kv("answer", answer_name(a.kind))
+        .kv("detail", a.detail);
+    switch (a.kind) {
+        case K::Completed:
+        case K::Declined:
+            if (!apply_final(c, op, a)) return result(Next::Retry, "lease lost");
+            return result(Next::Done);
+        case K::Processing:
+            set_operation_state(c.s, op.id, "processing", "", false, false);
+            return recheck("processing at the provider");
+        case K::NotSent:
+            set_operation_state(c.s, op.id, "new", a.detail, false, false);
+            return result(Next::Retry, a.detail);
+        case K::Duplicate:
+        case K::Unknown:
+        case K::NotFound:
+            set_operation_state(c.s, op.id, "unknown", a.detail, false, false);
+            log::warn("provider_outcome_unknown").kv("payment_id", op.payment_id).kv("operation_id", op.id).kv("detail", a.detail);
+            return recheck("outcome unknown: " + a.detail);
+    }
+    return result(Next::Retry, "unreachable");
+}
+
+// Drives operation `id` one step. `may_send`: only the operation's own sending task sends.
+TaskResult drive(Ctx& c, const std::string& id, bool may_send) {
+    std::optional<Operation> op = find_operation(c.s, id, false);
+    if (!op) return result(Next::Dead, "provider operation " + id + " does not exist");
+    if (op->state == "completed" || op->state == "declined") return result(Next::Done);
+    Provider* provider = c.providers.find(op->provider);
+    if (!provider) return result(Next::Retry, "provider " + op->provider + " is not configured in this daemon");
+    if (op->state == "new") {
+        if (!may_send) return result(Next::Done);   // never sent: its sending task owns it
+        return send(c, *provider, *op);
+    }
+    ProviderAnswer a = provider->status(*op);
+    set_operation_state(c.s, op->id, op->state, a.kind == K::Unknown ? a.detail : "", false, true);
+    switch (a.kind) {
+        case K::Completed:
+        case K::Declined:
+            if (!apply_final(c, *op, a)) return result(Next::Retry, "lease lost");
+            return result(Next::Done);
+        case K::Processing:
+            if (op->state != "processing") set_operation_state(c.s, op->id, "processing", "", false, false);
+            return recheck("processing at the provider");
+        case K::NotFound:
+            if (op->state == "processing") return result(Next::Retry, "provider no longer knows an accepted operation");
+            if (!may_send) return result(Next::Done);
+            // The call never reached the provider: sending again cannot charge twice.
+            op->state = "new";
+            return send(c, *provider, *op);
+        default:
+            return result(Next::Retry, a.detail);
+    }
+}
+
+}  // namespace
+
+TaskResult run_task(const TaskRow& task, Session& s, const Providers& providers, const TaskSettings& settings,
+                    const std::string& owner) {
+    Ctx c{task, s, providers, settings, owner};
+    try {
+        std::optional<std::string> op = payload_operation(task.payload);
+        if (task.kind == kTaskProcessPayment || task.kind == kTaskProcessExtraPayment || task.kind == kTaskProcessReversal) {
+            if (!op) return result(Next::Dead, "payload has no operation_id");
+            return drive(c, *op, true);
+        }
+        if (task.kind == kTaskPaymentStatus) {
+            if (!op) return result(Next::Dead, "payload has no operation_id");
+            return drive(c, *op, false);
+        }
+        if (task.kind == kTaskHandleCompleted) {
+            // Seed 001: "for a reversal does nothing (logs/metrics?); for an extra charge goes to
+            // billing". Billing's interface is not defined yet: the event is logged for it.
+            if (!op) return result(Next::Dead, "payload has no operation_id");
+            std::optional<Operation> row = find_operation(s, *op, false);
+            if (!row) return result(Next::Dead, "provider operation " + *op + " does not exist");
+            log::info("payment_operation_handled")
+                .kv("payment_id", row->payment_id)
+                .kv("operation_id", row->id)
+                .kv("kind", row->kind)
+                .kv("state", row->state);
+            return result(Next::Done);
+        }
+        return result(Next::Dead, "unknown task kind " + task.kind);
+    } catch (const DbUnavailable& e) {
+        return result(Next::Retry, std::string("database unavailable: ") + e.what());
+    } catch (const DbError& e) {
+        return result(Next::Retry, std::string("database error ") + e.sqlstate + ": " + e.what());
+    } catch (const std::exception& e) {
+        return result(Next::Retry, e.what());
+    }
+}
+
+TaskSettings task_settings(const Config& config) {
+    TaskSettings t;
+    t.database = config.database;
+    t.workers = config.task_workers;
+    t.lease_ms = config.task_lease_ms;
+    t.poll_ms = config.task_poll_ms;
+    t.max_attempts = config.task_max_attempts;
+    t.backoff_base_ms = config.task_backoff_base_ms;
+    t.backoff_max_ms = config.task_backoff_max_ms;
+    t.recheck_base_ms = config.status_check_base_ms;
+    t.recheck_max_ms = config.status_check_max_ms;
+    t.db_retry_max_ms = config.db_retry_max_ms;
+    return t;
+}
+
+}  // namespace paygate::daemon

@@ -1,0 +1,188 @@
+"""Payments that finish (docs/tasks.md, docs/providers/sky-technologies.md): accepted payments are
+charged at the sky-technologies sandbox by durable tasks and reach completed / declined; a cancel
+of a completed payment is reversed; 5xx, timeouts and a killed daemon never charge twice (the
+sandbox's own ledger is the witness); PostgreSQL itself refuses transitions the state machine
+does not allow."""
+
+import json
+import signal
+import unittest
+
+from e2e_base import PaymentStackTestCase, new_uuid, wait_until
+
+CHARGE_TASK = "sky_technologies_integration_process_payment"
+REVERSAL_TASK = "sky_technologies_integration_process_payment_reversal"
+
+
+class ProviderTestCase(PaymentStackTestCase):
+    with_sandbox = True
+    # The sandbox's "timeout" answer comes after 8 s: past paygated's provider_timeout_ms (3 s).
+    sandbox_options = {"timeout_seconds": 8, "processing_seconds": 1}
+
+    def accepted_payment(self, method_id="card-7781", amount="12.50") -> str:
+        pid = self.create_payment(method_id=method_id, amount=amount, sender=new_uuid())
+        st, _, raw = self.accept(pid)
+        self.assertEqual(st, 200, raw)
+        self.assertEqual(json.loads(raw)["payment_status"], "bank_processing")
+        return pid
+
+    def wait_status(self, pid: str, status: str, timeout: float = 30.0) -> None:
+        seen = []
+
+        def reached():
+            st, _, raw = self.api("GET", f"{pid}/retrieve/status")
+            if st == 503:      # right after a daemon restart nginx has not reconnected yet
+                return False
+            self.assertEqual(st, 200, raw)
+            seen.append(json.loads(raw)["payment_status"])
+            return seen[-1] == status
+        try:
+            wait_until(reached, timeout, f"payment {pid} to become {status}", interval=0.1)
+        except Exception:
+            self.fail(f"payment {pid} never became {status}; last {seen[-1:]}; tasks:\n"
+                      + self.stack.psql(f"SELECT kind, state, attempts, last_error FROM tasks "
+                                        f"WHERE payment_id = '{pid}'"))
+
+    def ledger_ops(self, pid: str, operation: str = "payment"):
+        ledger = self.stack.sandbox_get("/_sandbox/ledger")
+        return [o for o in ledger["operations"] if o["payment_id"] == pid and o["operation"] == operation], ledger
+
+    def operations(self, pid: str) -> str:
+        return self.stack.psql(f"SELECT kind || ':' || state || ':' || amount_minor FROM provider_operations "
+                               f"WHERE payment_id = '{pid}' ORDER BY created_at")
+
+    def events(self, pid: str) -> list:
+        return self.stack.psql(f"SELECT action || ':' || coalesce(from_status, '-') || '>' || to_status || ':' || actor"
+                               f" FROM payment_events WHERE payment_id = '{pid}' ORDER BY id").splitlines()
+
+
+class ChargeTest(ProviderTestCase):
+
+    def test_accept_completes_with_one_charge(self):
+        pid = self.accepted_payment(amount="12.50")
+        self.wait_status(pid, "completed")
+        ops, ledger = self.ledger_ops(pid)
+        self.assertEqual(len(ops), 1, ops)
+        self.assertEqual((ops[0]["status"], ops[0]["amount_minor"], ops[0]["currency"]), ("COMPLETED", "1250", "USD"))
+        self.assertEqual([d for d in ledger["duplicate_attempts"] if d["request_id"] == ops[0]["request_id"]], [])
+        self.assertEqual(self.operations(pid), "charge:completed:1250")
+        self.assertEqual(self.stack.psql(f"SELECT provider || ' ' || captured_minor || ' ' || refunded_minor "
+                                         f"FROM payments WHERE id = '{pid}'"), "sky-technologies 1250 0")
+        self.assertEqual(self.events(pid)[-1], "provider_completed:bank_processing>completed:provider:sky-technologies")
+        # our reference is the provider's request_id, recorded before the call
+        self.assertEqual(self.stack.psql(f"SELECT id FROM provider_operations WHERE payment_id = '{pid}'"),
+                         ops[0]["request_id"])
+        wait_until(lambda: self.stack.psql(
+            f"SELECT string_agg(kind || '=' || state, ',' ORDER BY id) FROM tasks WHERE payment_id = '{pid}'")
+            == f"{CHARGE_TASK}=done,sky_technologies_integration_handle_payment_completed=done", 15, "tasks done")
+
+    def test_decline(self):
+        pid = self.accepted_payment(method_id="sky-decline-1")
+        self.wait_status(pid, "declined")
+        self.assertEqual(self.stack.psql(f"SELECT decline_reason || ' ' || captured_minor FROM payments "
+                                         f"WHERE id = '{pid}'"), "insufficient_funds 0")
+        self.assertEqual(self.events(pid)[-1], "provider_declined:bank_processing>declined:provider:sky-technologies")
+        # a declined payment cannot be cancelled or accepted again
+        st, _, raw = self.cancel(pid)
+        self.assertEqual((st, json.loads(raw)["code"]), (400, "invalid_state"))
+
+    def test_processing_then_completed_by_status_checks(self):
+        pid = self.accepted_payment(method_id="sky-processing-1")
+        self.wait_status(pid, "completed")
+        checks = int(self.stack.psql(f"SELECT status_checks FROM provider_operations WHERE payment_id = '{pid}'"))
+        self.assertGreaterEqual(checks, 1)
+        ops, _ = self.ledger_ops(pid)
+        self.assertEqual(len(ops), 1)
+
+    def test_5xx_is_retried_and_charges_once(self):
+        before = self.stack.sandbox_get("/_sandbox/ledger")["failed_calls"]
+        pid = self.accepted_payment(method_id="sky-5xx-1")
+        self.wait_status(pid, "completed")
+        ops, ledger = self.ledger_ops(pid)
+        self.assertEqual(len(ops), 1, ops)
+        self.assertEqual(ledger["failed_calls"] - before, 2)
+        self.assertEqual([d for d in ledger["duplicate_attempts"] if d["request_id"] == ops[0]["request_id"]], [])
+        calls = self.stack.psql(f"SELECT calls FROM provider_operations WHERE payment_id = '{pid}'")
+        self.assertEqual(calls, "3", "two 5xx answers, then the charge")
+
+    def test_timeout_is_unknown_and_resolved_by_a_status_check_never_a_second_charge(self):
+        pid = self.accepted_payment(method_id="sky-timeout-1")
+        self.wait_status(pid, "completed", timeout=40)
+        ops, ledger = self.ledger_ops(pid)
+        self.assertEqual(len(ops), 1, ops)
+        self.assertEqual([d for d in ledger["duplicate_attempts"] if d["request_id"] == ops[0]["request_id"]], [])
+        row = self.stack.psql(f"SELECT calls || ' ' || status_checks FROM provider_operations WHERE payment_id = '{pid}'")
+        calls, checks = map(int, row.split())
+        self.assertEqual(calls, 1, "the charge was sent once")
+        self.assertGreaterEqual(checks, 1, "the unknown outcome was resolved by paymentStatus")
+        self.assertIn("event=provider_outcome_unknown", self.stack.daemons["d1"].log_text())
+
+
+class ReversalTest(ProviderTestCase):
+
+    def test_cancel_of_completed_payment_is_reversed(self):
+        pid = self.accepted_payment(amount="40.00")
+        self.wait_status(pid, "completed")
+        st, _, raw = self.cancel(pid)
+        self.assertEqual(st, 200, raw)
+        self.assertEqual(json.loads(raw)["payment_status"], "completed")
+        self.wait_status(pid, "reversed")
+        ops, _ = self.ledger_ops(pid, "reversal")
+        self.assertEqual(len(ops), 1, ops)
+        self.assertEqual(ops[0]["amount_minor"], "4000")
+        charge, _ = self.ledger_ops(pid)
+        self.assertEqual(ops[0]["original_request_id"], charge[0]["request_id"])
+        self.assertEqual(self.stack.psql(f"SELECT captured_minor || ' ' || refunded_minor FROM payments "
+                                         f"WHERE id = '{pid}'"), "4000 4000")
+        self.assertEqual(self.events(pid)[-1], "reversal_completed:completed>reversed:provider:sky-technologies")
+        # a second cancel: nothing left to reverse
+        st, _, raw = self.cancel(pid)
+        self.assertEqual((st, json.loads(raw)["code"]), (400, "invalid_state"))
+
+
+class DatabaseStateMachineTest(ProviderTestCase):
+
+    def test_postgres_refuses_transitions_outside_the_table(self):
+        pid = self.accepted_payment()
+        self.wait_status(pid, "completed")
+        for sql, message in (
+                (f"UPDATE payments SET status = 'created' WHERE id = '{pid}'", "cannot move from completed to created"),
+                (f"UPDATE payments SET status = 'bank_processing' WHERE id = '{pid}'", "cannot move from completed"),
+                (f"UPDATE payments SET amount_minor = 1 WHERE id = '{pid}'", "its amount is fixed"),
+                (f"UPDATE payments SET refunded_minor = captured_minor + 1 WHERE id = '{pid}'",
+                 "payments_refund_within_capture"),
+                (f"UPDATE payment_events SET actor = 'x' WHERE payment_id = '{pid}'", "append-only"),
+                (f"DELETE FROM payment_events WHERE payment_id = '{pid}'", "append-only"),
+                (f"UPDATE provider_operations SET state = 'new' WHERE payment_id = '{pid}'", "cannot become new"),
+                (f"UPDATE tasks SET state = 'exploded' WHERE payment_id = '{pid}'", "tasks_state_check"),
+                ("INSERT INTO payments (client_id, status, currency, amount_minor, method_id, recipient_id, sender_id)"
+                 " SELECT client_id, 'completed', 'USD', 1, 'm', 'r', 's' FROM payments LIMIT 1",
+                 "starts as created")):
+            with self.subTest(sql=sql):
+                with self.assertRaises(Exception) as ctx:
+                    self.stack.psql(sql)
+                self.assertIn(message, str(ctx.exception))
+        self.assertEqual(self.status_of(pid), "completed")
+
+
+class DaemonKilledMidTaskTest(ProviderTestCase):
+    # The sandbox answers "slow" charges after 3 s: time to SIGKILL the daemon inside the call.
+    sandbox_options = {"slow_seconds": 3}
+
+    def test_killed_daemon_task_is_finished_by_the_restarted_one_with_one_charge(self):
+        pid = self.accepted_payment(method_id="sky-slow-1")
+        wait_until(lambda: self.stack.psql(
+            f"SELECT state FROM provider_operations WHERE payment_id = '{pid}'") == "sending", 10, "the charge call")
+        self.assertEqual(self.stack.kill_daemon("d1", signal.SIGKILL), -9)
+        self.stack.start_daemon("d1")
+        # the lease (task_lease_ms 8 s) runs out, the task is taken again, a status check finds
+        # the charge the sandbox recorded: completed without sending it again
+        self.wait_status(pid, "completed", timeout=40)
+        ops, ledger = self.ledger_ops(pid)
+        self.assertEqual(len(ops), 1, ops)
+        self.assertEqual([d for d in ledger["duplicate_attempts"] if d["request_id"] == ops[0]["request_id"]], [])
+        self.assertEqual(self.stack.psql(f"SELECT calls FROM provider_operations WHERE payment_id = '{pid}'"), "1")
+
+
+if __name__ == "__main__":
+    unittest.main()
