@@ -1315,6 +1315,14 @@ Payments (demo clients {DEMO_CLIENTS[0]!r} and {DEMO_CLIENTS[1]!r}; new tokens o
   curl -s -X POST "{api}/$PAYMENT_ID/accept" {auth} {js} \\
     -d {accept}; echo
   curl -s "{api}/$PAYMENT_ID/retrieve/status" {auth}; echo     # bank_processing
+  sleep 1   # a task charges it at the sky-technologies sandbox
+  curl -s "{api}/$PAYMENT_ID/retrieve/status" {auth}; echo     # completed
+  # cancel of a completed payment: the provider reverses the charge
+  curl -s -X POST "{api}/$PAYMENT_ID/cancel" {auth} {js} \\
+    -d {cancel}; echo
+  sleep 1
+  curl -s "{api}/$PAYMENT_ID/retrieve/status" {auth}; echo     # reversed
+  # method_id "sky-decline-1" is declined by the sandbox (docs/providers/sky-technologies.md)
   # a second payment, cancelled
   PAYMENT_ID2=$(curl -s -X POST "{api}/create" {auth} {js} \\
     -d {create} | {pick})
@@ -1370,6 +1378,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         stack.migrate()
         log("migrations applied")
         tokens = make_demo_tokens(stack, var_dir)
+        sandbox = stack.start_sandbox()
+        log(f"sky-technologies sandbox on {sandbox} (log {stack.root / 'sky-sandbox.log'}, "
+            f"ledger {sandbox}/_sandbox/ledger)")
         d = stack.start_daemon("paygated")
         log(f"paygated on {d.endpoint} (log {d.logfile})")
         ngx = stack.start_nginx(daemons=["paygated"], paygate_idempotency_zone="paygate_replay:16m")
@@ -1393,6 +1404,10 @@ Ctrl-C stops everything.
                 break
             if not ngx.running():
                 log(f"nginx exited unexpectedly ({ngx.proc.returncode}); stopping")
+                rc = 1
+                break
+            if stack.sandbox.poll() is not None:
+                log(f"the sky-technologies sandbox exited ({stack.sandbox.returncode}); stopping")
                 rc = 1
                 break
             time.sleep(0.3)
