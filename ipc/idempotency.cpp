@@ -8,7 +8,7 @@ namespace paygate::idempotency {
 
 bool applies_to(std::string_view route) {
     return route == "payment.create" || route == "payment.cancel" || route == "payment.edit" ||
-           route == "payment.accept";
+           route == "payment.accept" || route == "payment.extra_charge" || route == "payment.refund";
 }
 
 std::optional<std::string> canonical_uuid(std::string_view text) {

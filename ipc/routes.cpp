@@ -48,6 +48,10 @@ const std::vector<Route>& table() {
         {"payment.cancel", ipc::Method::Post, "/api/v1/payment/{payment_id}/cancel", Access::Client},
         {"payment.edit", ipc::Method::Post, "/api/v1/payment/{payment_id}/edit", Access::Client},
         {"payment.accept", ipc::Method::Post, "/api/v1/payment/{payment_id}/accept", Access::Client},
+        {"payment.extra_charge", ipc::Method::Post, "/api/v1/payment/{payment_id}/extra_charge", Access::Client},
+        {"payment.refund", ipc::Method::Post, "/api/v1/payment/{payment_id}/refund", Access::Client},
+        {"callback.sky_technologies", ipc::Method::Post, "/callbacks/sky-technologies/v1/on_payment_completed",
+         Access::Partner, "sky-technologies"},
     };
     return routes;
 }

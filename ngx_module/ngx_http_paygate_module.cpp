@@ -29,9 +29,10 @@ void* create_main_conf(ngx_conf_t* cf) {
     return conf;
 }
 
-char* init_main_conf(ngx_conf_t*, void* data) {
+char* init_main_conf(ngx_conf_t* cf, void* data) {
     auto* conf = static_cast<MainConf*>(data);
     ngx_conf_init_value(conf->max_in_flight, 1024);
+    if (conf->daemons != NGX_CONF_UNSET_PTR) warn_about_missing_callback_keys(cf, *conf);
     return NGX_CONF_OK;
 }
 
@@ -173,6 +174,10 @@ ngx_command_t commands[] = {
      NGX_HTTP_MAIN_CONF_OFFSET, offsetof(MainConf, max_in_flight), &in_flight_bounds},
     {ngx_string("paygate_idempotency_zone"), NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE12, set_idempotency_zone,
      NGX_HTTP_MAIN_CONF_OFFSET, 0, nullptr},
+    {ngx_string("paygate_callback_keys"), NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1, set_callback_keys,
+     NGX_HTTP_MAIN_CONF_OFFSET, 0, nullptr},
+    {ngx_string("paygate_partner_key"), NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE2, set_partner_key, NGX_HTTP_MAIN_CONF_OFFSET,
+     0, nullptr},
     {ngx_string("paygate_pass"), NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS, set_pass, NGX_HTTP_LOC_CONF_OFFSET, 0, nullptr},
     {ngx_string("paygate_timeout"), NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1,
      ngx_conf_set_msec_slot, NGX_HTTP_LOC_CONF_OFFSET, offsetof(LocConf, timeout), nullptr},

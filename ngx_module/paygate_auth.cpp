@@ -13,28 +13,9 @@ namespace {
 // The client token from `x_auth_token` (needs underscores_in_headers on) or `X-Auth-Token`.
 // Nothing when absent; `ambiguous` when several are sent (which one would be meant?).
 std::string_view auth_token(ngx_http_request_t* r, bool& ambiguous) {
-    std::string_view found;
-    int count = 0;
-    ngx_list_part_t* part = &r->headers_in.headers.part;
-    auto* h = static_cast<ngx_table_elt_t*>(part->elts);
-    for (ngx_uint_t i = 0;; ++i) {
-        if (i >= part->nelts) {
-            if (part->next == nullptr) break;
-            part = part->next;
-            h = static_cast<ngx_table_elt_t*>(part->elts);
-            i = 0;
-        }
-        if (h[i].key.len == sizeof("x_auth_token") - 1 &&
-            (ngx_strncasecmp(h[i].key.data, reinterpret_cast<u_char*>(const_cast<char*>("x_auth_token")),
-                             h[i].key.len) == 0 ||
-             ngx_strncasecmp(h[i].key.data, reinterpret_cast<u_char*>(const_cast<char*>("x-auth-token")),
-                             h[i].key.len) == 0)) {
-            found = view(h[i].value);
-            ++count;
-        }
-    }
-    ambiguous = count > 1;
-    return found;
+    std::vector<std::string_view> found = header_values(r, {"x_auth_token", "x-auth-token"});
+    ambiguous = found.size() > 1;
+    return found.empty() ? std::string_view{} : found.front();
 }
 
 void on_token_wait_timeout(ngx_event_t* ev) {
@@ -52,6 +33,28 @@ void on_token_wait_timeout(ngx_event_t* ev) {
 }
 
 }  // namespace
+
+std::vector<std::string_view> header_values(ngx_http_request_t* r, std::initializer_list<std::string_view> names) {
+    std::vector<std::string_view> found;
+    ngx_list_part_t* part = &r->headers_in.headers.part;
+    auto* h = static_cast<ngx_table_elt_t*>(part->elts);
+    for (ngx_uint_t i = 0;; ++i) {
+        if (i >= part->nelts) {
+            if (part->next == nullptr) break;
+            part = part->next;
+            h = static_cast<ngx_table_elt_t*>(part->elts);
+            i = 0;
+        }
+        for (std::string_view name : names) {
+            if (h[i].key.len == name.size() &&
+                ngx_strncasecmp(h[i].key.data, reinterpret_cast<u_char*>(const_cast<char*>(name.data())), name.size()) == 0) {
+                found.push_back(view(h[i].value));
+                break;
+            }
+        }
+    }
+    return found;
+}
 
 bool authenticate(ngx_http_request_t* r, std::string& principal, ngx_int_t& rc) {
     if (worker == nullptr || !worker->tokens.usable(TokenCache::Clock::now())) {

@@ -58,6 +58,13 @@ ngx_int_t forward(ngx_http_request_t* r, RequestCtx* ctx) {
         return send_error(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE, "payload_too_large",
                           "request body exceeds " + std::to_string(lcf->max_body_size) + " bytes");
     }
+    if (ctx->match.route->access == routes::Access::Partner) {
+        std::string webhook_id;
+        ngx_int_t rc;
+        if (!check_signature(r, *ctx->match.route, request.body, webhook_id, rc)) return rc;
+        request.params.emplace_back("operation_id", std::move(ctx->callback_ref));
+        request.headers.emplace_back("webhook-id", std::move(webhook_id));
+    }
     auto* mcf = static_cast<MainConf*>(ngx_http_get_module_main_conf(r, ngx_http_paygate_module));
     if (mcf->replay.shm != nullptr && idempotency::applies_to(ctx->match.route->name)) {
         const std::string* payment_id = nullptr;
@@ -95,7 +102,7 @@ ngx_int_t forward(ngx_http_request_t* r, RequestCtx* ctx) {
     request.timeout_ms = static_cast<std::uint32_t>(lcf->timeout);
     ngx_time_t* now = ngx_timeofday();
     request.sent_unix_ms = static_cast<std::uint64_t>(now->sec) * 1000 + now->msec;
-    request.params = std::move(ctx->match.params);
+    for (auto& param : ctx->match.params) request.params.push_back(std::move(param));
     if (r->headers_in.content_type != nullptr) {
         request.headers.emplace_back("content-type", std::string(view(r->headers_in.content_type->value)));
     }
@@ -135,6 +142,12 @@ ngx_int_t handle(ngx_http_request_t* r) {
                           "method " + std::string(view(r->method_name)) + " is not allowed here", match.allowed);
     }
     std::string principal;
+    std::string callback_ref;
+    if (match.route->access == routes::Access::Partner) {
+        ngx_int_t rc;
+        if (!check_capability(r, *match.route, callback_ref, rc)) return rc;
+        principal = "partner:" + std::string(match.route->partner);
+    }
     if (match.route->access == routes::Access::Client) {
         // A worker that just started (or came with a reload) has no token list yet: wait for the
         // first one, which is milliseconds away, rather than refuse.
@@ -149,6 +162,7 @@ ngx_int_t handle(ngx_http_request_t* r) {
     if (ctx == nullptr) return NGX_HTTP_INTERNAL_SERVER_ERROR;
     ctx->match = std::move(match);
     ctx->principal = std::move(principal);
+    ctx->callback_ref = std::move(callback_ref);
 
     ngx_int_t rc = ngx_http_read_client_request_body(r, on_body_read);
     if (rc >= NGX_HTTP_SPECIAL_RESPONSE) return rc;

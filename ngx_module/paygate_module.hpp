@@ -7,6 +7,7 @@
 #include "ngx_includes.hpp"
 
 #include <cstdint>
+#include <initializer_list>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -24,10 +25,13 @@ extern ngx_module_t ngx_http_paygate_module;
 
 namespace paygate::module {
 
+struct CallbackKeys;   // paygate_callbacks.cpp
+
 struct MainConf {
     ngx_array_t* daemons;        // ngx_str_t endpoints, from paygate_daemon
     ngx_int_t max_in_flight;     // per worker
     ReplayZone replay;           // paygate_idempotency_zone; replay.shm null when not configured
+    CallbackKeys* callbacks;     // paygate_callback_keys / paygate_partner_key; null when none
 };
 
 struct LocConf {
@@ -67,6 +71,7 @@ struct RequestCtx {
     bool awaiting_tokens = false;   // parked in worker->awaiting_tokens
     routes::Match match;
     std::string principal;       // the authenticated client id, for Access::Client routes
+    std::string callback_ref;    // Access::Partner: the operation reference of the capability URL
     std::optional<idempotency::Key> idempotency_key;   // set when the reply may fill the replay zone
     std::uint64_t id = 0;        // nonzero while a reply is awaited
     ngx_event_t timer{};
@@ -115,6 +120,21 @@ bool authenticate(ngx_http_request_t* r, std::string& principal, ngx_int_t& rc);
 ngx_int_t park_until_tokens(ngx_http_request_t* r);
 // The first token list arrived: runs the parked requests from the start.
 void resume_awaiting();
+
+// Values of the request headers named (case-insensitively) `names`, in order of arrival.
+std::vector<std::string_view> header_values(ngx_http_request_t* r, std::initializer_list<std::string_view> names);
+
+// ---- paygate_callbacks.cpp: the callback proxy's edge checks of Access::Partner routes ----
+
+char* set_callback_keys(ngx_conf_t* cf, ngx_command_t* cmd, void* conf);   // paygate_callback_keys FILE
+char* set_partner_key(ngx_conf_t* cf, ngx_command_t* cmd, void* conf);     // paygate_partner_key NAME SPEC
+// [warn] at start-up for each partner whose callbacks will all be refused (no keys).
+void warn_about_missing_callback_keys(ngx_conf_t* cf, const MainConf& conf);
+// Before the body: the URL's capability tag. True with `ref` set; false when answered (401).
+bool check_capability(ngx_http_request_t* r, const routes::Route& route, std::string& ref, ngx_int_t& rc);
+// After the body: the partner's signature over it. True with `webhook_id` set; false when answered.
+bool check_signature(ngx_http_request_t* r, const routes::Route& route, std::string_view body, std::string& webhook_id,
+                     ngx_int_t& rc);
 
 // ---- paygate_token_sync.cpp: the worker's token list, refreshed from the daemons ----
 

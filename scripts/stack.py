@@ -970,6 +970,10 @@ class Stack:
         self._require(self.module)
         if daemons is None:
             daemons = list(self.daemons)
+        # The callback proxy's keys (docs/callbacks.md); a test passes None to leave one out.
+        keys = self.provider_keys()
+        directives.setdefault("paygate_callback_keys", str(keys / "callback.keys"))
+        directives.setdefault("paygate_partner_key", f"sky-technologies v1e:sky-sandbox:{keys / 'callback.pub'}")
         port = self.http_port if name == "nginx" else free_port()
         if name == "nginx" and self.temporary and name not in self.nginxes and not port_is_free(port):
             port = self.http_port = free_port()  # taken since __init__: any free port will do

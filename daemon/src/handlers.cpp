@@ -22,6 +22,9 @@ const std::vector<HandlerEntry>& handler_table() {
         {"payment.cancel", handle_payment_cancel},
         {"payment.edit", handle_payment_edit},
         {"payment.accept", handle_payment_accept},
+        {"payment.extra_charge", handle_payment_extra_charge},
+        {"payment.refund", handle_payment_refund},
+        {"callback.sky_technologies", handle_callback_sky_technologies},
         {routes::kAuthTokensRoute, handle_auth_tokens},  // internal: the module's token poll
     };
     return table;

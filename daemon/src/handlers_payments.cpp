@@ -1,13 +1,18 @@
-// Handlers of the client payment API (docs/api.md): create, retrieve, status, cancel, edit, accept.
+// Handlers of the client payment API (docs/api.md): create, retrieve, status, cancel, edit, accept,
+// extra_charge, refund.
 //
 // Each request: the principal (client id) is required (403 before anything else). Reads then
-// validate the path id and run one statement. Changes (create, cancel, edit, accept) run as the
-// work of run_idempotent (idempotent.hpp): inside the transaction it opened for the request's
-// idempotency key, the path id and the body are validated (payment_rules.hpp), then the change
-// is made; the wrapper commits it together with the key's recorded outcome. Changes lock the
-// payment row (SELECT ... FOR UPDATE), so concurrent actions on one payment are serialized: one
-// wins, the other sees the new status. The SQL is in store.cpp.
+// validate the path id and run one statement. Changes (create, cancel, edit, accept, extra_charge,
+// refund) run as the work of run_idempotent (idempotent.hpp): inside the transaction it opened for
+// the request's idempotency key, the path id and the body are validated (payment_rules.hpp), then
+// the change is made (the amount of extra_charge and refund is read in the payment's currency once
+// the row is locked and the action allowed); the wrapper commits it together with the key's
+// recorded outcome. Changes lock the payment row (SELECT ... FOR UPDATE), so concurrent actions on
+// one payment are serialized: one wins, the other sees the new status. The SQL is in store.cpp.
 #include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
 
 #include "paygated/handlers.hpp"
 #include "paygated/idempotent.hpp"
@@ -71,11 +76,20 @@ PaymentStatus stored_status(const std::string& name) {
     return *s;
 }
 
-Value changed_reply(const std::string& id, PaymentStatus status) {
-    return Value::object({
+const Currency& stored_currency(const std::string& code) {
+    const Currency* currency = find_currency(code);
+    if (!currency) throw std::runtime_error("payment with unknown currency in the database");
+    return *currency;
+}
+
+// The answer of a change; `operation_id` names the provider operation it queued (extra_charge, refund).
+Value changed_reply(const std::string& id, PaymentStatus status, const std::optional<std::string>& operation_id) {
+    std::vector<std::pair<std::string, Value>> members = {
         {"transaction_id", Value::string(id)},
         {"payment_status", Value::string(std::string(status_name(status)))},
-    });
+    };
+    if (operation_id) members.emplace_back("operation_id", Value::string(*operation_id));
+    return Value::object(std::move(members));
 }
 
 // Accept: the routing rule picks the provider; the charge operation and its task are queued in
@@ -87,19 +101,70 @@ void queue_charge(Session& s, const WorkerContext& ctx, const PaymentRow& row) {
     queue_operation(s, row.id, *provider, "charge", row.amount_minor, row.currency, std::nullopt);
 }
 
-// Cancel of a completed payment: everything captured and not yet refunded goes back.
-void queue_reversal(Session& s, const PaymentRow& row, const PaymentRef& ref) {
-    std::optional<std::string> charge = completed_charge(s, row.id);
-    std::string amount = charge && row.provider ? reserve_refund(s, row.id, std::nullopt) : std::string();
-    if (amount.empty()) throw Refusal{400, "invalid_state", "payment " + ref.as_given + " has nothing left to reverse"};
-    queue_operation(s, row.id, *row.provider, "reversal", amount, row.currency, charge);
+// Queues the reversals that return `amount` (reserved already in refunded_minor): one per
+// completed charge it comes from (plan_reversals). Returns the first one's id.
+std::string queue_reversals(Session& s, const PaymentRow& row, const std::string& amount) {
+    std::vector<ReversalPart> parts = plan_reversals(s, row.id, amount);
+    if (parts.empty() || !row.provider) {
+        throw std::runtime_error("payment " + row.id + ": its completed charges do not cover the refund of " + amount);
+    }
+    std::string first;
+    for (const ReversalPart& part : parts) {
+        std::string id = queue_operation(s, row.id, *row.provider, "reversal", part.amount_minor, row.currency,
+                                         part.original_id);
+        if (first.empty()) first = std::move(id);
+    }
+    return first;
 }
 
-// What one client action does to the locked row, besides the event and the tasks.
-using Apply = std::function<void(Session&, const PaymentRow&, const Transition&)>;
+// Money going back while more is being taken would leave the totals to chance (the extra charge
+// could complete on a reversed payment): refunds wait until the extra charge is final.
+void refuse_during_extra_charge(Session& s, const PaymentRow& row, const PaymentRef& ref) {
+    if (has_open_operation(s, row.id, "extra_charge")) {
+        throw Refusal{400, "invalid_state",
+                      "payment " + ref.as_given + " has an extra charge in progress: refund it once that is final"};
+    }
+}
 
-// The common path of cancel, edit and accept, inside the request's transaction: lock, check
-// owner and transition, change, record the event (and queue provider work).
+// Cancel of a completed payment: everything captured and not yet refunded goes back.
+void queue_reversal(Session& s, const PaymentRow& row, const PaymentRef& ref) {
+    refuse_during_extra_charge(s, row, ref);
+    std::string amount = row.provider ? reserve_refund(s, row.id, std::nullopt) : std::string();
+    if (amount.empty()) throw Refusal{400, "invalid_state", "payment " + ref.as_given + " has nothing left to reverse"};
+    queue_reversals(s, row, amount);
+}
+
+// The amount of an extra charge or refund, read in the payment's currency (400 validation_error).
+Amount operation_amount(const MoneyOperationRequest& body, const PaymentRow& row) {
+    Invalid invalid;
+    std::optional<Amount> amount = amount_in(body.amount, stored_currency(row.currency), invalid);
+    if (!amount) refuse(invalid);
+    return std::move(*amount);
+}
+
+// Extra charge: the payment's provider charges the amount on top, in the payment's currency.
+std::string queue_extra_charge(Session& s, const PaymentRow& row, const Amount& amount) {
+    if (!row.provider) throw std::runtime_error("completed payment " + row.id + " has no provider");
+    return queue_operation(s, row.id, *row.provider, "extra_charge", amount.minor_units, row.currency, std::nullopt);
+}
+
+// Refund: reserve the amount (refunded grows, never beyond captured: 400 naming what is left),
+// then reverse it.
+std::string queue_refund(Session& s, const PaymentRow& row, const Amount& amount) {
+    refuse_during_extra_charge(s, row, PaymentRef{row.id, row.id});
+    if (reserve_refund(s, row.id, amount.minor_units).empty()) {
+        throw Refusal{400, "validation_error",
+                      refund_too_large(row.captured_minor, row.refunded_minor, stored_currency(row.currency))};
+    }
+    return queue_reversals(s, row, amount.minor_units);
+}
+
+// What one client action does to the locked row, besides the event and the tasks: returns the
+// provider operation it queued when the answer names one.
+using Apply = std::function<std::optional<std::string>(Session&, const PaymentRow&, const Transition&)>;
+
+// The common path of cancel, edit, accept, extra_charge and refund, inside the request's
+// transaction: lock, check owner and transition, change, record the event (and queue provider work).
 ipc::Reply change_payment(Session& s, const WorkerContext& ctx, const Caller& caller, const PaymentRef& ref, Action action,
                           const std::string& idempotency_token, std::optional<std::string> reason,
                           const Apply& apply) {
@@ -110,17 +175,17 @@ ipc::Reply change_payment(Session& s, const WorkerContext& ctx, const Caller& ca
     if (!t) {
         std::string message = "payment " + ref.as_given + " is " + row->status + ": " +
                               std::string(action_name(action)) + " is not allowed";
-        if (action == Action::Cancel && from == PaymentStatus::Completed && row->reversal_requested) {
+        if (from == PaymentStatus::Completed && row->reversal_requested) {
             message += " (its reversal was requested already)";
         }
         throw Refusal{400, "invalid_state", message};
     }
-    apply(s, *row, *t);
+    std::optional<std::string> operation_id = apply(s, *row, *t);
     insert_event(s, PaymentEvent{row->id, std::string(action_name(action)), row->status,
                                  std::string(status_name(t->to)), caller.actor, std::move(reason), idempotency_token});
     if (t->requests_charge) queue_charge(s, ctx, *row);
     if (t->requests_reversal) queue_reversal(s, *row, ref);
-    return value_reply(200, changed_reply(row->id, t->to));
+    return value_reply(200, changed_reply(row->id, t->to, operation_id));
 }
 
 }  // namespace
@@ -155,8 +220,7 @@ ipc::Reply handle_payment_retrieve(const ipc::Request& request, WorkerContext& c
         Session s(ctx.db);
         std::optional<PaymentRow> row = find_payment(s, ref.id, false);
         check_owner(row.has_value(), row ? row->client_id : std::string(), ref, caller);
-        const Currency* currency = find_currency(row->currency);
-        if (!currency) throw std::runtime_error("payment with unknown currency in the database");
+        const Currency& currency = stored_currency(row->currency);
         Value sender_method = row->sender_method_id ? Value::string(*row->sender_method_id) : Value::null();
         Value payment = Value::object({
             {"transaction_id", Value::string(row->id)},
@@ -164,8 +228,11 @@ ipc::Reply handle_payment_retrieve(const ipc::Request& request, WorkerContext& c
             {"recipcient",
              Value::object({{"user_id", Value::string(row->recipient_id)}, {"method_id", Value::string(row->method_id)}})},
             {"currency", Value::string(row->currency)},
-            {"amount", Value::number(format_amount(row->amount_minor, *currency))},
+            {"amount", Value::number(format_amount(row->amount_minor, currency))},
+            {"captured_amount", Value::number(format_amount(row->captured_minor, currency))},
+            {"refunded_amount", Value::number(format_amount(row->refunded_minor, currency))},
             {"status", Value::string(row->status)},
+            {"decline_reason", row->decline_reason ? Value::string(*row->decline_reason) : Value::null()},
             {"created_at", Value::string(row->created_at)},
             {"updated_at", Value::string(row->updated_at)},
         });
@@ -186,9 +253,10 @@ ipc::Reply handle_payment_status(const ipc::Request& request, WorkerContext& ctx
 
 namespace {
 
-// The request side of cancel, edit and accept: the caller, the path id and the body are checked
-// (before any SQL), then change_payment() runs under the idempotency wrapper. `Body` is the
-// validated body; `apply(tx, row, transition, body)` makes the action's own change to the row.
+// The request side of cancel, edit, accept, extra_charge and refund: the caller, the path id and
+// the body are checked (before any SQL), then change_payment() runs under the idempotency wrapper.
+// `Body` is the validated body; `apply(tx, row, transition, body)` makes the action's own change
+// to the row, and returns the id of the provider operation it queued when the answer names one.
 template <typename Body, typename Apply>
 ipc::Reply handle_change(const ipc::Request& request, WorkerContext& ctx,
                          std::optional<Body> (*validate)(const ipc::Request&, Invalid&), Action action,
@@ -205,8 +273,14 @@ ipc::Reply handle_change(const ipc::Request& request, WorkerContext& ctx,
         };
         return run_idempotent(request, ctx, caller.client_id, {check, [&](Session& s) {
             return change_payment(s, ctx, caller, ref, action, body->idempotency_token, reason_of(*body),
-                                  [&](Session& tx, const PaymentRow& row, const Transition& t) {
-                                      apply(tx, row, t, *body);
+                                  [&](Session& tx, const PaymentRow& row,
+                                      const Transition& t) -> std::optional<std::string> {
+                                      if constexpr (std::is_void_v<decltype(apply(tx, row, t, *body))>) {
+                                          apply(tx, row, t, *body);
+                                          return std::nullopt;
+                                      } else {
+                                          return apply(tx, row, t, *body);
+                                      }
                                   });
         }});
     });
@@ -239,6 +313,20 @@ ipc::Reply handle_payment_accept(const ipc::Request& request, WorkerContext& ctx
     return handle_change(request, ctx, validate_accept, Action::Accept, no_reason<AcceptRequest>,
                          [](Session& tx, const PaymentRow& row, const Transition& t, const AcceptRequest& body) {
                              update_accepted(tx, row.id, t.to, body.accept_info_json);
+                         });
+}
+
+ipc::Reply handle_payment_extra_charge(const ipc::Request& request, WorkerContext& ctx) {
+    return handle_change(request, ctx, validate_extra_charge, Action::ExtraCharge, no_reason<ExtraChargeRequest>,
+                         [](Session& tx, const PaymentRow& row, const Transition&, const ExtraChargeRequest& body) {
+                             return queue_extra_charge(tx, row, operation_amount(body, row));
+                         });
+}
+
+ipc::Reply handle_payment_refund(const ipc::Request& request, WorkerContext& ctx) {
+    return handle_change(request, ctx, validate_refund, Action::Refund, no_reason<RefundRequest>,
+                         [](Session& tx, const PaymentRow& row, const Transition&, const RefundRequest& body) {
+                             return queue_refund(tx, row, operation_amount(body, row));
                          });
 }
 

@@ -10,6 +10,7 @@
 // a bare point (".5", "1."), anything else ("NaN", "1,5", "0x10").
 #include "paygated/money.hpp"
 
+#include <stdexcept>
 #include <string>
 
 #include "paygate/json.hpp"
@@ -125,6 +126,29 @@ std::string format_amount(std::string_view minor_units, const Currency& currency
     if (digits.size() <= exponent) digits.insert(0, exponent + 1 - digits.size(), '0');
     digits.insert(digits.size() - exponent, 1, '.');
     return digits;
+}
+
+std::string subtract_minor(std::string_view a, std::string_view b) {
+    auto strip = [](std::string_view s) {
+        if (!all_digits(s)) throw std::invalid_argument("subtract_minor: not a count of minor units");
+        const std::size_t lead = s.find_first_not_of('0');
+        return lead == std::string_view::npos ? std::string_view() : s.substr(lead);
+    };
+    a = strip(a);
+    b = strip(b);
+    if (b.size() > a.size() || (b.size() == a.size() && b > a)) {
+        throw std::invalid_argument("subtract_minor: the result would be negative");
+    }
+    std::string out(a);
+    int borrow = 0;
+    for (std::size_t i = 0; i < out.size(); ++i) {
+        const std::size_t pos = out.size() - 1 - i;
+        int digit = (out[pos] - '0') - borrow - (i < b.size() ? b[b.size() - 1 - i] - '0' : 0);
+        borrow = digit < 0 ? 1 : 0;
+        out[pos] = static_cast<char>('0' + digit + 10 * borrow);
+    }
+    const std::size_t lead = out.find_first_not_of('0');
+    return lead == std::string::npos ? std::string("0") : out.substr(lead);
 }
 
 }  // namespace paygate::daemon

@@ -5,6 +5,8 @@
 // JSON, then that it is an object, then unknown fields of that object, then its fields in the
 // documented order; a nested object is checked the same way (type, unknown fields, fields) when
 // its turn comes. Optional fields (sender.method_id, accept_info) given as null count as absent.
+// The amount of extra_charge and refund is in the payment's currency: the validator checks its
+// type, amount_in() its value once the handler has read the payment.
 #include "paygated/payment_rules.hpp"
 
 #include "paygate/idempotency.hpp"
@@ -125,6 +127,29 @@ bool idempotency_token(const json::Value& body, std::string& out, Invalid& inval
     return true;
 }
 
+// The member "amount" of `object` (at `prefix`): present, a JSON number or a string.
+bool amount_text(const json::Value& object, std::string_view prefix, AmountText& out, Invalid& invalid) {
+    const std::string path = join(prefix, "amount");
+    const json::Value* amount = present(object, "amount");
+    if (amount == nullptr) return fail(invalid, path + ": required");
+    if (!amount->is(json::Type::Number) && !amount->is(json::Type::String)) {
+        return fail_type(invalid, path, "a number or a decimal string", *amount);
+    }
+    out.text = amount->text();
+    out.is_number = amount->is(json::Type::Number);
+    return true;
+}
+
+// `amount` in `currency` (the rules of parse_amount); failures name `path`.
+bool read_amount(const AmountText& amount, const std::string& path, const Currency& currency, Amount& out,
+                 Invalid& invalid) {
+    std::string error;
+    std::optional<Amount> parsed = parse_amount(amount.text, amount.is_number, currency, error);
+    if (!parsed) return fail(invalid, path + ": " + error);
+    out = std::move(*parsed);
+    return true;
+}
+
 bool money_info(const json::Value& body, MoneyInfo& out, Invalid& invalid) {
     const json::Value* info = required(body, "", "money_info", json::Type::Object, invalid);
     if (info == nullptr) return false;
@@ -139,16 +164,9 @@ bool money_info(const json::Value& body, MoneyInfo& out, Invalid& invalid) {
                                  " (an upper-case ISO 4217 code such as \"USD\", or BTC, ETH, USDT)");
     }
 
-    const json::Value* amount = present(*info, "amount");
-    if (amount == nullptr) return fail(invalid, "money_info.amount: required");
-    if (!amount->is(json::Type::Number) && !amount->is(json::Type::String)) {
-        return fail_type(invalid, "money_info.amount", "a number or a decimal string", *amount);
-    }
-    std::string error;
-    std::optional<Amount> parsed = parse_amount(amount->text(), amount->is(json::Type::Number), *currency, error);
-    if (!parsed) return fail(invalid, "money_info.amount: " + error);
-    out.amount = std::move(*parsed);
-    return true;
+    AmountText amount;
+    return amount_text(*info, "money_info", amount, invalid) &&
+           read_amount(amount, "money_info.amount", *currency, out.amount, invalid);
 }
 
 // Content type, JSON, and an object at the top.
@@ -227,6 +245,8 @@ std::string_view action_name(Action a) {
         case Action::ProviderCompleted: return "provider_completed";
         case Action::ProviderDeclined: return "provider_declined";
         case Action::ReversalCompleted: return "reversal_completed";
+        case Action::ExtraCharge: return "extra_charge";
+        case Action::Refund: return "refund";
     }
     return "unknown";
 }
@@ -260,6 +280,11 @@ std::optional<Transition> transition(PaymentStatus from, Action action, bool rev
             break;
         case Action::ReversalCompleted:
             if (from == S::Completed && reversal_requested) return Transition{S::Reversed};
+            break;
+        case Action::ExtraCharge:
+        case Action::Refund:
+            // Not once the full reversal (cancel) was asked: what is left is on its way back.
+            if (from == S::Completed && !reversal_requested) return Transition{S::Completed};
             break;
     }
     return std::nullopt;
@@ -409,6 +434,41 @@ std::optional<AcceptRequest> validate_accept(const ipc::Request& request, Invali
         out.accept_info_json = json::serialize(*info);
     }
     return out;
+}
+
+namespace {
+
+std::optional<MoneyOperationRequest> validate_money_operation(const ipc::Request& request, Invalid& invalid) {
+    json::Value body;
+    if (!parse_body(request, body, invalid)) return std::nullopt;
+    if (!only_known(body, "", {"idempotency_token", "amount"}, invalid)) return std::nullopt;
+    MoneyOperationRequest out;
+    if (!idempotency_token(body, out.idempotency_token, invalid)) return std::nullopt;
+    if (!amount_text(body, "", out.amount, invalid)) return std::nullopt;
+    return out;
+}
+
+}  // namespace
+
+std::optional<ExtraChargeRequest> validate_extra_charge(const ipc::Request& request, Invalid& invalid) {
+    return validate_money_operation(request, invalid);
+}
+
+std::optional<RefundRequest> validate_refund(const ipc::Request& request, Invalid& invalid) {
+    return validate_money_operation(request, invalid);
+}
+
+std::optional<Amount> amount_in(const AmountText& amount, const Currency& currency, Invalid& invalid) {
+    Amount out;
+    if (!read_amount(amount, "amount", currency, out, invalid)) return std::nullopt;
+    return out;
+}
+
+std::string refund_too_large(const std::string& captured_minor, const std::string& refunded_minor,
+                             const Currency& currency) {
+    const std::string code(currency.code);
+    return "amount: only " + format_amount(subtract_minor(captured_minor, refunded_minor), currency) + " " + code +
+           " of the captured " + format_amount(captured_minor, currency) + " " + code + " can still be refunded";
 }
 
 }  // namespace paygate::daemon

@@ -277,12 +277,33 @@ std::string reserve_refund(Session& s, const std::string& id, const std::optiona
     return value(r.get(), 0, 0);
 }
 
-std::optional<std::string> completed_charge(Session& s, const std::string& payment_id) {
-    PgResult r = s.exec("SELECT id FROM provider_operations WHERE payment_id = $1::uuid AND kind = 'charge'"
-                        " AND state = 'completed' ORDER BY created_at LIMIT 1",
-                        {payment_id});
-    if (PQntuples(r.get()) == 0) return std::nullopt;
-    return value(r.get(), 0, 0);
+bool has_open_operation(Session& s, const std::string& payment_id, const std::string& kind) {
+    PgResult r = s.exec("SELECT 1 FROM provider_operations WHERE payment_id = $1::uuid AND kind = $2::text"
+                        " AND state NOT IN ('completed', 'declined') LIMIT 1",
+                        {payment_id, kind});
+    return PQntuples(r.get()) == 1;
+}
+
+std::vector<ReversalPart> plan_reversals(Session& s, const std::string& payment_id, const std::string& amount_minor) {
+    // left: what each completed charge still holds; before: what the older charges hold. Each
+    // charge gives min(left, what the older ones did not cover); `covered` checks the total.
+    PgResult r = s.exec(
+        "WITH charge AS ("
+        " SELECT c.id, c.created_at, c.amount_minor - coalesce((SELECT sum(v.amount_minor) FROM provider_operations v"
+        " WHERE v.original_id = c.id AND v.state <> 'declined'), 0) AS left_minor"
+        " FROM provider_operations c WHERE c.payment_id = $1::uuid AND c.kind IN ('charge', 'extra_charge')"
+        " AND c.state = 'completed'),"
+        " run AS (SELECT id, created_at, left_minor,"
+        " sum(left_minor) OVER (ORDER BY created_at, id) - left_minor AS before FROM charge WHERE left_minor > 0),"
+        " part AS (SELECT id, created_at, least(left_minor, $2::numeric - before) AS amount FROM run"
+        " WHERE before < $2::numeric)"
+        " SELECT id, amount, sum(amount) OVER () = $2::numeric AS covered FROM part ORDER BY created_at, id",
+        {payment_id, amount_minor});
+    std::vector<ReversalPart> parts;
+    const int rows = PQntuples(r.get());
+    if (rows == 0 || value(r.get(), 0, 2) != "t") return parts;
+    for (int i = 0; i < rows; ++i) parts.push_back(ReversalPart{value(r.get(), i, 0), value(r.get(), i, 1)});
+    return parts;
 }
 
 // --- idempotency keys ------------------------------------------------------------------------

@@ -29,8 +29,8 @@ def raw_amount(raw: bytes):
 class PaymentFlowTest(PaymentStackTestCase):
     """create, retrieve, status, edit, accept, cancel: 200 answers with exact bodies."""
 
-    PAYMENT_KEYS = {"transaction_id", "sender", "recipcient", "currency", "amount", "status",
-                    "created_at", "updated_at"}
+    PAYMENT_KEYS = {"transaction_id", "sender", "recipcient", "currency", "amount", "captured_amount",
+                    "refunded_amount", "status", "decline_reason", "created_at", "updated_at"}
 
     def test_create_answers_transaction_id(self):
         st, hdrs, raw = self.create()
@@ -62,6 +62,9 @@ class PaymentFlowTest(PaymentStackTestCase):
         self.assertEqual(p["currency"], "BTC")
         self.assertEqual(p["status"], "created")
         self.assertEqual(raw_amount(raw), "1.00000000", raw)
+        # nothing captured or refunded yet, no decline: totals with the currency's digits too
+        self.assertIn(b'"captured_amount":0.00000000,"refunded_amount":0.00000000,', raw)
+        self.assertIsNone(p["decline_reason"])
         self.assertRegex(p["created_at"], TIMESTAMP_RE)
         self.assertRegex(p["updated_at"], TIMESTAMP_RE)
         self.assertEqual(p["created_at"], p["updated_at"])

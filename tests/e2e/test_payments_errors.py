@@ -350,7 +350,9 @@ class NotFoundAndProtocolTest(PaymentStackTestCase):
                 ("POST", "cancel", {"idempotency_token": new_uuid(), "reason": "other"}),
                 ("POST", "edit", {"idempotency_token": new_uuid(),
                                   "money_info": {"method_id": "m", "currency": "USD", "amount": "1.00"}}),
-                ("POST", "accept", {"idempotency_token": new_uuid(), "accept_info": {}})):
+                ("POST", "accept", {"idempotency_token": new_uuid(), "accept_info": {}}),
+                ("POST", "extra_charge", {"idempotency_token": new_uuid(), "amount": "1.00"}),
+                ("POST", "refund", {"idempotency_token": new_uuid(), "amount": "1.00"})):
             with self.subTest(route=suffix):
                 doc = self.assertJsonError(self.api(method, f"{pid}/{suffix}", body), 404,
                                            "not_found")
@@ -358,7 +360,7 @@ class NotFoundAndProtocolTest(PaymentStackTestCase):
 
     def test_unknown_route_is_404(self):
         pid = self.create_payment()
-        for method, path in (("POST", f"{PAYMENT_API}/{pid}/refund"),
+        for method, path in (("POST", f"{PAYMENT_API}/{pid}/capture"),
                              ("GET", f"{PAYMENT_API}/{pid}"),
                              ("GET", f"{PAYMENT_API}/{pid}/retrieve/history"),
                              ("GET", PAYMENT_API),

@@ -72,9 +72,11 @@ class ChargeTest(ProviderTestCase):
         # our reference is the provider's request_id, recorded before the call
         self.assertEqual(self.stack.psql(f"SELECT id FROM provider_operations WHERE payment_id = '{pid}'"),
                          ops[0]["request_id"])
+        # the charge, its follow-up, and the status check the sandbox's callback queued
         wait_until(lambda: self.stack.psql(
-            f"SELECT string_agg(kind || '=' || state, ',' ORDER BY id) FROM tasks WHERE payment_id = '{pid}'")
-            == f"{CHARGE_TASK}=done,sky_technologies_integration_handle_payment_completed=done", 15, "tasks done")
+            f"SELECT string_agg(kind || '=' || state, ',' ORDER BY kind) FROM tasks WHERE payment_id = '{pid}'")
+            == "sky_technologies_integration_handle_payment_completed=done,"
+               f"sky_technologies_integration_payment_status=done,{CHARGE_TASK}=done", 15, "tasks done")
 
     def test_decline(self):
         pid = self.accepted_payment(method_id="sky-decline-1")

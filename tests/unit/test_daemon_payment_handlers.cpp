@@ -19,7 +19,8 @@ using namespace paygate::daemon;
 namespace {
 
 const char* const kPaymentRoutes[] = {"payment.create", "payment.retrieve", "payment.status",
-                                      "payment.cancel", "payment.edit",     "payment.accept"};
+                                      "payment.cancel", "payment.edit",     "payment.accept",
+                                      "payment.extra_charge", "payment.refund"};
 const char* const kId = "6f1c2b9e-0d7a-4f3e-8b5c-1a2d3e4f5a6b";
 const char* const kCreateBody =
     "{\"idempotency_token\":\"0b6f7a52-8c1e-4c1b-9f7e-2f4a1d3c5e6f\","
@@ -108,7 +109,8 @@ void malformed_payment_id_is_400(void**) {
         }
     }
     // A change without an idempotency key is refused before any SQL, the path id first.
-    for (const char* route : {"payment.cancel", "payment.edit", "payment.accept"}) {
+    for (const char* route : {"payment.cancel", "payment.edit", "payment.accept", "payment.extra_charge",
+                              "payment.refund"}) {
         expect(dispatch(request(route, "5", "x", "{}"), f.ctx), 400, "validation_error", "payment_id: must be a UUID");
     }
     assert_false(f.tried_database());
@@ -118,7 +120,8 @@ void keyed_refusals_are_recorded_first(void**) {
     // With a key, a refusal is the key's recorded outcome: no database, no answer but 503.
     Fixture f;
     const char* message = "the payment database is unavailable; retry later";
-    for (const char* route : {"payment.cancel", "payment.edit", "payment.accept"}) {
+    for (const char* route : {"payment.cancel", "payment.edit", "payment.accept", "payment.extra_charge",
+                              "payment.refund"}) {
         ipc::Reply r = dispatch(request(route, "5", "x", kCancelBody), f.ctx);
         expect(r, 503, "service_unavailable", message);
         for (const auto& [name, value] : r.headers) assert_true(name != "x-paygate-idempotency");
@@ -135,6 +138,9 @@ void invalid_bodies_are_refused_before_the_database(void**) {
                 "validation_error");
     expect_code(dispatch(request("payment.edit", "5", kId, "{\"x\":1}"), f.ctx), 400, "validation_error");
     expect_code(dispatch(request("payment.accept", "5", kId, "[]"), f.ctx), 400, "validation_error");
+    expect_code(dispatch(request("payment.extra_charge", "5", kId, "{\"amount\":\"1.00\"}"), f.ctx), 400,
+                "validation_error");
+    expect_code(dispatch(request("payment.refund", "5", kId, "{\"amount\":1}"), f.ctx), 400, "validation_error");
     ipc::Request wrong_type = request("payment.cancel", "5", kId, "{\"reason\":\"other\"}");
     wrong_type.headers = {{"content-type", "text/plain"}};
     expect_code(dispatch(wrong_type, f.ctx), 415, "unsupported_media_type");

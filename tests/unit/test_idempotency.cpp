@@ -16,7 +16,8 @@ const char* kSameBodyOtherForm =
 const char* kPayment = "6f1c2b9e-0d7a-4f3e-8b5c-1a2d3e4f5a6b";
 
 void applies_to_mutations_only(void**) {
-    for (const char* route : {"payment.create", "payment.cancel", "payment.edit", "payment.accept"}) {
+    for (const char* route : {"payment.create", "payment.cancel", "payment.edit", "payment.accept",
+                              "payment.extra_charge", "payment.refund"}) {
         assert_true(applies_to(route));
     }
     for (const char* route : {"payment.retrieve", "payment.status", "health", "ping", "auth.tokens", ""}) {

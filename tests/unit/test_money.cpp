@@ -3,7 +3,9 @@
 #include "cmocka.hpp"
 
 #include <cstring>
+#include <stdexcept>
 #include <string>
+#include <utility>
 
 #include "paygated/money.hpp"
 
@@ -216,6 +218,30 @@ void formatting(void**) {
     assert_string_equal(format_amount("1500000", currency("USDT")).c_str(), "1.500000");
 }
 
+void subtraction(void**) {
+    struct Case {
+        const char* a;
+        const char* b;
+        const char* out;
+    };
+    const Case cases[] = {
+        {"4000", "2750", "1250"}, {"4000", "4000", "0"},   {"4000", "0", "4000"}, {"0", "0", "0"},
+        {"1000", "1", "999"},     {"00150", "050", "100"}, {"10", "9", "1"},
+        {"1000000000000000000000000000000000", "1", "999999999999999999999999999999999"},
+    };
+    for (const Case& c : cases) assert_string_equal(subtract_minor(c.a, c.b).c_str(), c.out);
+    for (const auto& [a, b] : {std::pair<const char*, const char*>{"1", "2"}, {"99", "100"}, {"", "0"}, {"1x", "0"},
+                               {"5", "-1"}}) {
+        bool threw = false;
+        try {
+            subtract_minor(a, b);
+        } catch (const std::invalid_argument&) {
+            threw = true;
+        }
+        assert_true(threw);
+    }
+}
+
 void round_trips(void**) {
     struct Case {
         const char* in;
@@ -253,6 +279,7 @@ int main() {
         cmocka_unit_test(bad_strings),
         cmocka_unit_test(bad_number_lexemes),
         cmocka_unit_test(formatting),
+        cmocka_unit_test(subtraction),
         cmocka_unit_test(round_trips),
     };
     return cmocka_run_group_tests(tests, nullptr, nullptr);

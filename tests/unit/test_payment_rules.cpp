@@ -18,7 +18,9 @@ namespace {
 const PaymentStatus kStatuses[] = {PaymentStatus::Created,  PaymentStatus::BankProcessing, PaymentStatus::Completed,
                                    PaymentStatus::Declined, PaymentStatus::Cancelled,      PaymentStatus::Reversed};
 const Action kActions[] = {Action::Edit,           Action::Cancel,           Action::Accept,
-                           Action::ProviderCompleted, Action::ProviderDeclined, Action::ReversalCompleted};
+                           Action::ProviderCompleted, Action::ProviderDeclined, Action::ReversalCompleted,
+                           Action::ExtraCharge,       Action::Refund};
+constexpr int kActionCount = sizeof(kActions) / sizeof(kActions[0]);
 
 const char* kToken = "0b6f7a52-8c1e-4c1b-9f7e-2f4a1d3c5e6f";
 
@@ -54,8 +56,10 @@ void names(void**) {
     for (const char* bad : {"", "User_Request", "fraud", "user request", "Other"}) {
         assert_false(parse_reason(bad).has_value());
     }
-    const char* actions[] = {"edit", "cancel", "accept", "provider_completed", "provider_declined", "reversal_completed"};
-    for (std::size_t i = 0; i < 6; ++i) assert_string_equal(str(action_name(kActions[i])).c_str(), actions[i]);
+    const char* actions[] = {"edit",           "cancel", "accept",
+                             "provider_completed", "provider_declined", "reversal_completed",
+                             "extra_charge",   "refund"};
+    for (int i = 0; i < kActionCount; ++i) assert_string_equal(str(action_name(kActions[i])).c_str(), actions[i]);
 }
 
 // The whole table, written out: every status x action x reversal flag.
@@ -83,6 +87,9 @@ void every_transition(void**) {
         {S::BankProcessing, A::ProviderDeclined, false, S::Declined, false, false},
         {S::BankProcessing, A::ProviderDeclined, true, S::Declined, false, false},
         {S::Completed, A::ReversalCompleted, true, S::Reversed, false, false},
+        // extra_charge and refund queue their own provider operation (with the amount)
+        {S::Completed, A::ExtraCharge, false, S::Completed, false, false},
+        {S::Completed, A::Refund, false, S::Completed, false, false},
     };
     int allowed_count = 0;
     int forbidden_count = 0;
@@ -112,14 +119,21 @@ void every_transition(void**) {
             }
         }
     }
-    assert_int_equal(allowed_count, 12);
-    assert_int_equal(forbidden_count, 6 * 6 * 2 - 12);
+    assert_int_equal(allowed_count, 14);
+    assert_int_equal(forbidden_count, 6 * kActionCount * 2 - 14);
     // The cases docs/api.md names explicitly.
     assert_false(transition(S::BankProcessing, A::Edit, false).has_value());
     assert_false(transition(S::BankProcessing, A::Cancel, false).has_value());
     assert_false(transition(S::Completed, A::Cancel, true).has_value());   // a second cancel
     assert_false(transition(S::Cancelled, A::Cancel, false).has_value());
     assert_false(transition(S::Completed, A::ReversalCompleted, false).has_value());
+    // extra_charge and refund: only a completed payment whose full reversal was not asked
+    for (A action : {A::ExtraCharge, A::Refund}) {
+        assert_false(transition(S::Completed, action, true).has_value());
+        assert_false(transition(S::Created, action, false).has_value());
+        assert_false(transition(S::Declined, action, false).has_value());
+        assert_false(transition(S::Reversed, action, false).has_value());
+    }
 }
 
 // ---- helpers ---------------------------------------------------------------------------------
@@ -178,6 +192,8 @@ const Validate kCreate = [](const ipc::Request& r, Invalid& i) { return validate
 const Validate kEdit = [](const ipc::Request& r, Invalid& i) { return validate_edit(r, i).has_value(); };
 const Validate kCancel = [](const ipc::Request& r, Invalid& i) { return validate_cancel(r, i).has_value(); };
 const Validate kAccept = [](const ipc::Request& r, Invalid& i) { return validate_accept(r, i).has_value(); };
+const Validate kExtraCharge = [](const ipc::Request& r, Invalid& i) { return validate_extra_charge(r, i).has_value(); };
+const Validate kRefund = [](const ipc::Request& r, Invalid& i) { return validate_refund(r, i).has_value(); };
 
 void expect_invalid(const Validate& validate, const ipc::Request& request, const char* message, int status = 400,
                     const char* code = "validation_error") {
@@ -553,6 +569,123 @@ void accept_rules(void**) {
     }
 }
 
+// extra_charge and refund share one body: {idempotency_token, amount}; the amount is read in the
+// payment's currency by amount_in() once the payment is known.
+void money_operation_rules(void**) {
+    const std::string token = std::string("\"idempotency_token\":\"") + kToken + "\"";
+    struct Good {
+        std::string amount;   // as it stands in the body
+        bool is_number;
+        const char* text;     // AmountText.text
+        const char* code;
+        const char* minor;    // amount_in(...) in `code`
+    };
+    const Good good[] = {
+        {"\"12.50\"", false, "12.50", "USD", "1250"},
+        {"\"12.5\"", false, "12.5", "USD", "1250"},
+        {"\"7\"", false, "7", "USD", "700"},
+        {"12.50", true, "12.50", "USD", "1250"},
+        {"1.5", true, "1.5", "USD", "150"},
+        {"15e-1", true, "15e-1", "USD", "150"},
+        {"3", true, "3", "USD", "300"},
+        {"1.500", true, "1.500", "USD", "150"},           // trailing zeros beyond the exponent
+        {"150", true, "150", "JPY", "150"},
+        {"\"0.00000001\"", false, "0.00000001", "BTC", "1"},
+        {"\"1.000000000000000001\"", false, "1.000000000000000001", "ETH", "1000000000000000001"},
+    };
+    for (const Validate& v : {kExtraCharge, kRefund}) {
+        for (const Good& g : good) {
+            Invalid invalid;
+            ipc::Request request = post("{\"amount\":" + g.amount + "," + token + "}");
+            assert_true(v(request, invalid));
+            std::optional<MoneyOperationRequest> r = validate_refund(request, invalid);
+            assert_true(r.has_value());
+            assert_string_equal(r->idempotency_token.c_str(), kToken);
+            assert_string_equal(r->amount.text.c_str(), g.text);
+            assert_int_equal(r->amount.is_number, g.is_number);
+            std::optional<Amount> a = amount_in(r->amount, *find_currency(g.code), invalid);
+            if (!a) print_error("%s in %s: %s\n", g.amount.c_str(), g.code, invalid.message.c_str());
+            assert_true(a.has_value());
+            assert_string_equal(a->minor_units.c_str(), g.minor);
+            assert_string_equal(str(a->currency->code).c_str(), g.code);
+        }
+    }
+    {
+        Invalid invalid;
+        std::optional<ExtraChargeRequest> r = validate_extra_charge(post("{" + token + ",\"amount\":\"1.00\"}"), invalid);
+        assert_true(r.has_value());
+        assert_string_equal(r->amount.text.c_str(), "1.00");
+    }
+
+    // The body: unknown or missing fields, wrong types, the token.
+    for (const Validate& v : {kExtraCharge, kRefund}) {
+        expect_invalid(v, "{}", "idempotency_token: required");
+        expect_invalid(v, "{\"amount\":\"1.00\"}", "idempotency_token: required");
+        expect_invalid(v, "{" + token + "}", "amount: required");
+        expect_invalid(v, "{" + token + ",\"amount\":null}", "amount: required");
+        expect_invalid(v, "{" + token + ",\"amount\":true}", "amount: must be a number or a decimal string, not a boolean");
+        expect_invalid(v, "{" + token + ",\"amount\":[1]}", "amount: must be a number or a decimal string, not an array");
+        expect_invalid(v, "{" + token + ",\"amount\":{\"value\":1}}",
+                       "amount: must be a number or a decimal string, not an object");
+        expect_invalid(v, "{" + token + ",\"amount\":1,\"currency\":\"USD\"}", "unknown field \"currency\"");
+        expect_invalid(v, "{" + token + ",\"amount\":1,\"reason\":\"other\"}", "unknown field \"reason\"");
+        expect_invalid(v, "{" + token + ",\"money_info\":" + money("1") + "}", "unknown field \"money_info\"");
+        expect_invalid(v, "{\"idempotency_token\":\"nope\",\"amount\":1}",
+                       "idempotency_token: must be a UUID such as \"0b6f7a52-8c1e-4c1b-9f7e-2f4a1d3c5e6f\"");
+        expect_invalid(v, "{\"idempotency_token\":7,\"amount\":1}", "idempotency_token: must be a string, not a number");
+        expect_invalid(v, "[]", "body: must be a JSON object, not an array");
+        expect_invalid(v, "", "body: must be a JSON object (the body is empty)");
+        expect_invalid(v, post("{" + token + ",\"amount\":1}", "text/plain"),
+                       "the body must be JSON, sent with Content-Type: application/json", 415, "unsupported_media_type");
+    }
+
+    // The amount in the payment's currency: the rules of money_info.amount, named "amount".
+    struct Bad {
+        const char* amount;
+        bool is_number;
+        const char* code;
+        const char* message;
+    };
+    const Bad bad[] = {
+        {"0.001", true, "USD", "amount: has more fraction digits than USD allows (at most 2)"},
+        {"12.505", false, "USD", "amount: has more fraction digits than USD allows (at most 2)"},
+        {"1.5", true, "JPY", "amount: must be a whole number of JPY (no fraction digits)"},
+        {"0.000000001", false, "BTC", "amount: has more fraction digits than BTC allows (at most 8)"},
+        {"0", true, "USD", "amount: must be greater than zero"},
+        {"0.00", false, "USD", "amount: must be greater than zero"},
+        {"-1", true, "USD", "amount: must be greater than zero"},
+        {"-5.00", false, "USD", "amount: must be greater than zero"},
+        {"+5", false, "USD", "amount: must not have a sign"},
+        {"abc", false, "USD", "amount: must be a decimal number such as \"12.50\""},
+        {"1e2", false, "USD", "amount: must not use exponent notation in a string (send a JSON number, or plain digits)"},
+        {"", false, "USD", "amount: must not be empty"},
+        {"1000000000000000", true, "USD", "amount: has more than 15 integer digits"},
+    };
+    for (const Bad& b : bad) {
+        Invalid invalid;
+        std::optional<Amount> a = amount_in(AmountText{b.amount, b.is_number}, *find_currency(b.code), invalid);
+        if (a || invalid.message != b.message) {
+            print_error("%s in %s: got \"%s\"\n", b.amount, b.code, invalid.message.c_str());
+        }
+        assert_false(a.has_value());
+        assert_int_equal(invalid.status, 400);
+        assert_string_equal(invalid.code.c_str(), "validation_error");
+        assert_string_equal(invalid.message.c_str(), b.message);
+    }
+}
+
+void refund_too_large_names_what_is_left(void**) {
+    assert_string_equal(refund_too_large("4000", "2750", *find_currency("USD")).c_str(),
+                        "amount: only 12.50 USD of the captured 40.00 USD can still be refunded");
+    assert_string_equal(refund_too_large("4000", "4000", *find_currency("USD")).c_str(),
+                        "amount: only 0.00 USD of the captured 40.00 USD can still be refunded");
+    assert_string_equal(refund_too_large("500", "0", *find_currency("JPY")).c_str(),
+                        "amount: only 500 JPY of the captured 500 JPY can still be refunded");
+    assert_string_equal(refund_too_large("1000000000000000001", "1", *find_currency("ETH")).c_str(),
+                        "amount: only 1.000000000000000000 ETH of the captured 1.000000000000000001 ETH can still be "
+                        "refunded");
+}
+
 }  // namespace
 
 int main() {
@@ -568,6 +701,8 @@ int main() {
         cmocka_unit_test(edit_rules),
         cmocka_unit_test(cancel_rules),
         cmocka_unit_test(accept_rules),
+        cmocka_unit_test(money_operation_rules),
+        cmocka_unit_test(refund_too_large_names_what_is_left),
     };
     return cmocka_run_group_tests(tests, nullptr, nullptr);
 }

@@ -95,10 +95,16 @@ ipc::Reply handle_payment_status(const ipc::Request& request, WorkerContext& ctx
 ipc::Reply handle_payment_cancel(const ipc::Request& request, WorkerContext& ctx);    // POST .../{id}/cancel
 ipc::Reply handle_payment_edit(const ipc::Request& request, WorkerContext& ctx);      // POST .../{id}/edit
 ipc::Reply handle_payment_accept(const ipc::Request& request, WorkerContext& ctx);    // POST .../{id}/accept
+ipc::Reply handle_payment_extra_charge(const ipc::Request& request, WorkerContext& ctx);  // POST .../{id}/extra_charge
+ipc::Reply handle_payment_refund(const ipc::Request& request, WorkerContext& ctx);    // POST .../{id}/refund
 
 // The client id in request.principal (set by the module from the caller's token): a positive
 // decimal without leading zeros, at most 18 digits. Nothing when empty or malformed (-> 403).
 std::optional<std::string> client_principal(std::string_view principal);
+
+// --- handlers_callbacks.cpp (docs/callbacks.md) ---
+// POST /callbacks/sky-technologies/v1/on_payment_completed, verified by the module: inbox + status check.
+ipc::Reply handle_callback_sky_technologies(const ipc::Request& request, WorkerContext& ctx);
 
 // --- handlers_auth.cpp ---
 // auth.tokens (internal, the module polls it): the live token hashes, or "unchanged".

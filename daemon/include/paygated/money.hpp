@@ -36,4 +36,8 @@ std::optional<Amount> parse_amount(std::string_view text, bool is_json_number, c
 // "150" minor units of USD -> "1.50"; of JPY -> "150"; of BTC -> "0.00000150".
 std::string format_amount(std::string_view minor_units, const Currency& currency);
 
+// a - b of two counts of minor units (decimal digits, a >= b), without leading zeros ("0" for
+// zero): 4000 - 2750 -> "1250". Throws std::invalid_argument when b > a or either is not digits.
+std::string subtract_minor(std::string_view a, std::string_view b);
+
 }  // namespace paygate::daemon

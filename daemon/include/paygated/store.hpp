@@ -147,8 +147,22 @@ void set_provider(Session& s, const std::string& id, const std::string& provider
 // reserved, or "" when it does not fit.
 std::string reserve_refund(Session& s, const std::string& id, const std::optional<std::string>& amount_minor);
 
-// The payment's completed first charge (what a reversal returns), if any.
-std::optional<std::string> completed_charge(Session& s, const std::string& payment_id);
+// Does the payment have an operation of `kind` that is not final yet?
+bool has_open_operation(Session& s, const std::string& payment_id, const std::string& kind);
+
+
+// One reversal of a refund: the completed charge it returns money of, and how much.
+struct ReversalPart {
+    std::string original_id;
+    std::string amount_minor;
+};
+
+// Where a refund of `amount_minor` goes back (call with the payment locked, before queueing it):
+// the payment's completed charges (the first charge, then extra charges, oldest first), each up
+// to what is left of it (its amount less its reversals that were not declined). A provider
+// reverses one charge at most by that charge's amount, so a refund larger than what is left of
+// one charge is one reversal per charge. Empty when the charges cannot cover the amount.
+std::vector<ReversalPart> plan_reversals(Session& s, const std::string& payment_id, const std::string& amount_minor);
 
 // --- idempotency keys (docs/idempotency.md) ---------------------------------------------------
 

@@ -64,8 +64,11 @@ std::string queue_operation(Session& s, const std::string& payment_id, const std
 // --- operations -----------------------------------------------------------------------------
 
 std::optional<Operation> find_operation(Session& s, const std::string& id, bool for_update);
+// Moves a not yet final operation to `state` (`sent`: a charge/reversal request goes out now).
 void set_operation_state(Session& s, const std::string& id, const std::string& state, const std::string& error,
-                         bool sent, bool checked);
+                         bool sent);
+// Counts one paymentStatus call (and its failure, if any); the state is left alone.
+void count_status_check(Session& s, const std::string& id, const std::string& error);
 
 // --- the runner's side ------------------------------------------------------------------------
 

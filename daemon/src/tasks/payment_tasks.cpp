@@ -85,18 +85,25 @@ bool apply_final(Ctx& c, const Operation& given, const ProviderAnswer& answer) {
     } else {   // reversal: the amount was reserved in refunded_minor when it was asked
         if (completed) {
             action = "reversal_completed";
+            // reversed once everything captured went back: reserved, and no reversal still open
+            // (refunds reserve their amount at once; their reversals finish in any order).
             PgResult after = s.exec(
                 "UPDATE payments SET status = CASE WHEN status = 'completed' AND refunded_minor = captured_minor"
+                " AND NOT EXISTS (SELECT 1 FROM provider_operations WHERE payment_id = $1::uuid AND kind = 'reversal'"
+                " AND state NOT IN ('completed', 'declined'))"
                 " THEN 'reversed' ELSE status END WHERE id = $1::uuid RETURNING status",
                 {op->payment_id});
             to = value(after.get(), 0, 0);
         } else {
             action = "reversal_declined";
             reason = answer.decline_reason;
+            // The reservation goes back. A cancel may be asked again once no reversal is open.
             s.exec("UPDATE payments SET refunded_minor = refunded_minor - $2::numeric,"
-                   " reversal_requested = CASE WHEN $3::boolean THEN false ELSE reversal_requested END"
+                   " reversal_requested = reversal_requested AND EXISTS (SELECT 1 FROM provider_operations o"
+                   "  WHERE o.payment_id = $1::uuid AND o.kind = 'reversal' AND o.id <> $3::uuid"
+                   "  AND o.state NOT IN ('completed', 'declined'))"
                    " WHERE id = $1::uuid",
-                   {op->payment_id, op->amount_minor, std::string("true")});
+                   {op->payment_id, op->amount_minor, op->id});
         }
     }
     insert_event(s, PaymentEvent{op->payment_id, action, from, to, actor, reason, std::nullopt});
@@ -116,7 +123,7 @@ TaskResult recheck(const std::string& why) { return result(Next::Reschedule, why
 
 // Sends a 'new' operation, then acts on the answer.
 TaskResult send(Ctx& c, Provider& provider, Operation& op) {
-    set_operation_state(c.s, op.id, "sending", "", true, false);   // committed before the call
+    set_operation_state(c.s, op.id, "sending", "", true);   // committed before the call
     ProviderAnswer a = op.kind == "reversal" ? provider.reverse(op) : provider.charge(op);
     log::info("provider_call_done")
         .kv("payment_id", op.payment_id)
@@ -130,15 +137,15 @@ TaskResult send(Ctx& c, Provider& provider, Operation& op) {
             if (!apply_final(c, op, a)) return result(Next::Retry, "lease lost");
             return result(Next::Done);
         case K::Processing:
-            set_operation_state(c.s, op.id, "processing", "", false, false);
+            set_operation_state(c.s, op.id, "processing", "", false);
             return recheck("processing at the provider");
         case K::NotSent:
-            set_operation_state(c.s, op.id, "new", a.detail, false, false);
+            set_operation_state(c.s, op.id, "new", a.detail, false);
             return result(Next::Retry, a.detail);
         case K::Duplicate:
         case K::Unknown:
         case K::NotFound:
-            set_operation_state(c.s, op.id, "unknown", a.detail, false, false);
+            set_operation_state(c.s, op.id, "unknown", a.detail, false);
             log::warn("provider_outcome_unknown").kv("payment_id", op.payment_id).kv("operation_id", op.id).kv("detail", a.detail);
             return recheck("outcome unknown: " + a.detail);
     }
@@ -157,14 +164,16 @@ TaskResult drive(Ctx& c, const std::string& id, bool may_send) {
         return send(c, *provider, *op);
     }
     ProviderAnswer a = provider->status(*op);
-    set_operation_state(c.s, op->id, op->state, a.kind == K::Unknown ? a.detail : "", false, true);
+    count_status_check(c.s, op->id, a.kind == K::Unknown ? a.detail : "");
     switch (a.kind) {
         case K::Completed:
         case K::Declined:
             if (!apply_final(c, *op, a)) return result(Next::Retry, "lease lost");
             return result(Next::Done);
         case K::Processing:
-            if (op->state != "processing") set_operation_state(c.s, op->id, "processing", "", false, false);
+            // Only an operation that may have been sent becomes processing; 'sending' stays with
+            // its sender, which is still waiting for its own answer.
+            if (op->state == "unknown") set_operation_state(c.s, op->id, "processing", "", false);
             return recheck("processing at the provider");
         case K::NotFound:
             if (op->state == "processing") return result(Next::Retry, "provider no longer knows an accepted operation");

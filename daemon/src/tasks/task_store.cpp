@@ -94,10 +94,17 @@ std::optional<Operation> find_operation(Session& s, const std::string& id, bool 
 }
 
 void set_operation_state(Session& s, const std::string& id, const std::string& state, const std::string& error,
-                         bool sent, bool checked) {
+                         bool sent) {
+    // Never over a final state: a concurrent task may have resolved the operation meanwhile.
     s.exec("UPDATE provider_operations SET state = $2::text, last_error = nullif($3::text, ''),"
-           " calls = calls + $4::int, status_checks = status_checks + $5::int WHERE id = $1::uuid",
-           {id, state, error_text(error), std::string(sent ? "1" : "0"), std::string(checked ? "1" : "0")});
+           " calls = calls + $4::int WHERE id = $1::uuid AND state NOT IN ('completed', 'declined')",
+           {id, state, error_text(error), std::string(sent ? "1" : "0")});
+}
+
+void count_status_check(Session& s, const std::string& id, const std::string& error) {
+    s.exec("UPDATE provider_operations SET status_checks = status_checks + 1,"
+           " last_error = coalesce(nullif($2::text, ''), last_error) WHERE id = $1::uuid",
+           {id, error_text(error)});
 }
 
 std::optional<TaskRow> claim_task(Session& s, const std::string& owner, unsigned lease_ms) {

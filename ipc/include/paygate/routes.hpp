@@ -15,6 +15,8 @@ namespace paygate::routes {
 enum class Access {
     Public,   // no credentials (health, ping)
     Client,   // x_auth_token checked by the module; the daemon gets the client id as principal
+    Partner,  // a partner's callback: capability URL tag + Standard Webhooks signature, checked by
+              // the module; the daemon gets "partner:<name>" and the URL's reference
 };
 
 struct Route {
@@ -22,6 +24,7 @@ struct Route {
     ipc::Method method;
     std::string_view pattern;  // "/api/v1/payment/{payment_id}/retrieve": {x} is one path segment
     Access access = Access::Public;
+    std::string_view partner = {};   // Access::Partner: whose keys verify it ("sky-technologies")
 };
 
 // Routes the module itself calls on the daemon; never reachable over HTTP.

@@ -1,0 +1,151 @@
+// The callback proxy's edge checks: the capability URL's tag (before the body is read) and the
+// partner's Standard Webhooks signature over the raw body (after). No database, no daemon round
+// trip; any failure is a 401 and nothing is forwarded. Keys: paygate_callback_keys (capability
+// keyring) and paygate_partner_key NAME SPEC (see docs/callbacks.md).
+#include "paygate_module.hpp"
+
+#include <new>
+#include <string>
+
+#include "paygate/capability.hpp"
+#include "paygate/webhook.hpp"
+
+namespace paygate::module {
+
+struct CallbackKeys {
+    std::optional<capability::Keyring> capability;
+    std::vector<std::pair<std::string, std::vector<webhook::Key>>> partners;
+
+    const std::vector<webhook::Key>* keys_of(std::string_view partner) const {
+        for (const auto& [name, keys] : partners) {
+            if (name == partner) return &keys;
+        }
+        return nullptr;
+    }
+};
+
+namespace {
+
+void destroy_keys(void* data) { static_cast<CallbackKeys*>(data)->~CallbackKeys(); }
+
+// The keys live in the configuration pool: gone (destructor run) with the cycle that read them.
+CallbackKeys* keys_for(ngx_conf_t* cf, MainConf* conf) {
+    if (conf->callbacks != nullptr) return conf->callbacks;
+    ngx_pool_cleanup_t* cln = ngx_pool_cleanup_add(cf->pool, sizeof(CallbackKeys));
+    if (cln == nullptr) return nullptr;
+    conf->callbacks = new (cln->data) CallbackKeys();
+    cln->handler = destroy_keys;
+    return conf->callbacks;
+}
+
+char* conf_error(ngx_conf_t* cf, const std::string& message) {
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "%s", message.c_str());
+    return static_cast<char*>(NGX_CONF_ERROR);
+}
+
+ngx_int_t refuse(ngx_http_request_t* r, std::string_view partner, const char* why) {
+    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0, "paygate: 401, %*s callback refused: %s, request_id=%*s",
+                  static_cast<int>(partner.size()), partner.data(), why, static_cast<int>(request_id(r).size()),
+                  request_id(r).data());
+    ngx_int_t rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) return rc;
+    return send_error(r, NGX_HTTP_UNAUTHORIZED, "unauthorized", std::string("callback refused: ") + why);
+}
+
+}  // namespace
+
+char* set_callback_keys(ngx_conf_t* cf, ngx_command_t*, void* data) {
+    auto* conf = static_cast<MainConf*>(data);
+    CallbackKeys* keys = keys_for(cf, conf);
+    if (keys == nullptr) return static_cast<char*>(NGX_CONF_ERROR);
+    if (keys->capability) return const_cast<char*>("is duplicate");
+    std::string path(view(static_cast<ngx_str_t*>(cf->args->elts)[1]));
+    std::string error;
+    keys->capability = capability::Keyring::load_file(path, error);
+    if (!keys->capability) return conf_error(cf, "paygate_callback_keys: " + error);
+    return NGX_CONF_OK;
+}
+
+char* set_partner_key(ngx_conf_t* cf, ngx_command_t*, void* data) {
+    auto* conf = static_cast<MainConf*>(data);
+    auto* value = static_cast<ngx_str_t*>(cf->args->elts);
+    std::string_view partner = view(value[1]);
+    bool known = false;
+    for (const routes::Route& route : routes::table()) known = known || route.partner == partner;
+    if (!known) return conf_error(cf, "paygate_partner_key: no callback route for partner \"" + std::string(partner) + "\"");
+    CallbackKeys* keys = keys_for(cf, conf);
+    if (keys == nullptr) return static_cast<char*>(NGX_CONF_ERROR);
+    std::string error;
+    std::optional<webhook::Key> key = webhook::parse_key_spec(view(value[2]), error);
+    if (!key) return conf_error(cf, "paygate_partner_key " + std::string(partner) + ": " + error);
+    for (auto& [name, list] : keys->partners) {
+        if (name == partner) {
+            list.push_back(std::move(*key));
+            return NGX_CONF_OK;
+        }
+    }
+    keys->partners.emplace_back(std::string(partner), std::vector<webhook::Key>{});
+    keys->partners.back().second.push_back(std::move(*key));
+    return NGX_CONF_OK;
+}
+
+void warn_about_missing_callback_keys(ngx_conf_t* cf, const MainConf& conf) {
+    if (conf.callbacks == nullptr || !conf.callbacks->capability) {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "paygate: no \"paygate_callback_keys\": every partner callback is refused (401)");
+    }
+    for (const routes::Route& route : routes::table()) {
+        if (route.access != routes::Access::Partner) continue;
+        if (conf.callbacks == nullptr || conf.callbacks->keys_of(route.partner) == nullptr) {
+            ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                               "paygate: no \"paygate_partner_key %*s\": its callbacks are refused (401)",
+                               static_cast<int>(route.partner.size()), route.partner.data());
+        }
+    }
+}
+
+bool check_capability(ngx_http_request_t* r, const routes::Route& route, std::string& ref, ngx_int_t& rc) {
+    auto* mcf = static_cast<MainConf*>(ngx_http_get_module_main_conf(r, ngx_http_paygate_module));
+    if (mcf->callbacks == nullptr || !mcf->callbacks->capability || mcf->callbacks->keys_of(route.partner) == nullptr) {
+        rc = refuse(r, route.partner, "no keys configured");
+        return false;
+    }
+    capability::Parsed parsed;
+    if (!capability::parse_query(view(r->args), parsed)) {
+        rc = refuse(r, route.partner, "not a capability URL (ref, kid, tag)");
+        return false;
+    }
+    if (!capability::verify(*mcf->callbacks->capability, parsed.kid, parsed.ref, parsed.tag)) {
+        rc = refuse(r, route.partner, "bad capability tag");
+        return false;
+    }
+    ref = std::move(parsed.ref);
+    return true;
+}
+
+bool check_signature(ngx_http_request_t* r, const routes::Route& route, std::string_view body, std::string& webhook_id,
+                     ngx_int_t& rc) {
+    auto* mcf = static_cast<MainConf*>(ngx_http_get_module_main_conf(r, ngx_http_paygate_module));
+    const std::vector<webhook::Key>* keys = mcf->callbacks ? mcf->callbacks->keys_of(route.partner) : nullptr;
+    std::vector<std::string_view> id = header_values(r, {"webhook-id"});
+    std::vector<std::string_view> ts = header_values(r, {"webhook-timestamp"});
+    std::vector<std::string_view> sig = header_values(r, {"webhook-signature"});
+    webhook::Verdict verdict = webhook::Verdict::MissingHeader;
+    if (keys == nullptr) {
+        verdict = webhook::Verdict::NoKeys;
+    } else if (id.size() == 1 && ts.size() == 1 && sig.size() == 1 && id[0].size() <= 128) {
+        verdict = webhook::verify(*keys, id[0], ts[0], sig[0], body, static_cast<std::int64_t>(ngx_time()));
+    }
+    if (verdict != webhook::Verdict::Ok) {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0, "paygate: 401, %*s callback refused: signature %s, request_id=%*s",
+                      static_cast<int>(route.partner.size()), route.partner.data(), webhook::verdict_name(verdict),
+                      static_cast<int>(request_id(r).size()), request_id(r).data());
+        rc = send_error(r, NGX_HTTP_UNAUTHORIZED, "unauthorized",
+                        std::string("callback refused: signature ") + webhook::verdict_name(verdict));
+        return false;
+    }
+    webhook_id = std::string(id[0]);
+    return true;
+}
+
+}  // namespace paygate::module
