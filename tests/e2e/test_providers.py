@@ -96,6 +96,18 @@ class ChargeTest(ProviderTestCase):
         ops, _ = self.ledger_ops(pid)
         self.assertEqual(len(ops), 1)
 
+    def test_lost_callback_still_completes_by_status_checks(self):
+        pid = self.accepted_payment(method_id="sky-processing-lost-callback-1")
+        self.wait_status(pid, "completed")
+        ops, ledger = self.ledger_ops(pid)
+        self.assertEqual(len(ops), 1, ops)
+        self.assertEqual([c for c in ledger["callbacks"] if c["request_id"] == ops[0]["request_id"]], [],
+                         "the sandbox never called back")
+        self.assertEqual(self.stack.psql(f"SELECT count(*) FROM callback_inbox WHERE request_id = "
+                                         f"'{ops[0]['request_id']}'"), "0")
+        self.assertGreaterEqual(int(self.stack.psql(
+            f"SELECT status_checks FROM provider_operations WHERE payment_id = '{pid}'")), 1)
+
     def test_5xx_is_retried_and_charges_once(self):
         before = self.stack.sandbox_get("/_sandbox/ledger")["failed_calls"]
         pid = self.accepted_payment(method_id="sky-5xx-1")

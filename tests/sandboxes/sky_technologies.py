@@ -171,7 +171,7 @@ def want_url(body: dict, name: str = "paymentCompletedCallbackUrl") -> str:
 
 
 def outcome_of(method_id: str) -> str:
-    for prefix in ("sky-decline", "sky-processing", "sky-slow", "sky-5xx", "sky-timeout",
+    for prefix in ("sky-decline", "sky-processing-lost-callback", "sky-processing", "sky-slow", "sky-5xx", "sky-timeout",
                    "sky-lost-callback", "sky-double-callback", "sky-unpaid"):
         if method_id.startswith(prefix):
             return prefix
@@ -339,7 +339,7 @@ class Sandbox:
             status, reason, complete_at = "COMPLETED", None, None
             if outcome == "sky-decline":
                 status, reason = "DECLINED", "insufficient_funds"
-            elif outcome == "sky-processing":
+            elif outcome in ("sky-processing", "sky-processing-lost-callback"):
                 status, complete_at = "PROCESSING", time.time() + self.processing_seconds
             elif outcome == "sky-unpaid":
                 status = "PROCESSING"
@@ -361,7 +361,7 @@ class Sandbox:
             def after():
                 self._start(self._deliver, request_id, CALLBACK_DELAY)
                 self._start(self._deliver, request_id, CALLBACK_DELAY + DOUBLE_CALLBACK_GAP)
-        elif outcome not in ("sky-timeout", "sky-lost-callback", "sky-unpaid"):
+        elif outcome not in ("sky-timeout", "sky-lost-callback", "sky-unpaid", "sky-processing-lost-callback"):
             def after():
                 self._start(self._deliver, request_id, CALLBACK_DELAY)
         if delay > 0:
