@@ -123,6 +123,36 @@ class HarnessStackTest(unittest.TestCase):
         finally:
             s.cleanup(failed=False)
 
+    def test_port_taken_between_pick_and_bind_is_retried(self):
+        """The window between picking a free port and the server's bind: a squatter takes the
+        port there (simulated: the pre-check is told the port is free) -> the first start of
+        PostgreSQL and of nginx moves to another port, and the stack still passes its checks."""
+        import socket
+        real = stackmod.port_is_free
+        squatters = []
+        try:
+            with Stack() as s:
+                for port in (s.pg.port, s.http_port):
+                    sq = socket.socket()
+                    sq.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    sq.bind(("127.0.0.1", port))
+                    sq.listen()
+                    squatters.append(sq)
+                taken = (s.pg.port, s.http_port)
+                stackmod.port_is_free = lambda port: True
+                s.start_postgres()
+                s.migrate()
+                s.start_daemon("d1")
+                s.start_nginx()
+                stackmod.port_is_free = real
+                self.assertNotEqual(s.pg.port, taken[0])
+                self.assertNotEqual(s.http_port, taken[1])
+                self.assertEqual(s.http("GET", "/health")[0], 200)
+        finally:
+            stackmod.port_is_free = real
+            for sq in squatters:
+                sq.close()
+
     def test_error_lines_fail_unless_declared(self):
         with Stack() as s:
             ngx = stackmod.Nginx("fake", s.root / "fake", 0, 1, {})
