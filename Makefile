@@ -27,6 +27,7 @@ run: build
 bench:
 	bash bench/forward.sh
 	bash bench/payments.sh
+	bash bench/providers.sh
 	bash bench/replay.sh
 
 clean:

@@ -30,11 +30,9 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent / "scripts"))
 from stack import PG_BIN, Stack, StackError, wait_for_token_sync  # noqa: E402
-from common import run, wrk  # noqa: E402
+from common import API, create_payment, line, measure_create, run, wrk  # noqa: E402
 
-API = "/api/v1/payment"
 CLIENT = "bench"
-CREATE_LUA = BENCH / "create_payment.lua"
 CREATE_SQL = BENCH / "create_payment.sql"
 
 
@@ -85,10 +83,6 @@ def pgbench(stack: Stack, script: Path, clients: int, threads: int, duration: in
     return result
 
 
-def line(label: str, rate: float, unit: str, p99_ms: float, extra: str = "") -> None:
-    print(f"{label:<44} {rate:>10.1f} {unit:<5}  p99 {p99_ms:8.2f} ms{extra}", flush=True)
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--build-dir", default="build-release")
@@ -129,15 +123,8 @@ def main() -> int:
             auth = {"x_auth_token": token}
 
             # a payment to read, and a check that each target answers 200 JSON
-            st, _, raw = s.http("POST", f"{API}/create", body=(
-                '{"idempotency_token":"6f1c2b9e-0d7a-4f3e-8b5c-1a2d3e4f5a6b",'
-                '"money_info":{"method_id":"card-7781","currency":"USD","amount":"12.50"},'
-                '"recipcient":{"recipcient_id":"merchant-42"},"sender":{"sender_id":"user-1001"}}'),
-                headers={"Content-Type": "application/json", **auth})
-            m = re.search(rb'"transaction_id"\s*:\s*"([0-9a-f-]{36})"', raw)
-            if st != 200 or not m:
-                raise StackError(f"create answered {st}: {raw[:300]!r}")
-            status_path = f"{API}/{m.group(1).decode()}/retrieve/status"
+            payment = create_payment(s, token, "6f1c2b9e-0d7a-4f3e-8b5c-1a2d3e4f5a6b")
+            status_path = f"{API}/{payment}/retrieve/status"
             for path, hdrs in ((status_path, auth), ("/ping", {})):
                 st, headers, raw = s.http("GET", path, headers=hdrs)
                 if st != 200 or headers.get("Content-Type") != "application/json":
@@ -163,19 +150,7 @@ def main() -> int:
                   flush=True)
 
             # (b) create through the gateway vs pgbench with the same INSERTs
-            if args.warmup:
-                wrk(base + "/", args.warmup, script=CREATE_LUA, script_args=[token])
-            rows_warm = int(s.psql("SELECT count(*) FROM payments"))
-            r = wrk(base + "/", args.duration, script=CREATE_LUA, script_args=[token])
-            if r["non2xx"]:
-                raise StackError(f"create: {r['non2xx']} non-2xx responses\n{r['raw']}")
-            rows = int(s.psql("SELECT count(*) FROM payments")) - rows_warm
-            # wrk counts only completed requests; a create answered 200 is a committed row
-            if rows < r["requests"]:
-                raise StackError(f"create: wrk saw {r['requests']} answers but only {rows} "
-                                 f"payments were committed")
-            extra = f"  (socket errors: {r['socket_errors']})" if r["socket_errors"] else ""
-            line("create (POST create through the gateway)", r["rps"], "req/s", r["p99_ms"], extra)
+            r = measure_create(s, base, token, args.duration, args.warmup)
 
             if args.warmup:
                 pgbench(s, CREATE_SQL, args.daemon_workers, pgbench_threads, args.warmup,

@@ -1,5 +1,10 @@
 // The payment rules: names, the whole state machine (every status x action), and the validation
 // of every payment body with the exact message for each class of bad input.
+#include <fstream>
+#include <iterator>
+#include <regex>
+#include <set>
+
 #include "cmocka.hpp"
 
 #include <algorithm>
@@ -688,6 +693,52 @@ void refund_too_large_names_what_is_left(void**) {
 
 }  // namespace
 
+// The state machine has one truth in two places: the daemon's rules and PostgreSQL's
+// payment_transitions (sql/0004). Every status change a rule can make must be in the table (or
+// PostgreSQL would refuse it at run time), and every row of the table must be some rule's.
+void rules_and_database_transitions_agree(void**) {
+    std::ifstream in(std::string(PAYGATE_SOURCE_DIR) + "/sql/0004_provider_engine.sql");
+    assert_true(in.good());
+    std::string sql((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::size_t start = sql.find("INSERT INTO payment_transitions");
+    assert_true(start != std::string::npos);
+    std::size_t end = sql.find(';', start);
+    std::set<std::pair<std::string, std::string>> table;
+    std::regex row("\\('([a-z_]+)',\\s*'([a-z_]+)'\\)");
+    std::string values = sql.substr(start, end - start);
+    for (std::sregex_iterator it(values.begin(), values.end(), row), stop; it != stop; ++it) {
+        table.emplace((*it)[1].str(), (*it)[2].str());
+    }
+    assert_int_equal(table.size(), 5);
+
+    using S = PaymentStatus;
+    using A = Action;
+    std::set<std::pair<std::string, std::string>> made;
+    for (S from : {S::Created, S::BankProcessing, S::Completed, S::Declined, S::Cancelled, S::Reversed}) {
+        for (A action : {A::Edit, A::Cancel, A::Accept, A::ProviderCompleted, A::ProviderDeclined, A::ReversalCompleted,
+                         A::ExtraCharge, A::Refund}) {
+            for (bool reversal_requested : {false, true}) {
+                std::optional<Transition> t = transition(from, action, reversal_requested);
+                if (!t || t->to == from) continue;
+                std::pair<std::string, std::string> change{std::string(status_name(from)), std::string(status_name(t->to))};
+                if (!table.count(change)) {
+                    std::fprintf(stderr, "%s: %s -> %s is not in payment_transitions\n",
+                                 std::string(action_name(action)).c_str(), change.first.c_str(), change.second.c_str());
+                    fail();
+                }
+                made.insert(change);
+            }
+        }
+    }
+    for (const auto& change : table) {
+        if (!made.count(change)) {
+            std::fprintf(stderr, "payment_transitions has %s -> %s, which no rule makes\n", change.first.c_str(),
+                         change.second.c_str());
+            fail();
+        }
+    }
+}
+
 int main() {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(names),
@@ -703,6 +754,7 @@ int main() {
         cmocka_unit_test(accept_rules),
         cmocka_unit_test(money_operation_rules),
         cmocka_unit_test(refund_too_large_names_what_is_left),
+        cmocka_unit_test(rules_and_database_transitions_agree),
     };
     return cmocka_run_group_tests(tests, nullptr, nullptr);
 }

@@ -108,16 +108,26 @@ void count_status_check(Session& s, const std::string& id, const std::string& er
 }
 
 std::optional<TaskRow> claim_task(Session& s, const std::string& owner, unsigned lease_ms) {
-    PgResult r = s.exec(
+    // Two statements, each served by its partial index (tasks_lease_idx, tasks_due_idx): one
+    // query with an OR of both would scan and sort the whole backlog on every claim. Tasks whose
+    // lease ran out (a dead or frozen daemon's) go first: they are the oldest work.
+    static const char* const kClaimExpired =
         "UPDATE tasks SET state = 'running', lease_owner = $1::text,"
         " lease_expires_at = now() + $2::bigint * interval '1 millisecond', attempts = attempts + 1"
-        " WHERE id = (SELECT id FROM tasks"
-        "  WHERE (state = 'pending' AND run_at <= now()) OR (state = 'running' AND lease_expires_at < now())"
+        " WHERE id = (SELECT id FROM tasks WHERE state = 'running' AND lease_expires_at < now()"
+        "  ORDER BY lease_expires_at LIMIT 1 FOR UPDATE SKIP LOCKED)"
+        " RETURNING " PAYGATE_TASK_COLUMNS;
+    static const char* const kClaimDue =
+        "UPDATE tasks SET state = 'running', lease_owner = $1::text,"
+        " lease_expires_at = now() + $2::bigint * interval '1 millisecond', attempts = attempts + 1"
+        " WHERE id = (SELECT id FROM tasks WHERE state = 'pending' AND run_at <= now()"
         "  ORDER BY run_at LIMIT 1 FOR UPDATE SKIP LOCKED)"
-        " RETURNING " PAYGATE_TASK_COLUMNS,
-        {owner, std::to_string(lease_ms)});
-    if (PQntuples(r.get()) == 0) return std::nullopt;
-    return task_row(r.get(), 0);
+        " RETURNING " PAYGATE_TASK_COLUMNS;
+    for (const char* sql : {kClaimExpired, kClaimDue}) {
+        PgResult r = s.exec(sql, {owner, std::to_string(lease_ms)});
+        if (PQntuples(r.get()) == 1) return task_row(r.get(), 0);
+    }
+    return std::nullopt;
 }
 
 bool finish_task(Session& s, const std::string& id, const std::string& owner) {
