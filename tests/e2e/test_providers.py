@@ -200,3 +200,54 @@ class DaemonKilledMidTaskTest(ProviderTestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class DeadTaskTest(ProviderTestCase):
+    """A task that keeps failing is dead after task_max_attempts, never dropped: an operator sees
+    it in `paygatectl tasks list` and retries (or cancels) it."""
+    # The sandbox refuses our merchant id (403 unknown_merchant): nothing is ever executed.
+    daemon_config = {"sky_technologies_merchant_id": "not-our-merchant", "task_max_attempts": 3}
+
+    def test_dead_task_is_listed_and_retried_by_an_operator(self):
+        pid = self.accepted_payment()
+        wait_until(lambda: self.stack.psql(f"SELECT state || ' ' || attempts FROM tasks WHERE payment_id = '{pid}' "
+                                           f"AND kind = '{CHARGE_TASK}'") == "dead 3", 30, "the charge task to die")
+        task_id = self.stack.psql(f"SELECT id FROM tasks WHERE payment_id = '{pid}' AND kind = '{CHARGE_TASK}'")
+        last_error = self.stack.psql(f"SELECT last_error FROM tasks WHERE id = {task_id}")
+        self.assertIn("gave up after 3 attempts", last_error)
+        self.assertIn("HTTP 403 unknown_merchant", last_error)
+        self.assertIn("event=task_dead", self.stack.daemons["d1"].log_text())
+        self.assertEqual(self.status_of(pid), "bank_processing")
+        self.assertEqual(self.stack.psql(f"SELECT state FROM provider_operations WHERE payment_id = '{pid}'"), "new",
+                         "refused before anything ran: safe to send again")
+        ops, _ = self.ledger_ops(pid)
+        self.assertEqual(ops, [])
+
+        listed = self.stack.ctl("tasks", "list", "--state", "dead").stdout
+        self.assertRegex(listed, rf"(?m)^{task_id}\tdead\t{CHARGE_TASK}\t{pid}\tattempts=3\t")
+        self.assertNotIn(f"{task_id}\t", self.stack.ctl("tasks", "list", "--state", "pending").stdout)
+        shown = self.stack.ctl("tasks", "show", task_id).stdout
+        self.assertIn(f"payload: {{\"operation_id\": \"{self.stack.psql(f'SELECT id FROM provider_operations WHERE payment_id = {chr(39)}{pid}{chr(39)}')}\"}}", shown)
+        # a running or done task cannot be retried or cancelled; bad ids are usage errors
+        self.assertEqual(self.stack.ctl("tasks", "retry", "999999", check=False).returncode, 1)
+        self.assertEqual(self.stack.ctl("tasks", "show", "x1", check=False).returncode, 2)
+
+        # the operator fixes the configuration and retries the task: the payment completes
+        self.stack.kill_daemon("d1", signal.SIGTERM)
+        self.stack.start_daemon("d1")
+        self.assertIn("is pending again", self.stack.ctl("tasks", "retry", task_id).stdout)
+        self.wait_status(pid, "completed")
+        ops, _ = self.ledger_ops(pid)
+        self.assertEqual(len(ops), 1)
+        self.assertEqual(self.stack.ctl("tasks", "cancel", task_id, "--reason", "done already",
+                                        check=False).returncode, 1, "a done task cannot be cancelled")
+
+    def test_cancelled_task_never_runs(self):
+        pid = self.accepted_payment()
+        wait_until(lambda: self.stack.psql(f"SELECT state FROM tasks WHERE payment_id = '{pid}' "
+                                           f"AND kind = '{CHARGE_TASK}'") == "dead", 30, "the charge task to die")
+        task_id = self.stack.psql(f"SELECT id FROM tasks WHERE payment_id = '{pid}' AND kind = '{CHARGE_TASK}'")
+        self.assertEqual(self.stack.ctl("tasks", "cancel", task_id, check=False).returncode, 2, "--reason is required")
+        self.stack.ctl("tasks", "cancel", task_id, "--reason", "customer gave up")
+        self.assertEqual(self.stack.psql(f"SELECT state || ': ' || last_error FROM tasks WHERE id = {task_id}"),
+                         "cancelled: cancelled by operator: customer gave up")

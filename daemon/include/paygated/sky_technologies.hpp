@@ -42,6 +42,7 @@ private:
     Call post(const std::string& endpoint, const std::string& body, bool reversal_key);
     std::optional<std::string> open_session(const char* purpose, ProviderAnswer& failed);
     static ProviderAnswer money_answer(const Call& call, const std::string& what);
+    static std::string http_failure(const Call& call);
 
     std::string name_;
     std::string url_;

@@ -3,6 +3,7 @@
 // signed with ECDSA P-521/SHA-512 over "timestamp.body" (the reversal key only for reversals).
 #include "paygated/sky_technologies.hpp"
 
+#include <cctype>
 #include <ctime>
 
 #include "paygate/capability.hpp"
@@ -61,6 +62,18 @@ ProviderAnswer status_answer(const json::Value& doc, const std::string& what) {
 }
 
 }  // namespace
+
+// "HTTP 403 unknown_merchant": the status and the provider's error code, for last_error.
+std::string SkyTechnologies::http_failure(const Call& call) {
+    const json::Value* code = call.parsed ? string_member(call.doc, "error") : nullptr;
+    std::string out = "HTTP " + std::to_string(call.response.status);
+    if (code) {
+        std::string clean;
+        for (char c : code->text().substr(0, 64)) clean.push_back(std::isalnum(static_cast<unsigned char>(c)) ? c : '_');
+        out += " " + clean;
+    }
+    return out;
+}
 
 SkyTechnologies::SkyTechnologies(const Config& config, std::shared_ptr<HttpClient> http)
     : name_("sky-technologies"),
@@ -130,7 +143,7 @@ std::optional<std::string> SkyTechnologies::open_session(const char* purpose, Pr
     }
     const json::Value* session = call.parsed ? string_member(call.doc, "session_id") : nullptr;
     if (call.response.status != 200 || !session || session->text().empty()) {
-        failed = answer(K::NotSent, "initSession: HTTP " + std::to_string(call.response.status));
+        failed = answer(K::NotSent, "initSession: " + http_failure(call));
         return std::nullopt;
     }
     return session->text();
@@ -144,10 +157,7 @@ ProviderAnswer SkyTechnologies::money_answer(const Call& call, const std::string
     if (st == 200 && call.parsed) return status_answer(call.doc, what);
     if (st == 409) return answer(K::Duplicate, what + ": duplicate_request_id");
     // 4xx: refused before anything was executed (signature, session, body): safe to send again.
-    if (st >= 400 && st < 500) {
-        const json::Value* code = call.parsed ? string_member(call.doc, "error") : nullptr;
-        return answer(K::NotSent, what + ": HTTP " + std::to_string(st) + (code ? " " + code->text() : ""));
-    }
+    if (st >= 400 && st < 500) return answer(K::NotSent, what + ": " + http_failure(call));
     // 5xx or an unreadable 200: the provider may or may not have acted.
     return answer(K::Unknown, what + ": HTTP " + std::to_string(st));
 }
