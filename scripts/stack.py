@@ -1361,6 +1361,8 @@ def demo_walkthrough(var_dir: Path) -> str:
             '"money_info": {"method_id": "card-7781", "currency": "EUR", "amount": 9.99}}\'')
     accept = ('\'{"idempotency_token": "\'' + uuid + '\'", "accept_info": {"note": "demo"}}\'')
     cancel = ('\'{"idempotency_token": "\'' + uuid + '\'", "reason": "user_request"}\'')
+    refund_part = ('\'{"idempotency_token": "\'' + uuid + '\'", "amount": "4.00"}\'')
+    refund_rest = ('\'{"idempotency_token": "\'' + uuid + '\'", "amount": "5.99"}\'')
     api = "$PAYGATE_URL/api/v1/payment"
     return f"""
 Payments (demo clients {DEMO_CLIENTS[0]!r} and {DEMO_CLIENTS[1]!r}; new tokens on every run):
@@ -1377,11 +1379,13 @@ Payments (demo clients {DEMO_CLIENTS[0]!r} and {DEMO_CLIENTS[1]!r}; new tokens o
   curl -s "{api}/$PAYMENT_ID/retrieve/status" {auth}; echo     # bank_processing
   sleep 1   # a task charges it at the sky-technologies sandbox
   curl -s "{api}/$PAYMENT_ID/retrieve/status" {auth}; echo     # completed
-  # cancel of a completed payment: the provider reverses the charge
-  curl -s -X POST "{api}/$PAYMENT_ID/cancel" {auth} {js} \\
-    -d {cancel}; echo
+  # refund part of it, then the rest: the provider reverses the charge
+  curl -s -X POST "{api}/$PAYMENT_ID/refund" {auth} {js} \\
+    -d {refund_part}; echo
+  curl -s -X POST "{api}/$PAYMENT_ID/refund" {auth} {js} \\
+    -d {refund_rest}; echo
   sleep 1
-  curl -s "{api}/$PAYMENT_ID/retrieve/status" {auth}; echo     # reversed
+  curl -s "{api}/$PAYMENT_ID/retrieve" {auth}; echo     # reversed, captured 9.99, refunded 9.99
   # method_id "sky-decline-1" is declined by the sandbox (docs/providers/sky-technologies.md)
   # a second payment, cancelled
   PAYMENT_ID2=$(curl -s -X POST "{api}/create" {auth} {js} \\
