@@ -7,7 +7,8 @@ import socket
 import time
 import unittest
 
-from e2e_base import PAYMENT_API, PaymentStackTestCase, create_body, raw_request, read_response
+from e2e_base import (PAYMENT_API, UNKNOWN_PAYMENT, PaymentStackTestCase, create_body, new_uuid, raw_request,
+                      read_response)
 
 LENGTH_REQUIRED_PATH = f"{PAYMENT_API}/length-required-page"
 
@@ -21,10 +22,21 @@ class NginxErrorPagesTest(PaymentStackTestCase):
         return (b"POST " + PAYMENT_API.encode() + b"/create HTTP/1.1\r\nHost: t\r\nx_auth_token: "
                 + self.token.encode() + b"\r\nContent-Type: application/json\r\n" + extra)
 
+    def rows_of(self, sender: str) -> int:
+        return int(self.stack.psql(f"SELECT count(*) FROM payments WHERE sender_id = '{sender}'"))
+
+    def create_lines(self) -> int:
+        return sum("route=payment.create" in ln for ln in self.stack.daemons["d1"].request_lines())
+
     def test_malformed_chunked_body_is_400_json(self):
         self.stack.allow_log(r"client sent invalid chunked body", "the test sends one", "nginx")
-        before = self.payment_count()
-        sock = raw_request(self.stack.port, self.head(b"Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n"))
+        # a whole valid create in the first chunk, then a chunk size that is not hex: if what came
+        # before the error were passed on, this sender would get a payment
+        sender = "chunked-" + new_uuid()[:8]
+        body = json.dumps(create_body(sender=sender)).encode()
+        before = self.create_lines()
+        sock = raw_request(self.stack.port, self.head(b"Transfer-Encoding: chunked\r\n\r\n")
+                           + b"%x\r\n" % len(body) + body + b"\r\nzz\r\n \r\n0\r\n\r\n")
         try:
             status, headers, body = read_response(sock, "POST")
         finally:
@@ -33,7 +45,8 @@ class NginxErrorPagesTest(PaymentStackTestCase):
         self.assertEqual(headers.get("Content-Type"), "application/json")
         self.assertEqual(json.loads(body), {"code": "validation_error", "message": "malformed HTTP request"})
         self.assertTrue(headers.get("X-Request-Id"))
-        self.assertEqual(self.payment_count(), before)
+        self.assertEqual(self.rows_of(sender), 0)
+        self.assertEqual(self.create_lines(), before, "the request reached the daemon")
 
     def test_411_page_is_json(self):
         status, headers, body = self.stack.http("GET", LENGTH_REQUIRED_PATH)
@@ -44,9 +57,12 @@ class NginxErrorPagesTest(PaymentStackTestCase):
     def test_body_that_stops_arriving_is_cut_off_and_executes_nothing(self):
         """client_body_timeout: nginx closes the connection without an answer (it logs 408); the
         request never reaches the daemon."""
-        before = self.payment_count()
-        body = json.dumps(create_body()).encode()
-        sock = raw_request(self.stack.port, self.head(b"Content-Length: %d\r\n\r\n" % len(body)) + body[:20],
+        # the whole of a valid create, one (whitespace) byte short of Content-Length: had nginx or
+        # the module acted on what arrived, this sender would have a payment
+        sender = "stalled-" + new_uuid()[:8]
+        body = json.dumps(create_body(sender=sender)).encode()
+        before = self.create_lines()
+        sock = raw_request(self.stack.port, self.head(b"Content-Length: %d\r\n\r\n" % (len(body) + 1)) + body,
                            timeout=30)
         try:
             started = time.monotonic()
@@ -56,7 +72,8 @@ class NginxErrorPagesTest(PaymentStackTestCase):
             sock.close()
         access = (self.stack.nginxes["nginx"].prefix / "logs" / "access.log").read_text()
         self.assertRegex(access, r'"POST /api/v1/payment/create HTTP/1\.1" 408 ')
-        self.assertEqual(self.payment_count(), before)
+        self.assertEqual(self.rows_of(sender), 0)
+        self.assertEqual(self.create_lines(), before, "the request reached the daemon")
         # and the worker goes on serving
         self.assertEqual(self.stack.http("GET", "/ping")[0], 200)
 
@@ -68,10 +85,12 @@ class NginxErrorPagesTest(PaymentStackTestCase):
                     self.stack.psql(sql)
                 self.assertIn("api_tokens rows are never deleted", str(ctx.exception))
         self.assertEqual(self.stack.psql("SELECT count(*) FROM api_tokens"), rows)
-        self.assertEqual(self.status_of_unknown(), 404, "every token still works")
+        for client, token in self.tokens.items():
+            with self.subTest(client=client):
+                self.assertEqual(self.status_of_unknown(token), 404, "every token still works")
 
-    def status_of_unknown(self) -> int:
-        return self.api("GET", "00000000-0000-4000-8000-000000000000/retrieve/status")[0]
+    def status_of_unknown(self, token) -> int:
+        return self.api("GET", f"{UNKNOWN_PAYMENT}/retrieve/status", token=token)[0]
 
 
 if __name__ == "__main__":

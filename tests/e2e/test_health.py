@@ -1,10 +1,11 @@
 """GET /health and GET /ping through nginx -> module -> paygated -> PostgreSQL; request ids; reload."""
 
+import json
 import re
 import unittest
 from datetime import datetime, timedelta, timezone
 
-from e2e_base import StackTestCase
+from e2e_base import PAYMENT_API, UNKNOWN_PAYMENT, PaymentStackTestCase, StackTestCase
 
 RFC3339_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|\+00:00)$")
 
@@ -44,22 +45,40 @@ class HealthTest(StackTestCase):
         self.assertEqual(len(ids), 5, ids)
 
     def test_underscore_auth_header_is_accepted(self):
-        status, _, body = self.get("/ping", headers={"x_auth_token": "not-a-real-token"})
-        self.assertEqual(status, 200, body)
+        """nginx ignores header names with underscores by default: `x_auth_token` must still reach
+        the module. Checked on a route that needs a token (/ping needs none, so it proves nothing)."""
+        path = f"{PAYMENT_API}/{UNKNOWN_PAYMENT}/retrieve/status"
+        self.assertJsonError(self.get(path), 403, "access_error")   # the route does check a token
+        token = self.stack.create_token("underscore")
+        # polls this route with x_auth_token until every worker answers 404, i.e. accepts it
+        PaymentStackTestCase.wait_until_token_accepted(self.stack, token)
+        doc = self.assertJsonError(self.get(path, headers={"x_auth_token": token}), 404, "not_found")
+        self.assertEqual(doc["message"], f"payment {UNKNOWN_PAYMENT} not found")
+        # the header is read, not merely tolerated: a wrong token in it is refused
+        self.assertJsonError(self.get(path, headers={"x_auth_token": token[:-1]}), 403, "access_error")
 
     def test_query_string_and_trailing_slash(self):
-        self.assertEqual(self.get("/ping?x=1")[0], 200)
-        self.assertEqual(self.get("/ping/")[0], 200)
+        for path in ("/ping?x=1", "/ping/"):
+            with self.subTest(path=path):
+                status, headers, body = self.get(path)
+                self.assertEqual(status, 200, body)
+                self.assertEqual(self.assertJson(headers, body), {"status": "ok"})
 
     def test_keepalive_connection_serves_many_requests(self):
         import http.client
         conn = http.client.HTTPConnection("127.0.0.1", self.stack.port, timeout=10)
         try:
-            for _ in range(20):
+            sock = None
+            for i in range(20):
                 conn.request("GET", "/ping")
+                sock = sock or conn.sock
                 resp = conn.getresponse()
                 body = resp.read()
                 self.assertEqual(resp.status, 200, body)
+                self.assertEqual(json.loads(body), {"status": "ok"})
+                # http.client would silently reconnect: the one socket must carry every request
+                self.assertFalse(resp.will_close, f"request {i}: {resp.getheaders()}")
+                self.assertIs(conn.sock, sock, f"request {i} went over a new connection")
         finally:
             conn.close()
 
@@ -68,8 +87,9 @@ class HealthTest(StackTestCase):
         after = self.stack.reload_nginx()
         self.assertFalse(set(before) & set(after), (before, after))
         self.wait_for_status("/ping", 200, timeout=10)
-        status, _, body = self.get("/health")
+        status, headers, body = self.get("/health")
         self.assertEqual(status, 200, body)
+        self.assertEqual(self.assertJson(headers, body).get("status"), "healthy", body)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import threading
 import time
 import unittest
 
-from e2e_base import (IdempotencyTestCase, RawNumber, create_body, new_uuid, unique_id,
+from e2e_base import (IdempotencyTestCase, RawNumber, create_body, new_uuid, unique_id, wait_until,
                       REPLAYED_HEADER)
 
 CONCURRENT_REQUESTS = 200
@@ -74,8 +74,12 @@ class ReplayTests:
         self.assertReplaySource(again)
         self.assertUnchanged(pid2, before, "(cancel replay)")
         self.assertEqual(self.count("payment_events", pid2, "AND action = 'cancel'"), 1)
-        # the same token on another payment is another key
-        self.assertExecuted(self.post(f"{pid}/cancel", cancel), 400)
+        # the same token on another payment is another key: executed (pid is bank_processing), not
+        # a replay of pid2's cancel
+        refused = self.post(f"{pid}/cancel", cancel)
+        self.assertExecuted(refused, 400)
+        doc = self.assertJsonError(refused, 400, "invalid_state")
+        self.assertEqual(doc["message"], f"payment {pid} is bank_processing: cancel is not allowed")
 
     # -- 2. changed body -> 422; same request in another form -> replay ----------------------
 
@@ -239,21 +243,30 @@ class ZoneReplayTest(ReplayTests, IdempotencyTestCase):
                     problems.append(err)
                 time.sleep(0.01)
 
+        def keys_beyond(n):   # progress of the load thread (or a problem, which ends the wait)
+            return lambda: problems or len(keys) >= n
+
         for _ in range(10):
             self.assertIsNone(create_and_replay())
+        before_load = len(keys)
         thread = threading.Thread(target=load)
         thread.start()
         try:
-            time.sleep(0.3)
+            wait_until(keys_beyond(before_load + 3), 30, "keys created by the load before the reload")
+            at_reload = len(keys)
             old = self.stack.nginx_worker_pids()
             new = self.stack.reload_nginx()
             self.assertFalse(set(old) & set(new))
-            time.sleep(0.3)
+            after_reload = len(keys)
+            wait_until(keys_beyond(after_reload + 3), 30, "keys created after the reload")
         finally:
             stop.set()
             thread.join(timeout=60)
         self.assertEqual(problems, [])
-        self.assertGreater(len(keys), 10, "the load thread made no request")
+        # keys from every phase: before the load, by the load before the reload, after it (new workers)
+        self.assertEqual(before_load, 10)
+        self.assertGreater(at_reload, before_load, "the load made no key before the reload")
+        self.assertGreater(len(keys), after_reload, "the load made no key after the reload")
         self.wait_until_token_accepted_on(self.stack, self.token)
         replays = []
         for body, first in keys:

@@ -127,15 +127,24 @@ class PaymentFlowTest(PaymentStackTestCase):
                 pid = self.create_payment()
                 st, hdrs, raw = self.accept(pid, body=body)
                 self.assertEqual(st, 200, raw)
-                self.assertEqual(self.assertJson(hdrs, raw)["payment_status"], "bank_processing")
+                self.assertEqual(self.assertJson(hdrs, raw),
+                                 {"transaction_id": pid, "payment_status": "bank_processing"})
+                self.assertEqual(self.status_of(pid), "bank_processing")
+                stored = self.stack.psql(f"SELECT accept_info FROM payments WHERE id = '{pid}'")
+                self.assertEqual(json.loads(stored), {})
 
     def test_accept_info_deeply_nested(self):
         info = {}   # accept_info 31 levels deep, the whole body 32
         for _ in range(30):
             info = {"a": info}
         pid = self.create_payment()
-        st, _, raw = self.accept(pid, info)
+        st, hdrs, raw = self.accept(pid, info)
         self.assertEqual(st, 200, raw)
+        self.assertEqual(self.assertJson(hdrs, raw),
+                         {"transaction_id": pid, "payment_status": "bank_processing"})
+        # stored as given, all 31 levels
+        stored = self.stack.psql(f"SELECT accept_info FROM payments WHERE id = '{pid}'")
+        self.assertEqual(json.loads(stored), info)
 
     def test_cancel_with_each_reason(self):
         for reason in ("user_request", "merchant_request", "expired", "fraud_suspected", "other"):
@@ -193,32 +202,50 @@ class PaymentFlowTest(PaymentStackTestCase):
                 st, hdrs, raw = self.api("POST", "create", create_body(), header=create_header)
                 self.assertEqual(st, 200, raw)
                 pid = self.assertJson(hdrs, raw)["transaction_id"]
-                st, _, raw = self.api("GET", f"{pid}/retrieve", header=read_header)
+                self.assertRegex(pid, UUID_RE)
+                st, hdrs, raw = self.api("GET", f"{pid}/retrieve", header=read_header)
                 self.assertEqual(st, 200, raw)
-                st, _, raw = self.api("GET", f"{pid}/retrieve/status", header=read_header)
+                p = self.assertJson(hdrs, raw)["payment"]
+                self.assertEqual((p["transaction_id"], p["status"]), (pid, "created"))
+                st, hdrs, raw = self.api("GET", f"{pid}/retrieve/status", header=read_header)
                 self.assertEqual(st, 200, raw)
-                st, _, raw = self.edit(pid, header=read_header)
+                self.assertEqual(self.assertJson(hdrs, raw), {"payment_status": "created"})
+                st, hdrs, raw = self.edit(pid, header=read_header)
                 self.assertEqual(st, 200, raw)
-                st, _, raw = self.accept(pid, header=create_header)
+                self.assertEqual(self.assertJson(hdrs, raw), {"transaction_id": pid, "payment_status": "created"})
+                st, hdrs, raw = self.accept(pid, header=create_header)
                 self.assertEqual(st, 200, raw)
+                self.assertEqual(self.assertJson(hdrs, raw),
+                                 {"transaction_id": pid, "payment_status": "bank_processing"})
                 pid2 = self.create_payment()
-                st, _, raw = self.cancel(pid2, header=read_header)
+                st, hdrs, raw = self.cancel(pid2, header=read_header)
                 self.assertEqual(st, 200, raw)
+                self.assertEqual(self.assertJson(hdrs, raw), {"transaction_id": pid2, "payment_status": "cancelled"})
+                # the edit and the accept took effect, on this client's payment
+                p, raw = self.retrieve_ok(pid)
+                self.assertEqual((p["status"], p["currency"], raw_amount(raw)), ("bank_processing", "EUR", "3.00"))
 
     def test_json_content_type_parameters_allowed(self):
         for ctype in ("application/json; charset=utf-8", "application/json;charset=UTF-8",
                       "Application/JSON"):
             with self.subTest(content_type=ctype):
-                st, _, raw = self.api("POST", "create", create_body(), content_type=ctype)
+                st, hdrs, raw = self.api("POST", "create", create_body(), content_type=ctype)
                 self.assertEqual(st, 200, raw)
+                pid = self.assertJson(hdrs, raw)["transaction_id"]
+                self.assertEqual(self.status_of(pid), "created")
 
     def test_idempotency_token_any_case_and_version(self):
         for token in (new_uuid().upper(),
                       "0b6f7a52-8c1e-1c1b-9f7e-2f4a1d3c5e6f",    # version 1
                       "0B6F7A52-8C1E-5C1B-9F7E-2F4A1D3C5E6F"):   # version 5, upper case
             with self.subTest(token=token):
-                st, _, raw = self.create(create_body(token=token))
+                st, hdrs, raw = self.create(create_body(token=token))
                 self.assertEqual(st, 200, raw)
+                pid = self.assertJson(hdrs, raw)["transaction_id"]
+                # the create event records this very token (a uuid column: lower-case)
+                self.assertEqual(self.stack.psql(
+                    f"SELECT idempotency_token FROM payment_events WHERE payment_id = '{pid}' "
+                    "AND action = 'create'"), token.lower())
 
     def test_opaque_ids_charset_and_length(self):
         long_id = "a" * 128
@@ -228,8 +255,8 @@ class PaymentFlowTest(PaymentStackTestCase):
         self.assertEqual(p["sender"]["user_id"], "A-Z.a_z:0-9")
 
     def test_chunked_body_and_keepalive(self):
-        """A chunked create works; one keep-alive connection carries creates, errors (400, 413)
-        and reads in turn."""
+        """A chunked create works; one keep-alive connection carries creates, a 400 and reads in
+        turn, up to a 413 (after which nginx closes it); a new connection goes on."""
         self.stack.allow_log(TOO_LARGE_BODY, "one request carries a 65 KiB body", "nginx")
         body = self.encode(create_body())
         req = (b"POST /api/v1/payment/create HTTP/1.1\r\nHost: t\r\nx_auth_token: "
@@ -246,10 +273,13 @@ class PaymentFlowTest(PaymentStackTestCase):
         self.assertEqual(st, 200, raw)
         pid = self.assertJson(hdrs, raw)["transaction_id"]
 
+        self.assertEqual(self.status_of(pid), "created")
+
         conn = http.client.HTTPConnection("127.0.0.1", self.stack.port, timeout=15)
         try:
             headers = {"x_auth_token": self.token, "Content-Type": "application/json"}
             answers = []
+            socks = []
             for method, path, payload in (
                     ("POST", f"{PAYMENT_API}/create", self.encode(create_body())),
                     ("POST", f"{PAYMENT_API}/create", b"{"),
@@ -259,17 +289,30 @@ class PaymentFlowTest(PaymentStackTestCase):
                     ("POST", f"{PAYMENT_API}/{pid}/accept",
                      self.encode({"idempotency_token": new_uuid()}))):
                 conn.request(method, path, body=payload, headers=headers)
+                # http.client reconnects silently: count the sockets that carried the requests
+                if conn.sock not in socks:
+                    socks.append(conn.sock)
                 resp = conn.getresponse()
-                resp.read()
-                answers.append(resp.status)
-            self.assertEqual(answers, [200, 400, 200, 413, 200, 200])
+                doc = json.loads(resp.read())
+                answers.append((resp.status, doc.get("code") or doc.get("payment_status")
+                                or doc.get("payment", {}).get("transaction_id")
+                                or bool(UUID_RE.match(doc.get("transaction_id", ""))),
+                                len(socks), resp.getheader("Connection")))
+            # One connection carries the 200s, the daemon's 400 and the 413; nginx closes it after
+            # a body it refused unread (its own client_max_body_size 413 turns keep-alive off), and
+            # the next connection carries the rest.
+            self.assertEqual(answers, [(200, True, 1, "keep-alive"), (400, "validation_error", 1, "keep-alive"),
+                                       (200, "created", 1, "keep-alive"), (413, "payload_too_large", 1, "close"),
+                                       (200, pid, 2, "keep-alive"), (200, "bank_processing", 2, "keep-alive")])
         finally:
             conn.close()
 
     def test_trailing_slash_is_not_significant(self):
         pid = self.create_payment()
-        st, _, raw = self.api("GET", f"{PAYMENT_API}/{pid}/retrieve/status/")
+        self.assertEqual(self.cancel(pid)[0], 200)   # a status the default could not fake
+        st, hdrs, raw = self.api("GET", f"{PAYMENT_API}/{pid}/retrieve/status/")
         self.assertEqual(st, 200, raw)
+        self.assertEqual(self.assertJson(hdrs, raw), {"payment_status": "cancelled"})
 
 
 class AmountExactnessTest(PaymentStackTestCase):

@@ -108,8 +108,12 @@ class TokenAuthTest(PaymentStackTestCase):
     def test_header_spellings(self):
         for header in ("x_auth_token", "X-Auth-Token", "x-auth-token", "X_AUTH_TOKEN"):
             with self.subTest(header=header):
-                st, _, raw = self.api("POST", "create", create_body(), header=header)
+                st, hdrs, raw = self.api("POST", "create", create_body(), header=header)
                 self.assertEqual(st, 200, raw)
+                # the token in that header named the client: the payment is alice's, not bob's
+                pid = self.assertJson(hdrs, raw)["transaction_id"]
+                self.assertEqual(self.status_of(pid, token=self.tokens["alice"]), "created")
+                self.assertJsonError(self.retrieve(pid, token=self.tokens["bob"]), 403, "access_error")
 
     def test_two_token_headers_are_refused(self):
         # Which one would be meant? Neither: even two valid tokens get 403, and nothing is created.

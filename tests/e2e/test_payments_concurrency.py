@@ -1,10 +1,11 @@
 """Concurrent actions on one payment are serialized by PostgreSQL (docs/api.md "Payment
 statuses"): exactly one wins, the others see the new status; history and queued tasks agree."""
 
+import json
 import threading
 import unittest
 
-from e2e_base import PaymentStackTestCase, create_body
+from e2e_base import PaymentStackTestCase, create_body, new_uuid
 
 THREADS = 20
 
@@ -54,6 +55,12 @@ class ConcurrentActionsTest(PaymentStackTestCase):
         results = self.run_together([lambda: self.accept(pid) for _ in range(THREADS)])
         statuses, winners = self.outcome(results)
         self.assertEqual(statuses, [200] + [400] * (THREADS - 1))
+        self.assertEqual(self.assertJson(winners[0][1], winners[0][2]),
+                         {"transaction_id": pid, "payment_status": "bank_processing"})
+        for r in results:   # the losers saw the winner's status
+            if r[0] == 400:
+                self.assertEqual(json.loads(r[2])["message"],
+                                 f"payment {pid} is bank_processing: accept is not allowed")
         self.assertEqual(self.status_of(pid), "bank_processing")
         self.assertEqual(self.events(pid, "accept"), 1)
         self.assertEqual(self.tasks(pid, "sky_technologies_integration_process_payment"), 1)
@@ -66,8 +73,15 @@ class ConcurrentActionsTest(PaymentStackTestCase):
         statuses, winners = self.outcome(results)
         self.assertEqual(statuses, [200] + [400] * (THREADS - 1))
         won = self.assertJson(winners[0][1], winners[0][2])["payment_status"]
+        # either kind may win the race; the winner's answer, the row and the losers must agree
         self.assertIn(won, ("bank_processing", "cancelled"))
+        self.assertEqual(self.assertJson(winners[0][1], winners[0][2]),
+                         {"transaction_id": pid, "payment_status": won})
         self.assertEqual(self.status_of(pid), won)
+        for r in results:
+            if r[0] == 400:
+                self.assertRegex(json.loads(r[2])["message"],
+                                 rf"^payment {pid} is {won}: (accept|cancel) is not allowed$")
         accepted = int(won == "bank_processing")
         self.assertEqual(self.events(pid, "accept"), accepted)
         self.assertEqual(self.events(pid, "cancel"), 1 - accepted)
@@ -75,15 +89,22 @@ class ConcurrentActionsTest(PaymentStackTestCase):
 
     def test_concurrent_edits_all_apply_in_some_order(self):
         pid = self.create_payment()
-        amounts = [f"{i}.00" for i in range(1, THREADS + 1)]
+        amounts = {new_uuid(): f"{i}.00" for i in range(1, THREADS + 1)}   # token -> amount
         results = self.run_together([
-            (lambda a=a: self.edit(pid, {"method_id": "m", "currency": "USD", "amount": a}))
-            for a in amounts])
+            (lambda t=t, a=a: self.edit(pid, body={"idempotency_token": t, "money_info": {
+                "method_id": "m", "currency": "USD", "amount": a}}))
+            for t, a in amounts.items()])
         self.assertEqual([r[0] for r in results], [200] * THREADS, [r[2] for r in results])
+        for r in results:
+            self.assertEqual(json.loads(r[2]), {"transaction_id": pid, "payment_status": "created"})
         p, raw = self.retrieve_ok(pid)
         self.assertEqual(p["status"], "created")
-        self.assertTrue(any(f'"amount":{a}'.encode() in raw.replace(b" ", b"") for a in amounts), raw)
         self.assertEqual(self.events(pid, "edit"), THREADS)
+        # every edit has its own event, and the money is the one of the edit recorded last
+        tokens = self.stack.psql(f"SELECT idempotency_token FROM payment_events WHERE payment_id = '{pid}' "
+                                 "AND action = 'edit' ORDER BY id").split()
+        self.assertEqual(sorted(tokens), sorted(amounts))
+        self.assertIn(b'"amount":' + amounts[tokens[-1]].encode() + b',', raw)
 
     def test_concurrent_creates_are_distinct_payments(self):
         before = self.payment_count()

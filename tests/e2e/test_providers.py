@@ -85,8 +85,13 @@ class ChargeTest(ProviderTestCase):
                                          f"WHERE id = '{pid}'"), "insufficient_funds 0")
         self.assertEqual(self.events(pid)[-1], "provider_declined:bank_processing>declined:provider:sky-technologies")
         # a declined payment cannot be cancelled or accepted again
-        st, _, raw = self.cancel(pid)
-        self.assertEqual((st, json.loads(raw)["code"]), (400, "invalid_state"))
+        _, before = self.retrieve_ok(pid)
+        for action, call in (("cancel", self.cancel), ("accept", self.accept)):
+            with self.subTest(action=action):
+                doc = self.assertJsonError(call(pid), 400, "invalid_state")
+                self.assertEqual(doc["message"], f"payment {pid} is declined: {action} is not allowed")
+        self.assertRetrieveUnchanged(pid, before)
+        self.assertEqual(self.operations(pid), "charge:declined:1250", "no second charge queued")
 
     def test_processing_then_completed_by_status_checks(self):
         pid = self.accepted_payment(method_id="sky-processing-1")
@@ -139,7 +144,7 @@ class ReversalTest(ProviderTestCase):
         self.wait_status(pid, "completed")
         st, _, raw = self.cancel(pid)
         self.assertEqual(st, 200, raw)
-        self.assertEqual(json.loads(raw)["payment_status"], "completed")
+        self.assertEqual(json.loads(raw), {"transaction_id": pid, "payment_status": "completed"})
         self.wait_status(pid, "reversed")
         ops, _ = self.ledger_ops(pid, "reversal")
         self.assertEqual(len(ops), 1, ops)
@@ -150,8 +155,11 @@ class ReversalTest(ProviderTestCase):
                                          f"WHERE id = '{pid}'"), "4000 4000")
         self.assertEqual(self.events(pid)[-1], "reversal_completed:completed>reversed:provider:sky-technologies")
         # a second cancel: nothing left to reverse
-        st, _, raw = self.cancel(pid)
-        self.assertEqual((st, json.loads(raw)["code"]), (400, "invalid_state"))
+        _, before = self.retrieve_ok(pid)
+        doc = self.assertJsonError(self.cancel(pid), 400, "invalid_state")
+        self.assertEqual(doc["message"], f"payment {pid} is reversed: cancel is not allowed")
+        self.assertRetrieveUnchanged(pid, before)
+        self.assertEqual(len(self.ledger_ops(pid, "reversal")[0]), 1, "no second reversal")
 
 
 class DatabaseStateMachineTest(ProviderTestCase):
