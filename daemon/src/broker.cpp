@@ -43,6 +43,11 @@ using Clock = std::chrono::steady_clock;
 
 constexpr int kFrontHwm = 10000;        // messages queued per peer, each direction
 constexpr int kFrontLingerMs = 1000;    // how long close() may spend flushing replies
+// How long the endpoints stay up after the last reply before a shutdown closes them. nginx's
+// DEALER runs with ZMQ_IMMEDIATE, and libzmq (socket_base_t::hiccuped) discards the replies a
+// peer has received but not read yet as soon as it sees the connection drop: closing right after
+// a reply would lose it (the client gets 504 for work that was committed).
+constexpr auto kReplyGrace = std::chrono::milliseconds(250);
 
 std::string join(const std::vector<std::string>& items) {
     std::string out;
@@ -206,6 +211,8 @@ private:
         }
         if (problem) {
             log::warn("reply_dropped").kv("request_id", request_id).kv("reason", problem).kv("worker", worker);
+        } else {
+            last_reply_ = Clock::now();
         }
     }
 
@@ -249,6 +256,9 @@ private:
     int finish() {
         janitor_.stop();  // prompt: cancels a purge in progress
         if (tasks_) tasks_->stop();  // the task in hand finishes (its provider call is bounded)
+        // Let the peers read the last replies before their connections drop (see kReplyGrace);
+        // nothing is read from the front end meanwhile.
+        std::this_thread::sleep_until(last_reply_ + kReplyGrace);
         // Replies of in-flight work are queued on the front end now; close() flushes them
         // (bounded by the linger). Unbinding earlier would drop the accepted connections and
         // those replies with them (libzmq ties a connection's session to its listener).
@@ -299,6 +309,7 @@ private:
     std::set<std::string> known_;       // workers that have reported in at least once
     bool ready_ = false;
     Clock::time_point deadline_{};      // when a shutdown gives up
+    Clock::time_point last_reply_{};    // when the last reply was handed to the front end
     // Inline handlers never touch the database (see Runs::Inline): this Db is never connected.
     Db inline_db_;
     WorkerContext inline_ctx_;
@@ -333,6 +344,10 @@ int run_daemon(const Config& config, int stop_fd) {
         log::warn("test_fault_armed")
             .kv("fault", "kill-after-commit")
             .kv("note", "test only: the daemon SIGKILLs itself after its first idempotent COMMIT");
+    } else if (config.test_fault == TestFault::StopBeforeCommit) {
+        log::warn("test_fault_armed")
+            .kv("fault", "stop-before-commit")
+            .kv("note", "test only: the daemon SIGSTOPs itself before its first idempotent COMMIT");
     }
     Broker broker(config);
     try {

@@ -307,6 +307,7 @@ bool parse_test_fault(const char* value, TestFault& out) {
     std::string_view v = value ? value : "";
     if (v.empty()) out = TestFault::None;
     else if (v == "kill-after-commit") out = TestFault::KillAfterCommit;
+    else if (v == "stop-before-commit") out = TestFault::StopBeforeCommit;
     else return false;
     return true;
 }

@@ -1,6 +1,7 @@
 // The idempotency wrapper of the mutating payment routes (see idempotent.hpp, docs/idempotency.md).
 #include "paygated/idempotent.hpp"
 
+#include <atomic>
 #include <csignal>
 #include <optional>
 #include <unistd.h>
@@ -28,6 +29,25 @@ void after_commit(const ipc::Request& request, const WorkerContext& ctx) {
         .kv("fault", "kill-after-commit");
     ::kill(::getpid(), SIGKILL);
     ::pause();  // SIGKILL cannot be caught: the process is gone before this returns
+}
+
+// The test-only fault switch (PAYGATED_TEST_FAULT=stop-before-commit): the work and the key's
+// record are written, the transaction is open (holding the key's lock) and idle. SIGSTOP freezes
+// the whole process, as a frozen host would; after SIGCONT the COMMIT runs as usual (on a
+// connection the lease has ended by then). Once per process: later requests run normally.
+void before_commit(const ipc::Request& request, const WorkerContext& ctx) {
+    if (ctx.test_fault != TestFault::StopBeforeCommit) return;
+    static std::atomic<bool> fired{false};
+    if (fired.exchange(true)) return;
+    log::warn("test_fault_stop")
+        .kv("request_id", request.request_id)
+        .kv("route", request.route)
+        .kv("worker", ctx.worker)
+        .kv("fault", "stop-before-commit");
+    // raise(), i.e. tgkill() to this thread, not kill(getpid()): a process-directed signal may be
+    // taken by another thread while this one returns to user space and sends the COMMIT before
+    // the group stop reaches it. A signal pending on this thread stops it before raise returns.
+    ::raise(SIGSTOP);  // returns after SIGCONT
 }
 
 }  // namespace
@@ -118,6 +138,7 @@ ipc::Reply run_idempotent(const ipc::Request& request, WorkerContext& ctx, const
         s.rollback();
         return in_progress_reply(request.id);
     }
+    before_commit(request, ctx);
     s.commit();
     after_commit(request, ctx);
     add_header(reply, idempotency::kOutcomeHeader, idempotency::kOutcomeStored);

@@ -154,7 +154,15 @@ void test_fault_from_environment_value(void**) {
     assert_true(f == TestFault::None);
     assert_true(parse_test_fault("kill-after-commit", f));
     assert_true(f == TestFault::KillAfterCommit);
-    for (const char* bad : {"kill", "KILL-AFTER-COMMIT", "kill-after-commit ", "1", "yes"}) {
+    f = TestFault::None;
+    assert_true(parse_test_fault("stop-before-commit", f));
+    assert_true(f == TestFault::StopBeforeCommit);
+    f = TestFault::StopBeforeCommit;
+    assert_true(parse_test_fault("", f));   // unset again: nothing armed
+    assert_true(f == TestFault::None);
+    for (const char* bad : {"kill", "KILL-AFTER-COMMIT", "kill-after-commit ", "1", "yes", "stop",
+                            "STOP-BEFORE-COMMIT", " stop-before-commit", "stop-after-commit",
+                            "kill-after-commit,stop-before-commit"}) {
         f = TestFault::None;
         assert_false(parse_test_fault(bad, f));
     }

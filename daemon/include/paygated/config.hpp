@@ -16,10 +16,13 @@ const char* log_level_name(LogLevel level);
 // Test-only fault injection, armed by the environment variable PAYGATED_TEST_FAULT (never by the
 // configuration file). KillAfterCommit: the daemon SIGKILLs itself right after the first COMMIT
 // that records an idempotency key, before the reply leaves (docs/idempotency.md).
-enum class TestFault { None, KillAfterCommit };
+// StopBeforeCommit: the daemon SIGSTOPs itself right before the first COMMIT that would record an
+// idempotency key (the transaction holds the key's lock, idle), once per process: a frozen daemon.
+enum class TestFault { None, KillAfterCommit, StopBeforeCommit };
 inline constexpr const char* kTestFaultEnv = "PAYGATED_TEST_FAULT";
 
-// "" (or unset: pass nullptr) -> None; "kill-after-commit" -> KillAfterCommit; anything else false.
+// "" (or unset: pass nullptr) -> None; "kill-after-commit" -> KillAfterCommit;
+// "stop-before-commit" -> StopBeforeCommit; anything else false.
 bool parse_test_fault(const char* value, TestFault& out);
 
 struct Config {
