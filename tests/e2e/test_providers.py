@@ -113,6 +113,22 @@ class ChargeTest(ProviderTestCase):
         self.assertGreaterEqual(int(self.stack.psql(
             f"SELECT status_checks FROM provider_operations WHERE payment_id = '{pid}'")), 1)
 
+    def test_sessions_are_reused_and_renewed_when_the_provider_forgets_them(self):
+        first = self.accepted_payment()
+        self.wait_status(first, "completed")
+        before = self.stack.sandbox_get("/_sandbox/ledger")["refused"]["invalid_session"]
+        import urllib.request
+        req = urllib.request.Request(self.stack.sandbox_url + "/_sandbox/forget_sessions", data=b"{}", method="POST")
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            self.assertGreaterEqual(json.loads(resp.read())["forgotten"], 1, "paygate kept a session open")
+        pid = self.accepted_payment()
+        self.wait_status(pid, "completed")
+        ops, ledger = self.ledger_ops(pid)
+        self.assertEqual(len(ops), 1, ops)
+        # the cached session was refused once (nothing ran), a new one was opened, the charge went through
+        self.assertEqual(ledger["refused"]["invalid_session"] - before, 1)
+        self.assertEqual(self.stack.psql(f"SELECT calls FROM provider_operations WHERE payment_id = '{pid}'"), "1")
+
     def test_5xx_is_retried_and_charges_once(self):
         before = self.stack.sandbox_get("/_sandbox/ledger")["failed_calls"]
         pid = self.accepted_payment(method_id="sky-5xx-1")

@@ -585,6 +585,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if path == "/_sandbox/callback":
             self._sandbox_callback(raw)
             return
+        if path == "/_sandbox/forget_sessions":
+            # as after a provider restart: every session handed out so far is unknown now
+            with self.sandbox.lock:
+                forgotten = len(self.sandbox.sessions)
+                self.sandbox.sessions.clear()
+            self._send(200, {"forgotten": forgotten})
+            self._log(None, f"200 forget_sessions {forgotten}")
+            return
         name = path[len("/v1/"):] if path.startswith("/v1/") else None
         if name not in ENDPOINTS:
             self._send(404, {"error": "not_found", "message": f"no such path {path}"})

@@ -1,7 +1,11 @@
 // The sky-technologies provider adapter (seed 001): see docs/providers/sky-technologies.md.
 #pragma once
 
+#include <chrono>
+#include <functional>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 
@@ -41,6 +45,9 @@ private:
     };
     Call post(const std::string& endpoint, const std::string& body, bool reversal_key);
     std::optional<std::string> open_session(const char* purpose, ProviderAnswer& failed);
+    void forget_session(const char* purpose, const std::string& session);
+    std::optional<Call> session_call(const char* purpose, const std::string& endpoint,
+                                     const std::function<std::string(const std::string&)>& body, ProviderAnswer& failed);
     static ProviderAnswer money_answer(const Call& call, const std::string& what);
     static std::string http_failure(const Call& call);
 
@@ -54,6 +61,10 @@ private:
     std::unique_ptr<crypto::EcdsaPrivateKey> payment_key_;
     std::unique_ptr<crypto::EcdsaPrivateKey> reversal_key_;
     std::unique_ptr<capability::Keyring> callback_keys_;
+    std::mutex sessions_mutex_;
+    // purpose -> (session id, reuse until): one initSession serves many calls (seed 001's API
+    // hands out sessions that live expires_in seconds).
+    std::map<std::string, std::pair<std::string, std::chrono::steady_clock::time_point>> sessions_;
 };
 
 }  // namespace paygate::daemon

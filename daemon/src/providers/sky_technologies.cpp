@@ -4,6 +4,7 @@
 #include "paygated/sky_technologies.hpp"
 
 #include <cctype>
+#include <cstdlib>
 #include <ctime>
 
 #include "paygate/capability.hpp"
@@ -132,9 +133,16 @@ SkyTechnologies::Call SkyTechnologies::post(const std::string& endpoint, const s
     return call;
 }
 
-// initSession for `purpose`; on failure `failed` holds what to report (the session step sends
-// no money, so its failures never make an outcome unknown).
+// A session of `purpose`: the cached one while it lives, else a new one from initSession. On
+// failure `failed` holds what to report (the session step sends no money, so its failures never
+// make an outcome unknown).
 std::optional<std::string> SkyTechnologies::open_session(const char* purpose, ProviderAnswer& failed) {
+    using Clock = std::chrono::steady_clock;
+    {
+        std::lock_guard<std::mutex> lock(sessions_mutex_);
+        auto it = sessions_.find(purpose);
+        if (it != sessions_.end() && Clock::now() < it->second.second) return it->second.first;
+    }
     std::string body = "{\"merchant_id\":" + json_string(merchant_id_) + ",\"purpose\":" + json_string(purpose) + "}";
     Call call = post("initSession", body, std::string_view(purpose) == "reversal");
     if (call.response.outcome != HttpResponse::Outcome::Answered) {
@@ -146,7 +154,42 @@ std::optional<std::string> SkyTechnologies::open_session(const char* purpose, Pr
         failed = answer(K::NotSent, "initSession: " + http_failure(call));
         return std::nullopt;
     }
+    // Reused until a minute before it expires (the provider says how long it lives).
+    long lifetime_s = 600;
+    const json::Value* expires = call.doc.find("expires_in");
+    if (expires && expires->is(json::Type::Number)) {
+        long given = std::strtol(expires->text().c_str(), nullptr, 10);
+        if (given > 0 && given < lifetime_s) lifetime_s = given;
+    }
+    if (lifetime_s > 60) {
+        std::lock_guard<std::mutex> lock(sessions_mutex_);
+        sessions_[purpose] = {session->text(), Clock::now() + std::chrono::seconds(lifetime_s - 60)};
+    }
     return session->text();
+}
+
+void SkyTechnologies::forget_session(const char* purpose, const std::string& session) {
+    std::lock_guard<std::mutex> lock(sessions_mutex_);
+    auto it = sessions_.find(purpose);
+    if (it != sessions_.end() && it->second.first == session) sessions_.erase(it);
+}
+
+// Runs `endpoint` with a session of `purpose`. A cached session the provider no longer knows
+// (401 invalid_session: refused before anything ran) is replaced once and the call made again.
+std::optional<SkyTechnologies::Call> SkyTechnologies::session_call(
+    const char* purpose, const std::string& endpoint, const std::function<std::string(const std::string&)>& body,
+    ProviderAnswer& failed) {
+    for (int round = 0; round < 2; ++round) {
+        std::optional<std::string> session = open_session(purpose, failed);
+        if (!session) return std::nullopt;
+        Call call = post(endpoint, body(*session), std::string_view(purpose) == "reversal");
+        const json::Value* code = call.parsed ? string_member(call.doc, "error") : nullptr;
+        bool stale = call.response.outcome == HttpResponse::Outcome::Answered && call.response.status == 401 && code &&
+                     code->text() == "invalid_session";
+        if (!stale || round == 1) return call;
+        forget_session(purpose, *session);
+    }
+    return std::nullopt;
 }
 
 // The answer to a charge or reversal request.
@@ -164,35 +207,38 @@ ProviderAnswer SkyTechnologies::money_answer(const Call& call, const std::string
 
 ProviderAnswer SkyTechnologies::charge(const Operation& op) {
     ProviderAnswer failed;
-    std::optional<std::string> session = open_session("payment", failed);
-    if (!session) return failed;
-    std::string body = "{\"merchant_id\":" + json_string(merchant_id_) + ",\"session_id\":" + json_string(*session) +
-                       ",\"request_id\":" + json_string(op.id) + ",\"payment_id\":" + json_string(op.payment_id) +
-                       ",\"method_id\":" + json_string(op.method_id) + ",\"amount_minor\":" + json_string(op.amount_minor) +
-                       ",\"currency\":" + json_string(op.currency) +
-                       ",\"paymentCompletedCallbackUrl\":" + json_string(callback_url(op.id)) + "}";
-    return money_answer(post("completeMerchantAcquiring", body, false), "completeMerchantAcquiring");
+    std::optional<Call> call = session_call("payment", "completeMerchantAcquiring", [&](const std::string& session) {
+        return "{\"merchant_id\":" + json_string(merchant_id_) + ",\"session_id\":" + json_string(session) +
+               ",\"request_id\":" + json_string(op.id) + ",\"payment_id\":" + json_string(op.payment_id) +
+               ",\"method_id\":" + json_string(op.method_id) + ",\"amount_minor\":" + json_string(op.amount_minor) +
+               ",\"currency\":" + json_string(op.currency) +
+               ",\"paymentCompletedCallbackUrl\":" + json_string(callback_url(op.id)) + "}";
+    }, failed);
+    if (!call) return failed;
+    return money_answer(*call, "completeMerchantAcquiring");
 }
 
 ProviderAnswer SkyTechnologies::reverse(const Operation& op) {
     if (!op.original_id) return answer(K::NotSent, "reversal without its charge");
     ProviderAnswer failed;
-    std::optional<std::string> session = open_session("reversal", failed);
-    if (!session) return failed;
-    std::string body = "{\"merchant_id\":" + json_string(merchant_id_) + ",\"session_id\":" + json_string(*session) +
-                       ",\"request_id\":" + json_string(op.id) + ",\"original_request_id\":" + json_string(*op.original_id) +
-                       ",\"amount_minor\":" + json_string(op.amount_minor) + ",\"currency\":" + json_string(op.currency) +
-                       ",\"paymentCompletedCallbackUrl\":" + json_string(callback_url(op.id)) + "}";
-    return money_answer(post("processPaymentReversal", body, true), "processPaymentReversal");
+    std::optional<Call> call = session_call("reversal", "processPaymentReversal", [&](const std::string& session) {
+        return "{\"merchant_id\":" + json_string(merchant_id_) + ",\"session_id\":" + json_string(session) +
+               ",\"request_id\":" + json_string(op.id) + ",\"original_request_id\":" + json_string(*op.original_id) +
+               ",\"amount_minor\":" + json_string(op.amount_minor) + ",\"currency\":" + json_string(op.currency) +
+               ",\"paymentCompletedCallbackUrl\":" + json_string(callback_url(op.id)) + "}";
+    }, failed);
+    if (!call) return failed;
+    return money_answer(*call, "processPaymentReversal");
 }
 
 ProviderAnswer SkyTechnologies::status(const Operation& op) {
     ProviderAnswer failed;
-    std::optional<std::string> session = open_session("payment", failed);
-    if (!session) return answer(K::Unknown, failed.detail);   // nothing learned
-    std::string body = "{\"merchant_id\":" + json_string(merchant_id_) + ",\"session_id\":" + json_string(*session) +
-                       ",\"request_id\":" + json_string(op.id) + "}";
-    Call call = post("paymentStatus", body, false);
+    std::optional<Call> asked = session_call("payment", "paymentStatus", [&](const std::string& session) {
+        return "{\"merchant_id\":" + json_string(merchant_id_) + ",\"session_id\":" + json_string(session) +
+               ",\"request_id\":" + json_string(op.id) + "}";
+    }, failed);
+    if (!asked) return answer(K::Unknown, failed.detail);   // nothing learned
+    Call& call = *asked;
     if (call.response.outcome != HttpResponse::Outcome::Answered) {
         return answer(K::Unknown, "paymentStatus: " + call.response.error);
     }
