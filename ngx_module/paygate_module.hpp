@@ -38,7 +38,11 @@ struct LocConf {
     ngx_flag_t pass;             // paygate_pass in this location
     ngx_msec_t timeout;
     size_t max_body_size;
+    ngx_str_t callback_prefix;   // paygate_callback_prefix: where partner callbacks are served
 };
+
+// The route table's callback paths start with this; paygate_callback_prefix moves them.
+inline constexpr std::string_view kCallbackRoutePrefix = "/callbacks";
 
 // Ids of the module's own requests (token sync) have this bit; client requests never do.
 constexpr std::uint64_t kInternalId = std::uint64_t{1} << 63;

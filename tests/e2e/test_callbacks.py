@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import json
+import signal
 import subprocess
 import time
 import unittest
@@ -37,7 +38,7 @@ class CallbackTestCase(PaymentStackTestCase):
     with_sandbox = True
 
     def callback(self, ref, body=None, *, query=None, webhook_id=None, timestamp=None, signature=None,
-                 key=None, headers=None, drop=()):
+                 key=None, headers=None, drop=(), path=CALLBACK_PATH):
         body = body if body is not None else json.dumps(
             {"request_id": ref, "operation": "payment", "status": "COMPLETED"}).encode()
         webhook_id = webhook_id or "msg_" + new_uuid().replace("-", "")
@@ -50,7 +51,7 @@ class CallbackTestCase(PaymentStackTestCase):
             del hdrs[name]
         hdrs.update(headers or {})
         q = query if query is not None else capability_query(self.stack, ref)
-        return self.stack.http("POST", f"{CALLBACK_PATH}?{q}", body, hdrs)
+        return self.stack.http("POST", f"{path}?{q}", body, hdrs)
 
     def operation_of(self, pid):
         return self.stack.psql(f"SELECT id FROM provider_operations WHERE payment_id = '{pid}'")
@@ -157,6 +158,34 @@ class CallbackProxyTest(CallbackTestCase):
         st, _, raw = self.callback(ref, body)
         self.assertEqual((st, json.loads(raw)["code"]), (400, "validation_error"))
         self.assertEqual(self.inbox(ref), 0)
+
+
+class CallbackPrefixTest(CallbackTestCase):
+    """paygate_callback_prefix moves the callback routes (and paygated's callback_base_url names
+    the same place): callbacks arrive there, the default /callbacks path is not served."""
+    PREFIX = "/hooks/paygate"
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        s = cls.shared_stack
+        s.stop_nginx()
+        s.kill_daemon("d1", signal.SIGTERM)
+        s.start_daemon("d1", callback_base_url=f"http://127.0.0.1:{s.http_port}{cls.PREFIX}")
+        s.start_nginx(paygate_callback_prefix=cls.PREFIX)
+        for token in cls.tokens.values():
+            cls.wait_until_token_accepted(s, token)
+
+    def test_callbacks_arrive_under_the_prefix_only(self):
+        pid = self.accepted("card-prefix")
+        ref = wait_until(lambda: self.operation_of(pid), 10, "operation")
+        wait_until(lambda: self.inbox(ref) == 1, 15, "the sandbox's callback through the prefix")
+        ledger = self.stack.sandbox_get("/_sandbox/ledger")
+        self.assertEqual([c["http_status"] for c in ledger["callbacks"] if c["request_id"] == ref], [200])
+        st, _, raw = self.callback(ref)   # the default path, well signed and tagged
+        self.assertEqual((st, json.loads(raw)["code"]), (404, "not_found"), raw)
+        st, _, raw = self.callback(ref, path=self.PREFIX + CALLBACK_PATH[len("/callbacks"):])
+        self.assertEqual((st, json.loads(raw)), (200, {"status": "duplicate"}))
 
 
 class NoKeysTest(StackTestCase):
