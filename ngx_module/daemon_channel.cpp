@@ -26,7 +26,10 @@ DaemonChannel::DaemonChannel(const std::vector<std::string>& endpoints, int max_
         // Queue only to connected daemons: with none up, send fails at once (503) instead of
         // parking requests until their timeout.
         set_int(socket_, ZMQ_IMMEDIATE, 1, "ZMQ_IMMEDIATE");
-        set_int(socket_, ZMQ_SNDHWM, max_in_flight, "ZMQ_SNDHWM");
+        // The in-flight bound is the module's own count (pending requests). The send queue gets
+        // headroom over it: libzmq learns late that messages have left for the daemon, and the
+        // token sync takes a place too, so a queue of exactly the bound refused bursts early.
+        set_int(socket_, ZMQ_SNDHWM, max_in_flight > 1000000 ? 2000000 : max_in_flight * 2 + 16, "ZMQ_SNDHWM");
         set_int(socket_, ZMQ_RCVHWM, 0, "ZMQ_RCVHWM");  // replies are bounded by what we sent
         set_int(socket_, ZMQ_LINGER, 0, "ZMQ_LINGER");
         set_int(socket_, ZMQ_RECONNECT_IVL, 100, "ZMQ_RECONNECT_IVL");

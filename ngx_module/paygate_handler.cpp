@@ -197,6 +197,46 @@ void remember_outcome(ngx_http_request_t* r, RequestCtx* ctx, const ipc::Reply& 
     replay_store(mcf->replay, *ctx->idempotency_key, reply.status, reply.body, r->connection->log);
 }
 
+enum ClientState { kClientClosed, kClientData, kClientQuiet };
+
+// What waits on a parked request's connection. Plain TCP: one byte peeked (data is a pipelined
+// request; EOF or an error is the client gone). TLS: the bytes on the socket are TLS records, and
+// a close_notify alert would pass for pipelined data, so OpenSSL reads them instead; SSL_peek
+// keeps application data buffered for nginx's next SSL_read.
+ClientState client_state(ngx_connection_t* c, ngx_err_t& err) {
+#if (NGX_SSL)
+    if (c->ssl != nullptr) {
+        char probe;
+        ERR_clear_error();
+        ngx_set_socket_errno(0);
+        int n = SSL_peek(c->ssl->connection, &probe, 1);
+        if (n > 0) return kClientData;
+        int ssl_err = SSL_get_error(c->ssl->connection, n);
+        if (ssl_err == SSL_ERROR_SYSCALL) err = ngx_socket_errno;
+        ERR_clear_error();   // nothing of ours may be left for nginx's own SSL error reports
+        if (ssl_err == SSL_ERROR_WANT_READ || ssl_err == SSL_ERROR_WANT_WRITE) return kClientQuiet;
+        return kClientClosed;   // close_notify (ZERO_RETURN), EOF or reset (SYSCALL), a TLS error
+    }
+#endif
+    char probe;
+    ssize_t n = recv(c->fd, &probe, 1, MSG_PEEK);
+    if (n > 0) return kClientData;
+    if (n == -1) {
+        err = ngx_socket_errno;
+        if (err == NGX_EAGAIN) return kClientQuiet;
+    }
+    return kClientClosed;
+}
+
+void client_gone(ngx_http_request_t* r, const char* how, ngx_err_t err) {
+    ngx_connection_t* c = r->connection;
+    c->read->eof = 1;
+    c->error = 1;
+    ngx_log_error(NGX_LOG_INFO, c->log, err, "paygate: client %s while waiting for the payment core, request_id=%*s",
+                  how, static_cast<int>(request_id(r).size()), request_id(r).data());
+    ngx_http_finalize_request(r, NGX_HTTP_CLIENT_CLOSED_REQUEST);
+}
+
 }  // namespace
 
 ngx_int_t paygate_handler(ngx_http_request_t* r) {
@@ -240,24 +280,23 @@ void complete(ngx_http_request_t* r, ngx_int_t rc) {
 
 void on_client_event(ngx_http_request_t* r) {
     ngx_connection_t* c = r->connection;
-    ngx_event_t* ev = c->read;
 #if (NGX_HTTP_V2)
-    if (r->stream) return;   // HTTP/2 resets end the stream through its own path
-#endif
-    char probe;
-    ssize_t n = recv(c->fd, &probe, 1, MSG_PEEK);
-    ngx_err_t err = ngx_socket_errno;
-    if (n > 0 || (n == -1 && err == NGX_EAGAIN)) {
-        // Pipelined data or a spurious wakeup: keep waiting, and stop a level-triggered busy loop.
-        if ((ngx_event_flags & NGX_USE_LEVEL_EVENT) && ev->active) ngx_del_event(ev, NGX_READ_EVENT, 0);
+    if (r->stream) {
+        // The socket carries every stream of the connection: never peek at it. nginx marks the
+        // stream's connection errored before waking us when the client resets the stream
+        // (RST_STREAM) or the whole connection goes; any other wakeup is not about the client.
+        if (c->error) client_gone(r, "reset the stream (or closed its connection)", 0);
         return;
     }
-    ev->eof = 1;
-    c->error = 1;
-    ngx_log_error(NGX_LOG_INFO, c->log, n == 0 ? 0 : err,
-                  "paygate: client closed the connection while waiting for the payment core, request_id=%*s",
-                  static_cast<int>(request_id(r).size()), request_id(r).data());
-    ngx_http_finalize_request(r, NGX_HTTP_CLIENT_CLOSED_REQUEST);
+#endif
+    ngx_err_t err = 0;
+    if (client_state(c, err) == kClientClosed) {
+        client_gone(r, "closed the connection", err);
+        return;
+    }
+    // Pipelined data or a spurious wakeup: keep waiting, and stop a level-triggered busy loop.
+    ngx_event_t* ev = c->read;
+    if ((ngx_event_flags & NGX_USE_LEVEL_EVENT) && ev->active) ngx_del_event(ev, NGX_READ_EVENT, 0);
 }
 
 void deliver_reply(ngx_http_request_t* r, const ipc::Reply& reply) {

@@ -40,6 +40,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -119,13 +120,18 @@ def wait_until(predicate: Callable[[], object], timeout: float, what: str,
 
 def http_request(port: int, method: str = "GET", path: str = "/", body: Optional[bytes] = None,
                  headers: Optional[dict] = None, timeout: float = 10.0,
-                 host: str = "127.0.0.1"):
+                 host: str = "127.0.0.1", cafile: Optional[os.PathLike] = None):
     """One HTTP/1.1 request on a fresh connection. Returns (status, headers, body bytes).
 
     `headers` of the result is an http.client.HTTPMessage: case-insensitive `h["X-Request-Id"]`,
     `h.get_all("Allow")`. Raises OSError / http.client exceptions when no answer arrives.
+    With `cafile` the request goes over TLS (HTTPS), the server's certificate verified against it.
     """
-    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    if cafile is not None:
+        conn = http.client.HTTPSConnection(host, port, timeout=timeout,
+                                           context=tls_client_context(cafile))
+    else:
+        conn = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
         hdrs = {"Connection": "close"}
         hdrs.update(headers or {})
@@ -137,6 +143,34 @@ def http_request(port: int, method: str = "GET", path: str = "/", body: Optional
         return resp.status, resp.headers, data
     finally:
         conn.close()
+
+
+def tls_client_context(cafile: os.PathLike, alpn: Optional[list[str]] = None) -> ssl.SSLContext:
+    """A client TLS context trusting only `cafile` (the stack's self-signed certificate), with
+    hostname checking (the certificate names 127.0.0.1 and localhost) and optional ALPN."""
+    ctx = ssl.create_default_context(cafile=str(cafile))
+    if alpn:
+        ctx.set_alpn_protocols(alpn)
+    return ctx
+
+
+def make_tls_cert(directory: Path) -> tuple[Path, Path]:
+    """(cert, key): a self-signed P-256 certificate for 127.0.0.1 and localhost, made once in
+    `directory` with the openssl CLI. Clients use the certificate itself as their CA file."""
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    if cert.exists() and key.exists():
+        return cert, key
+    directory.mkdir(parents=True, exist_ok=True)
+    res = subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                          "ec_paramgen_curve:prime256v1", "-nodes", "-days", "30",
+                          "-subj", "/CN=localhost",
+                          "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+                          "-keyout", str(key), "-out", str(cert)],
+                         capture_output=True, text=True)
+    if res.returncode != 0:
+        raise StackError(f"openssl req failed ({res.returncode}):\n{res.stdout}{res.stderr}")
+    os.chmod(key, 0o600)   # read by the nginx master (root or us) before it drops privileges
+    return cert, key
 
 
 def _pdeathsig(sig: int) -> Callable[[], None]:
@@ -504,6 +538,8 @@ class Nginx:
         self.proc: Optional[subprocess.Popen] = None
         self.error_log_offset = 0
         self.exit_code: Optional[int] = None
+        self.cafile: Optional[Path] = None      # start_nginx(tls=True): HTTPS + HTTP/2 on .port
+        self.h2c_port: Optional[int] = None     # start_nginx(h2c=True): cleartext HTTP/2 port
 
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -804,8 +840,8 @@ class Stack:
             "task_backoff_max_ms": "2000",
             "status_check_base_ms": "300",
             "status_check_max_ms": "2000",
-            "task_lease_ms": "8000",
-            "provider_timeout_ms": "3000",
+            "task_lease_ms": "9000",          # > 4 x provider_timeout_ms
+            "provider_timeout_ms": "2000",
             "provider_connect_timeout_ms": "1000",
             "provider_route": "* sky-technologies",
             "sky_technologies_url": self.sandbox_url or "http://127.0.0.1:9",
@@ -945,21 +981,34 @@ class Stack:
     def render_nginx_conf(self, *, port: int, prefix: Path, daemons: Iterable[str],
                           worker_processes: int = 2, access_log: str = "logs/access.log",
                           http_extra: str = "", server_extra: str = "", main_extra: str = "",
-                          directives: Optional[dict] = None) -> str:
+                          directives: Optional[dict] = None,
+                          tls: Optional[tuple[Path, Path]] = None,
+                          h2c_port: Optional[int] = None) -> str:
         """Fills conf/nginx.dev.conf.in. `directives` become http-level `name value;` lines
-        (e.g. paygate_timeout="1s"); a value None drops it, a list repeats the directive."""
+        (e.g. paygate_timeout="1s"); a value None drops it, a list repeats the directive.
+        `tls` = (cert, key): the listener on `port` becomes `ssl http2` (the production shape);
+        `h2c_port`: a second listener there, cleartext HTTP/2 with prior knowledge."""
         lines = []
         for k, v in (directives or {}).items():
             if v is None:
                 continue
             for item in (v if isinstance(v, (list, tuple)) else [v]):
                 lines.append(f"    {k} {item};")
+        listen_extra = []
+        if tls is not None:
+            listen_extra += [f"        ssl_certificate {tls[0]};",
+                             f"        ssl_certificate_key {tls[1]};",
+                             "        ssl_protocols TLSv1.2 TLSv1.3;"]
+        if h2c_port is not None:
+            listen_extra.append(f"        listen 127.0.0.1:{h2c_port} http2;")
         subst = {
             "USER": f"user {NGINX_USER} {NGINX_GROUP};" if IS_ROOT else "# (not root: no user directive)",
             "WORKER_PROCESSES": str(worker_processes),
             "MODULE": str(self.module),
             "PREFIX": str(prefix),
             "PORT": str(port),
+            "LISTEN_PARAMS": " ssl http2" if tls is not None else "",
+            "LISTEN_EXTRA": "\n".join(listen_extra),
             "ACCESS_LOG": access_log,
             "DAEMONS": "\n".join(f"    paygate_daemon {self.endpoint(n)};" for n in daemons),
             "HTTP_DIRECTIVES": "\n".join(lines),
@@ -979,12 +1028,16 @@ class Stack:
     def start_nginx(self, *, daemons: Optional[Iterable[str]] = None, worker_processes: int = 2,
                     access_log: str = "logs/access.log", http_extra: str = "",
                     server_extra: str = "", name: str = "nginx", timeout: float = 30.0,
-                    main_extra: str = "", **directives) -> Nginx:
+                    main_extra: str = "", tls: bool = False, h2c: bool = False,
+                    **directives) -> Nginx:
         """Renders conf/nginx.dev.conf.in into <root>/<name>/ and starts nginx with the module.
 
         daemons: names whose endpoints get `paygate_daemon` lines (default: every daemon started
         so far). Other keyword arguments are http-level directives: paygate_timeout="1s",
         paygate_max_in_flight=2, paygate_max_body_size="1k". Waits until the port answers HTTP.
+        tls=True: the port speaks `ssl http2` with a self-signed certificate made in <root>/tls
+        (its path in .cafile; http() then uses HTTPS). h2c=True: a second port (.h2c_port) speaks
+        cleartext HTTP/2 with prior knowledge.
         """
         self._require(self.module)
         if daemons is None:
@@ -1004,13 +1057,20 @@ class Stack:
         # moves to another port, a restart (whose port clients know) tries the same one again.
         repick = name != "nginx" or (self.temporary and name not in self.nginxes)
         attempts = 5
+        cert = make_tls_cert(self.root / "tls") if tls else None
+        old = self.nginxes.get(name)
+        h2c_port = old.h2c_port if h2c and old is not None else None   # a restart keeps it
         for attempt in range(1, attempts + 1):
+            if h2c and (h2c_port is None or (repick and attempt > 1)):
+                h2c_port = free_port()
             conf = self.render_nginx_conf(port=port, prefix=prefix, daemons=daemons,
                                           worker_processes=worker_processes, access_log=access_log,
                                           http_extra=http_extra, server_extra=server_extra,
-                                          main_extra=main_extra, directives=directives)
+                                          main_extra=main_extra, directives=directives,
+                                          tls=cert, h2c_port=h2c_port)
             try:
-                return self._launch_nginx(name, prefix, port, conf, worker_processes, env, timeout)
+                return self._launch_nginx(name, prefix, port, conf, worker_processes, env, timeout,
+                                          cafile=cert[0] if cert else None, h2c_port=h2c_port)
             except StackError as e:
                 if "already in use" not in str(e) or attempt == attempts:
                     raise
@@ -1055,13 +1115,15 @@ http {{
         return self._launch_nginx(name, prefix, port, conf, worker_processes, dict(os.environ), timeout)
 
     def _launch_nginx(self, name: str, prefix: Path, port: int, conf: str, worker_processes: int,
-                      env: dict, timeout: float) -> Nginx:
+                      env: dict, timeout: float, cafile: Optional[Path] = None,
+                      h2c_port: Optional[int] = None) -> Nginx:
         old = self.nginxes.get(name)
         if old is not None and old.running():
             raise StackError(f"nginx {name} is already running")
         if not port_is_free(port):
             raise StackError(f"port {port} for nginx {name} is already in use")
         ngx = Nginx(name, prefix, port, worker_processes, env)
+        ngx.cafile, ngx.h2c_port = cafile, h2c_port
         ngx.conf.write_text(conf)
         ngx.error_log_offset = _size(ngx.error_log)
         with open(ngx.stderr_log, "ab") as errf:
@@ -1080,7 +1142,7 @@ http {{
             if len(ngx.worker_pids()) < worker_processes:
                 return False
             try:
-                http_request(port, "GET", "/__stack_ready", timeout=2)
+                http_request(port, "GET", "/__stack_ready", timeout=2, cafile=cafile)
             except (OSError, http.client.HTTPException):
                 return False
             return True
@@ -1155,8 +1217,16 @@ http {{
 
     def http(self, method: str = "GET", path: str = "/", body=None, headers=None,
              timeout: float = 10.0, name: str = "nginx"):
-        """http_request() against nginx `name`."""
-        return http_request(self.nginxes[name].port, method, path, body, headers, timeout)
+        """http_request() against nginx `name` (over HTTPS when it was started with tls=True)."""
+        ngx = self.nginxes[name]
+        return http_request(ngx.port, method, path, body, headers, timeout, cafile=ngx.cafile)
+
+    def https(self, method: str = "GET", path: str = "/", body=None, headers=None,
+              timeout: float = 10.0, name: str = "nginx"):
+        """http() that insists on TLS: nginx `name` must have been started with tls=True."""
+        if self.nginxes[name].cafile is None:
+            raise StackError(f"nginx {name} was not started with tls=True")
+        return self.http(method, path, body, headers, timeout, name)
 
     # -- shutdown and checks --------------------------------------------------------------------
 

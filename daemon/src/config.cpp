@@ -2,6 +2,7 @@
 #include "paygated/config.hpp"
 
 #include <algorithm>
+#include <cstdint>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -245,7 +246,7 @@ const KeyDef kKeys[] = {
      set_idempotency_lease_ms},
     {{"task_workers", false, "task runner threads, each with its own PostgreSQL connection (0-64, default 2; 0: none)"},
      set_task_workers},
-    {{"task_lease_ms", false, "lease of a taken task; another daemon takes it once it runs out (1000-3600000, default 30000)"},
+    {{"task_lease_ms", false, "lease of a taken task; another daemon takes it once it runs out (1000-3600000, default 60000)"},
      set_task_lease_ms},
     {{"task_poll_ms", false, "how often idle task runners look for due work (10-60000, default 200)"}, set_task_poll_ms},
     {{"task_max_attempts", false, "failed attempts before a task is dead (1-1000, default 12)"}, set_task_max_attempts},
@@ -427,8 +428,11 @@ bool validate_for_daemon(const Config& config, std::string& error) {
         error = "a *_max_ms backoff cap is below its *_base_ms";
         return false;
     }
-    if (config.provider_timeout_ms >= config.task_lease_ms) {
-        error = "provider_timeout_ms must be below task_lease_ms (a call must end before its task's lease)";
+    // One task step makes at most four provider calls in a row (initSession and the call, once
+    // more with a fresh session if the provider forgot the cached one): all must end within the
+    // lease, or another runner would take the task while a call is still out.
+    if (std::uint64_t{4} * config.provider_timeout_ms >= config.task_lease_ms) {
+        error = "task_lease_ms must exceed 4 x provider_timeout_ms (the calls of one task step must end within its lease)";
         return false;
     }
     return true;

@@ -16,7 +16,7 @@ REVERSAL_TASK = "sky_technologies_integration_process_payment_reversal"
 
 class ProviderTestCase(PaymentStackTestCase):
     with_sandbox = True
-    # The sandbox's "timeout" answer comes after 8 s: past paygated's provider_timeout_ms (3 s).
+    # The sandbox's "timeout" answer comes after 8 s: past paygated's provider_timeout_ms (2 s).
     sandbox_options = {"timeout_seconds": 8, "processing_seconds": 1}
 
     def accepted_payment(self, method_id="card-7781", amount="12.50") -> str:
@@ -213,7 +213,7 @@ class DaemonKilledMidTaskTest(ProviderTestCase):
             f"SELECT state FROM provider_operations WHERE payment_id = '{pid}'") == "sending", 10, "the charge call")
         self.assertEqual(self.stack.kill_daemon("d1", signal.SIGKILL), -9)
         self.stack.start_daemon("d1")
-        # the lease (task_lease_ms 8 s) runs out, the task is taken again, a status check finds
+        # the lease (task_lease_ms 9 s) runs out, the task is taken again, a status check finds
         # the charge the sandbox recorded: completed without sending it again
         self.wait_status(pid, "completed", timeout=40)
         ops, ledger = self.ledger_ops(pid)

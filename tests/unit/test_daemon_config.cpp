@@ -240,7 +240,7 @@ void key_table_documents_every_key(void**) {
                             : name == "provider_route"       ? "* sky-technologies"
                             : name == "sky_technologies_url" ? "https://sky.example"
                             : name == "callback_base_url"    ? "https://pay.example/callbacks"
-                            : name == "task_lease_ms"        ? "30000"
+                            : name == "task_lease_ms"        ? "60000"
                             : name == "task_workers" || name == "task_max_attempts" ? "2"
                                                              : "200";
         Config c;
@@ -273,7 +273,7 @@ void provider_route_needs_its_settings(void**) {
     assert_non_null(std::strstr(error.c_str(), "reversal_key"));
     c.sky_technologies_reversal_key = "/k/reversal.key";
     assert_true(validate_for_daemon(c, error));
-    c.provider_timeout_ms = c.task_lease_ms;
+    c.provider_timeout_ms = c.task_lease_ms / 4;
     assert_false(validate_for_daemon(c, error));   // a call must end before its task's lease
 }
 

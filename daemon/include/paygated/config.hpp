@@ -40,7 +40,7 @@ struct Config {
 
     // Durable tasks (docs/tasks.md): runner threads have their own connections, apart from the API's.
     unsigned task_workers = 2;                   // 0: this daemon runs no tasks
-    unsigned task_lease_ms = 30000;              // a taken task is another daemon's again after this
+    unsigned task_lease_ms = 60000;              // a taken task is another daemon's again after this
     unsigned task_poll_ms = 200;                 // idle runners look for due work this often
     unsigned task_max_attempts = 12;             // failed attempts before a task is dead
     unsigned task_backoff_base_ms = 500;         // first retry delay; doubled per attempt, with jitter
