@@ -7,7 +7,7 @@ packages=(
   nginx nginx-dev libpcre2-dev zlib1g-dev libssl-dev
   libzmq3-dev cppzmq-dev libjansson-dev libpq-dev libcurl4-openssl-dev libcmocka-dev
   postgresql postgresql-contrib postgresql-client
-  python3 python3-cryptography curl wrk
+  python3 python3-cryptography openssl curl wrk
 )
 
 missing=()
