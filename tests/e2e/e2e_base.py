@@ -6,6 +6,7 @@ tests/e2e/CMakeLists.txt), the launch logic from scripts/stack.py.
 
 import http.client
 import json
+import re
 import os
 import socket
 import sys
@@ -299,8 +300,22 @@ class PaymentStackTestCase(StackTestCase):
     @staticmethod
     def wait_until_token_accepted(stack, token: str, timeout: float = 20.0, consecutive: int = 8,
                                   name: str = "nginx") -> None:
-        """Polls a status request for an unknown payment on nginx `name` until it answers 404
-        `consecutive` times in a row (each nginx worker has synced the token)."""
+        """Waits until every live worker of nginx `name` has logged a token list at least as new
+        as the database's (a streak of answers alone can miss a worker the kernel gave no
+        connection to), then until a status request for an unknown payment answers 404
+        `consecutive` times in a row."""
+        version = int(stack.psql("SELECT coalesce(max(version), 0) FROM api_tokens"))
+        ngx = stack.nginxes[name]
+        line = re.compile(r"\] (\d+)#\d+: (?:\*\d+ )?paygate: token list version (\d+),")
+
+        def every_worker_synced():
+            seen = {}
+            for m in line.finditer(ngx.error_log.read_text(errors="replace")):
+                pid, v = int(m.group(1)), int(m.group(2))
+                seen[pid] = max(seen.get(pid, 0), v)
+            return all(seen.get(pid, 0) >= version for pid in stack.nginx_worker_pids(name))
+        wait_until(every_worker_synced, timeout, f"every worker of nginx {name} to sync token list "
+                   f"version {version}", interval=0.05)
         path = f"{PAYMENT_API}/{UNKNOWN_PAYMENT}/retrieve/status"
         streak, last = [0], []
 
