@@ -1,164 +1,20 @@
-// The strict JSON reader (numbers kept as written) and the canonical and compact writers.
-#include "paygate/json.hpp"
-
-#include <algorithm>
+// The strict JSON reader (numbers kept as written) and the Value it builds.
 #include <cstdint>
 #include <stdexcept>
 #include <unordered_set>
 #include <utility>
 
+#include "json_internal.hpp"
+#include "paygate/json.hpp"
+
 namespace paygate::json {
 
 namespace {
 
-// ---- number lexemes -------------------------------------------------------------------------
-
-// The parts of a JSON number lexeme: -? int (. frac)? ([eE] [+-]? exp)?
-struct NumberParts {
-    bool negative = false;
-    std::string_view int_digits;
-    std::string_view frac_digits;
-    bool exp_negative = false;
-    std::string_view exp_digits;   // empty when there is no exponent
-};
-
-bool is_digit(char c) { return c >= '0' && c <= '9'; }
-
-// Scans a number starting at text[pos]. On success sets `end` past it; on failure sets `end` to
-// the offending byte and `why` to the reason. Never reads past the end of `text`.
-bool scan_number(std::string_view text, std::size_t pos, NumberParts& parts, std::size_t& end, const char*& why) {
-    std::size_t i = pos;
-    const std::size_t n = text.size();
-    if (i < n && text[i] == '-') {
-        parts.negative = true;
-        ++i;
-    }
-    std::size_t start = i;
-    if (i >= n || !is_digit(text[i])) {
-        end = i;
-        why = "expected a digit";
-        return false;
-    }
-    if (text[i] == '0') {
-        ++i;
-        if (i < n && is_digit(text[i])) {
-            end = start;
-            why = "leading zeros are not allowed in numbers";
-            return false;
-        }
-    } else {
-        while (i < n && is_digit(text[i])) ++i;
-    }
-    parts.int_digits = text.substr(start, i - start);
-    if (i < n && text[i] == '.') {
-        ++i;
-        start = i;
-        while (i < n && is_digit(text[i])) ++i;
-        if (i == start) {
-            end = i;
-            why = "expected a digit after the decimal point";
-            return false;
-        }
-        parts.frac_digits = text.substr(start, i - start);
-    }
-    if (i < n && (text[i] == 'e' || text[i] == 'E')) {
-        ++i;
-        if (i < n && (text[i] == '+' || text[i] == '-')) {
-            parts.exp_negative = text[i] == '-';
-            ++i;
-        }
-        start = i;
-        while (i < n && is_digit(text[i])) ++i;
-        if (i == start) {
-            end = i;
-            why = "expected a digit in the exponent";
-            return false;
-        }
-        parts.exp_digits = text.substr(start, i - start);
-    }
-    end = i;
-    return true;
-}
-
-bool split_number(std::string_view lexeme, NumberParts& parts) {
-    std::size_t end = 0;
-    const char* why = nullptr;
-    return scan_number(lexeme, 0, parts, end, why) && end == lexeme.size();
-}
-
-// Decimal magnitude (no leading zeros, at least 19 digits) plus or minus a small amount that is
-// smaller than it, so the result stays positive and needs no sign handling.
-std::string add_small(std::string mag, std::uint64_t d) {
-    std::size_t i = mag.size();
-    std::uint64_t carry = d;
-    while (carry != 0) {
-        if (i == 0) {
-            mag.insert(mag.begin(), '0');
-            i = 1;
-        }
-        --i;
-        std::uint64_t digit = static_cast<std::uint64_t>(mag[i] - '0') + carry % 10;
-        carry /= 10;
-        if (digit >= 10) {
-            digit -= 10;
-            carry += 1;
-        }
-        mag[i] = static_cast<char>('0' + digit);
-    }
-    return mag;
-}
-
-std::string sub_small(std::string mag, std::uint64_t d) {
-    // Precondition: mag > d.
-    std::size_t i = mag.size();
-    std::uint64_t borrow = 0;
-    while ((d != 0 || borrow != 0) && i > 0) {
-        --i;
-        std::int64_t digit = static_cast<std::int64_t>(mag[i] - '0') - static_cast<std::int64_t>(d % 10) -
-                             static_cast<std::int64_t>(borrow);
-        d /= 10;
-        borrow = 0;
-        if (digit < 0) {
-            digit += 10;
-            borrow = 1;
-        }
-        mag[i] = static_cast<char>('0' + digit);
-    }
-    std::size_t lead = mag.find_first_not_of('0');
-    return lead == std::string::npos ? std::string("0") : mag.substr(lead);
-}
-
-// ---- strings --------------------------------------------------------------------------------
-
-// Length of the well-formed UTF-8 sequence at text[i] (1 for ASCII), or 0 if it is not one:
-// no overlong forms, no surrogates, nothing above U+10FFFF.
-std::size_t utf8_sequence(std::string_view text, std::size_t i) {
-    auto byte = [&](std::size_t k) { return static_cast<unsigned char>(text[k]); };
-    unsigned char c = byte(i);
-    if (c < 0x80) return 1;
-    std::size_t len;
-    unsigned char lo = 0x80;
-    unsigned char hi = 0xbf;
-    if (c >= 0xc2 && c <= 0xdf) {
-        len = 2;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        len = 3;
-        if (c == 0xe0) lo = 0xa0;
-        if (c == 0xed) hi = 0x9f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        len = 4;
-        if (c == 0xf0) lo = 0x90;
-        if (c == 0xf4) hi = 0x8f;
-    } else {
-        return 0;
-    }
-    if (i + len > text.size()) return 0;
-    if (byte(i + 1) < lo || byte(i + 1) > hi) return 0;
-    for (std::size_t k = 2; k < len; ++k) {
-        if (byte(i + k) < 0x80 || byte(i + k) > 0xbf) return 0;
-    }
-    return len;
-}
+using detail::is_digit;
+using detail::NumberParts;
+using detail::scan_number;
+using detail::utf8_sequence;
 
 void append_utf8(std::string& out, std::uint32_t cp) {
     if (cp < 0x80) {
@@ -177,48 +33,6 @@ void append_utf8(std::string& out, std::uint32_t cp) {
         out.push_back(static_cast<char>(0x80 | (cp & 0x3f)));
     }
 }
-
-}  // namespace
-
-void append_string(std::string& out, std::string_view text) {
-    static const char hex[] = "0123456789abcdef";
-    out.push_back('"');
-    for (std::size_t i = 0; i < text.size();) {
-        auto c = static_cast<unsigned char>(text[i]);
-        if (c >= 0x80) {
-            std::size_t len = utf8_sequence(text, i);
-            if (len == 0) {
-                out += "\xef\xbf\xbd";
-                ++i;
-            } else {
-                out.append(text.data() + i, len);
-                i += len;
-            }
-            continue;
-        }
-        switch (c) {
-            case '"': out += "\\\""; break;
-            case '\\': out += "\\\\"; break;
-            case '\b': out += "\\b"; break;
-            case '\f': out += "\\f"; break;
-            case '\n': out += "\\n"; break;
-            case '\r': out += "\\r"; break;
-            case '\t': out += "\\t"; break;
-            default:
-                if (c < 0x20) {
-                    out += "\\u00";
-                    out.push_back(hex[c >> 4]);
-                    out.push_back(hex[c & 0xf]);
-                } else {
-                    out.push_back(static_cast<char>(c));
-                }
-        }
-        ++i;
-    }
-    out.push_back('"');
-}
-
-namespace {
 
 // A key for an error message: at most 64 bytes, cut on a UTF-8 boundary.
 std::string quote_key(std::string_view key) {
@@ -512,47 +326,6 @@ bool Parser::run(Value& out) {
     }
 }
 
-void write(std::string& out, const Value& v, bool canonical_form) {
-    switch (v.type()) {
-        case Type::Null: out += "null"; break;
-        case Type::Bool: out += v.boolean() ? "true" : "false"; break;
-        case Type::Number: out += canonical_form ? canonical_number(v.text()) : v.text(); break;
-        case Type::String: append_string(out, v.text()); break;
-        case Type::Array: {
-            out.push_back('[');
-            bool first = true;
-            for (const Value& item : v.items()) {
-                if (!first) out.push_back(',');
-                first = false;
-                write(out, item, canonical_form);
-            }
-            out.push_back(']');
-            break;
-        }
-        case Type::Object: {
-            out.push_back('{');
-            std::vector<const std::pair<std::string, Value>*> members;
-            members.reserve(v.members().size());
-            for (const auto& m : v.members()) members.push_back(&m);
-            if (canonical_form) {
-                // std::string compares with char_traits<char>, which orders bytes as unsigned char.
-                std::sort(members.begin(), members.end(),
-                          [](const auto* a, const auto* b) { return a->first < b->first; });
-            }
-            bool first = true;
-            for (const auto* m : members) {
-                if (!first) out.push_back(',');
-                first = false;
-                append_string(out, m->first);
-                out.push_back(':');
-                write(out, m->second, canonical_form);
-            }
-            out.push_back('}');
-            break;
-        }
-    }
-}
-
 }  // namespace
 
 std::string_view type_name(Type t) {
@@ -613,95 +386,10 @@ Value Value::object(std::vector<std::pair<std::string, Value>> members) {
     return v;
 }
 
-bool is_number_lexeme(std::string_view lexeme) {
-    NumberParts parts;
-    return split_number(lexeme, parts);
-}
-
 bool parse(std::string_view text, Value& out, ParseError& error, const ParseLimits& limits) {
     error = ParseError{};
     Parser parser(text, limits, error);
     return parser.run(out);
-}
-
-std::string canonical(const Value& value) {
-    std::string out;
-    write(out, value, true);
-    return out;
-}
-
-std::string serialize(const Value& value) {
-    std::string out;
-    write(out, value, false);
-    return out;
-}
-
-std::string canonical_number(std::string_view lexeme) {
-    NumberParts parts;
-    if (!split_number(lexeme, parts)) return std::string(lexeme);   // not a number: left as is
-
-    // value = digits * 10^(exponent - frac_len), digits without leading or trailing zeros.
-    std::string digits;
-    digits.reserve(parts.int_digits.size() + parts.frac_digits.size());
-    digits.append(parts.int_digits);
-    digits.append(parts.frac_digits);
-    std::size_t lead = digits.find_first_not_of('0');
-    if (lead == std::string::npos) return "0";   // any zero, "-0.0e7" included
-    digits.erase(0, lead);
-    std::size_t last = digits.find_last_not_of('0');
-    const std::size_t trailing = digits.size() - 1 - last;
-    digits.resize(last + 1);
-    // delta = trailing zeros dropped - fraction digits; |delta| < lexeme size, so it fits.
-    const std::int64_t delta = static_cast<std::int64_t>(trailing) - static_cast<std::int64_t>(parts.frac_digits.size());
-
-    std::string out;
-    if (parts.negative) out.push_back('-');
-
-    std::string_view exp_digits = parts.exp_digits;
-    std::size_t exp_lead = exp_digits.find_first_not_of('0');
-    exp_digits = exp_lead == std::string_view::npos ? std::string_view() : exp_digits.substr(exp_lead);
-
-    if (exp_digits.size() > 18) {
-        // A huge exponent (|e| >= 10^18 > |delta|): exact decimal arithmetic on its digits, and
-        // always exponent notation, so nothing is ever expanded.
-        std::string mag(exp_digits);
-        // e' = sign*mag + delta. Positive: mag + delta. Negative: -(mag - delta).
-        const bool add = parts.exp_negative ? delta < 0 : delta >= 0;
-        const std::uint64_t d = delta < 0 ? static_cast<std::uint64_t>(-delta) : static_cast<std::uint64_t>(delta);
-        mag = add ? add_small(std::move(mag), d) : sub_small(std::move(mag), d);
-        out += digits;
-        out += parts.exp_negative ? "e-" : "e";
-        out += mag;
-        return out;
-    }
-
-    std::int64_t e = 0;
-    for (char c : exp_digits) e = e * 10 + (c - '0');
-    if (parts.exp_negative) e = -e;
-    e += delta;
-
-    if (e > 20 || e < -20) {
-        out += digits;
-        out += 'e';
-        out += std::to_string(e);
-        return out;
-    }
-    if (e >= 0) {
-        out += digits;
-        out.append(static_cast<std::size_t>(e), '0');
-        return out;
-    }
-    const std::size_t k = static_cast<std::size_t>(-e);   // fraction digits
-    if (digits.size() > k) {
-        out.append(digits, 0, digits.size() - k);
-        out.push_back('.');
-        out.append(digits, digits.size() - k, k);
-    } else {
-        out += "0.";
-        out.append(k - digits.size(), '0');
-        out += digits;
-    }
-    return out;
 }
 
 }  // namespace paygate::json
