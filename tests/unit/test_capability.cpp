@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "paygate/capability.hpp"
+#include "test_material.hpp"
 #include "paygate/crypto.hpp"
 
 using namespace paygate;
@@ -31,14 +32,7 @@ Keyring ring(const std::string& text) {
     return *keys;
 }
 
-std::string write_temp(const std::string& content) {
-    char path[] = "/tmp/paygate-test-capability-XXXXXX";
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    assert_int_equal(write(fd, content.data(), content.size()), static_cast<ssize_t>(content.size()));
-    close(fd);
-    return path;
-}
+using test_material::write_temp;
 
 void tag_is_43_chars_and_deterministic(void**) {
     Key key{"k2026", kNewSecret};

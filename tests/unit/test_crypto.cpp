@@ -15,39 +15,31 @@
 #include <openssl/pem.h>
 
 #include "paygate/crypto.hpp"
+#include "test_material.hpp"
 
 using namespace paygate::crypto;
 
 namespace {
 
-struct PkeyFree {
-    void operator()(EVP_PKEY* k) const { EVP_PKEY_free(k); }
-};
-using Pkey = std::unique_ptr<EVP_PKEY, PkeyFree>;
-
-Pkey ec_key(const char* curve) { return Pkey(EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", curve)); }
+using test_material::ec_key;
+using test_material::Pkey;
+using test_material::write_temp;
 
 enum class Pem { Pkcs8, Sec1, Public, EncryptedPkcs8 };
 
 std::string to_pem(EVP_PKEY* key, Pem form) {
-    BIO* bio = BIO_new(BIO_s_mem());
-    int ok = 0;
-    switch (form) {
-        case Pem::Pkcs8: ok = PEM_write_bio_PrivateKey(bio, key, nullptr, nullptr, 0, nullptr, nullptr); break;
-        case Pem::Sec1: ok = PEM_write_bio_PrivateKey_traditional(bio, key, nullptr, nullptr, 0, nullptr, nullptr); break;
-        case Pem::Public: ok = PEM_write_bio_PUBKEY(bio, key); break;
-        case Pem::EncryptedPkcs8: {
-            char pass[] = "correct horse";
-            ok = PEM_write_bio_PKCS8PrivateKey(bio, key, EVP_aes_256_cbc(), pass, sizeof pass - 1, nullptr, nullptr);
-            break;
+    return test_material::pem_text([&](BIO* bio) {
+        switch (form) {
+            case Pem::Pkcs8: return PEM_write_bio_PrivateKey(bio, key, nullptr, nullptr, 0, nullptr, nullptr);
+            case Pem::Sec1: return PEM_write_bio_PrivateKey_traditional(bio, key, nullptr, nullptr, 0, nullptr, nullptr);
+            case Pem::Public: return PEM_write_bio_PUBKEY(bio, key);
+            case Pem::EncryptedPkcs8: {
+                char pass[] = "correct horse";
+                return PEM_write_bio_PKCS8PrivateKey(bio, key, EVP_aes_256_cbc(), pass, sizeof pass - 1, nullptr, nullptr);
+            }
         }
-    }
-    char* data = nullptr;
-    long len = BIO_get_mem_data(bio, &data);
-    std::string out = ok == 1 && len > 0 ? std::string(data, static_cast<std::size_t>(len)) : std::string();
-    BIO_free(bio);
-    assert_false(out.empty());
-    return out;
+        return 0;
+    });
 }
 
 std::string hex(const std::string& bytes) {
@@ -58,15 +50,6 @@ std::string hex(const std::string& bytes) {
         out.push_back(digits[c & 15]);
     }
     return out;
-}
-
-std::string write_temp(const std::string& content) {
-    char path[] = "/tmp/paygate-test-crypto-XXXXXX";
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    assert_int_equal(write(fd, content.data(), content.size()), static_cast<ssize_t>(content.size()));
-    close(fd);
-    return path;
 }
 
 EcdsaPrivateKey load_private(const std::string& pem) {

@@ -11,6 +11,7 @@
 #include <openssl/pem.h>
 
 #include "paygate/webhook.hpp"
+#include "test_material.hpp"
 
 using namespace paygate;
 using webhook::Key;
@@ -24,21 +25,9 @@ const char* kTs = "1700000000";
 const std::string kBody = "{\"transaction_id\":\"6f1c2b9e-0d7a-4f3e-8b5c-1a2d3e4f5a6b\",\"status\":\"paid\"}";
 const std::string kSecret(32, '\x5a');
 
-struct PkeyFree {
-    void operator()(EVP_PKEY* k) const { EVP_PKEY_free(k); }
-};
-
-std::string pem_of(EVP_PKEY* key, bool is_public) {
-    BIO* bio = BIO_new(BIO_s_mem());
-    int ok = is_public ? PEM_write_bio_PUBKEY(bio, key)
-                       : PEM_write_bio_PrivateKey(bio, key, nullptr, nullptr, 0, nullptr, nullptr);
-    char* data = nullptr;
-    long len = BIO_get_mem_data(bio, &data);
-    std::string out = ok == 1 && len > 0 ? std::string(data, static_cast<std::size_t>(len)) : std::string();
-    BIO_free(bio);
-    assert_false(out.empty());
-    return out;
-}
+using test_material::ec_key;
+using test_material::pem_of;
+using test_material::write_temp;
 
 // A freshly generated key pair: the signing half and the PEM of the verifying half.
 struct Pair {
@@ -47,13 +36,13 @@ struct Pair {
 };
 
 Pair make_pair(const char* curve = "P-521") {
-    std::unique_ptr<EVP_PKEY, PkeyFree> k(EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", curve));
+    test_material::Pkey k = ec_key(curve);
     assert_non_null(k.get());
     std::string error;
     auto priv = crypto::EcdsaPrivateKey::from_pem(pem_of(k.get(), false), error);
     if (!priv) {
         // Wrong-curve pairs cannot be loaded as our key type; sign with a P-521 stand-in.
-        std::unique_ptr<EVP_PKEY, PkeyFree> p521(EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-521"));
+        test_material::Pkey p521 = ec_key("P-521");
         priv = crypto::EcdsaPrivateKey::from_pem(pem_of(p521.get(), false), error);
     }
     assert_true(priv.has_value());
@@ -75,14 +64,6 @@ std::vector<Key> keys_of(Key a) {
     return keys;
 }
 
-std::string write_temp(const std::string& content) {
-    char path[] = "/tmp/paygate-test-webhook-XXXXXX";
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    assert_int_equal(write(fd, content.data(), content.size()), static_cast<ssize_t>(content.size()));
-    close(fd);
-    return path;
-}
 
 #define assert_verdict(actual, expected)                                                                  \
     do {                                                                                                  \
