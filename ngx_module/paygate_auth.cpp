@@ -13,9 +13,10 @@ namespace {
 // The client token from `x_auth_token` (needs underscores_in_headers on) or `X-Auth-Token`.
 // Nothing when absent; `ambiguous` when several are sent (which one would be meant?).
 std::string_view auth_token(ngx_http_request_t* r, bool& ambiguous) {
-    std::vector<std::string_view> found = header_values(r, {"x_auth_token", "x-auth-token"});
-    ambiguous = found.size() > 1;
-    return found.empty() ? std::string_view{} : found.front();
+    int count = 0;
+    std::string_view found = find_header(r, {"x_auth_token", "x-auth-token"}, count);
+    ambiguous = count > 1;
+    return found;
 }
 
 void on_token_wait_timeout(ngx_event_t* ev) {
@@ -34,8 +35,9 @@ void on_token_wait_timeout(ngx_event_t* ev) {
 
 }  // namespace
 
-std::vector<std::string_view> header_values(ngx_http_request_t* r, std::initializer_list<std::string_view> names) {
-    std::vector<std::string_view> found;
+std::string_view find_header(ngx_http_request_t* r, std::initializer_list<std::string_view> names, int& count) {
+    std::string_view found;
+    count = 0;
     ngx_list_part_t* part = &r->headers_in.headers.part;
     auto* h = static_cast<ngx_table_elt_t*>(part->elts);
     for (ngx_uint_t i = 0;; ++i) {
@@ -48,7 +50,7 @@ std::vector<std::string_view> header_values(ngx_http_request_t* r, std::initiali
         for (std::string_view name : names) {
             if (h[i].key.len == name.size() &&
                 ngx_strncasecmp(h[i].key.data, reinterpret_cast<u_char*>(const_cast<char*>(name.data())), name.size()) == 0) {
-                found.push_back(view(h[i].value));
+                if (count++ == 0) found = view(h[i].value);
                 break;
             }
         }

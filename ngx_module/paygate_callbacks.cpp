@@ -127,14 +127,15 @@ bool check_signature(ngx_http_request_t* r, const routes::Route& route, std::str
                      ngx_int_t& rc) {
     auto* mcf = static_cast<MainConf*>(ngx_http_get_module_main_conf(r, ngx_http_paygate_module));
     const std::vector<webhook::Key>* keys = mcf->callbacks ? mcf->callbacks->keys_of(route.partner) : nullptr;
-    std::vector<std::string_view> id = header_values(r, {"webhook-id"});
-    std::vector<std::string_view> ts = header_values(r, {"webhook-timestamp"});
-    std::vector<std::string_view> sig = header_values(r, {"webhook-signature"});
+    int ids = 0, timestamps = 0, signatures = 0;
+    std::string_view id = find_header(r, {"webhook-id"}, ids);
+    std::string_view ts = find_header(r, {"webhook-timestamp"}, timestamps);
+    std::string_view sig = find_header(r, {"webhook-signature"}, signatures);
     webhook::Verdict verdict = webhook::Verdict::MissingHeader;
     if (keys == nullptr) {
         verdict = webhook::Verdict::NoKeys;
-    } else if (id.size() == 1 && ts.size() == 1 && sig.size() == 1 && id[0].size() <= 128) {
-        verdict = webhook::verify(*keys, id[0], ts[0], sig[0], body, static_cast<std::int64_t>(ngx_time()));
+    } else if (ids == 1 && timestamps == 1 && signatures == 1 && id.size() <= 128) {
+        verdict = webhook::verify(*keys, id, ts, sig, body, static_cast<std::int64_t>(ngx_time()));
     }
     if (verdict != webhook::Verdict::Ok) {
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0, "paygate: 401, %*s callback refused: signature %s, request_id=%*s",
@@ -144,7 +145,7 @@ bool check_signature(ngx_http_request_t* r, const routes::Route& route, std::str
                         std::string("callback refused: signature ") + webhook::verdict_name(verdict));
         return false;
     }
-    webhook_id = std::string(id[0]);
+    webhook_id = std::string(id);
     return true;
 }
 

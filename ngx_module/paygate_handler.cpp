@@ -132,19 +132,24 @@ void on_body_read(ngx_http_request_t* r) {
 
 // The path matched against the route table: callbacks are served under paygate_callback_prefix
 // (the table's own /callbacks is then not reachable).
-std::string route_path(ngx_http_request_t* r) {
+// `storage` holds a rewritten path; the common case is the request's own URI, not copied.
+std::string_view route_path(ngx_http_request_t* r, std::string& storage) {
     auto* lcf = static_cast<LocConf*>(ngx_http_get_module_loc_conf(r, ngx_http_paygate_module));
     std::string_view uri = view(r->uri);
     std::string_view prefix = view(lcf->callback_prefix);
-    if (prefix == kCallbackRoutePrefix) return std::string(uri);
+    if (prefix == kCallbackRoutePrefix) return uri;
     auto under = [&](std::string_view p) { return uri.size() > p.size() && uri.substr(0, p.size()) == p && uri[p.size()] == '/'; };
-    if (under(prefix)) return std::string(kCallbackRoutePrefix) + std::string(uri.substr(prefix.size()));
-    if (under(kCallbackRoutePrefix)) return std::string();   // matches nothing: 404
-    return std::string(uri);
+    if (under(prefix)) {
+        storage = std::string(kCallbackRoutePrefix) + std::string(uri.substr(prefix.size()));
+        return storage;
+    }
+    if (under(kCallbackRoutePrefix)) return {};   // matches nothing: 404
+    return uri;
 }
 
 ngx_int_t handle(ngx_http_request_t* r) {
-    routes::Match match = routes::match(view(r->method_name), route_path(r));
+    std::string rewritten;
+    routes::Match match = routes::match(view(r->method_name), route_path(r, rewritten));
     if (match.result != routes::MatchResult::Found) {
         ngx_int_t rc = ngx_http_discard_request_body(r);
         if (rc != NGX_OK) return rc;

@@ -125,8 +125,9 @@ ngx_int_t park_until_tokens(ngx_http_request_t* r);
 // The first token list arrived: runs the parked requests from the start.
 void resume_awaiting();
 
-// Values of the request headers named (case-insensitively) `names`, in order of arrival.
-std::vector<std::string_view> header_values(ngx_http_request_t* r, std::initializer_list<std::string_view> names);
+// The first request header named (case-insensitively) one of `names`, or "" if none; `count`
+// says how many there are (a credential sent twice is ambiguous). No allocation.
+std::string_view find_header(ngx_http_request_t* r, std::initializer_list<std::string_view> names, int& count);
 
 // ---- paygate_callbacks.cpp: the callback proxy's edge checks of Access::Partner routes ----
 
