@@ -3,6 +3,7 @@ helpers (one create, and the measured wrk create of bench/payments.sh and bench/
 the entry point that turns a StackError into a one-line failure. The launch logic itself is
 scripts/stack.py."""
 
+import contextlib
 import re
 import signal
 import subprocess
@@ -11,7 +12,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-from stack import StackError  # noqa: E402
+from stack import Stack, StackError  # noqa: E402
 
 API = "/api/v1/payment"
 CREATE_LUA = Path(__file__).resolve().parent / "create_payment.lua"
@@ -109,3 +110,15 @@ def run(main) -> None:
     except StackError as e:
         print(f"bench: {e}", file=sys.stderr)
         sys.exit(1)
+
+
+@contextlib.contextmanager
+def bench_stack(build_dir, **stack_options):
+    """A Stack (keyword arguments as Stack's) with PostgreSQL started and migrated; warns when the
+    build carries sanitizers (figures of an ASan build mean nothing)."""
+    with Stack(build_dir, **stack_options) as s:
+        if s.sanitized:
+            print("bench: warning: the module links ASan; use a Release build", file=sys.stderr)
+        s.start_postgres()
+        s.migrate()
+        yield s

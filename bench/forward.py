@@ -16,8 +16,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-from stack import Stack, StackError  # noqa: E402
-from common import run, wrk  # noqa: E402
+from stack import StackError  # noqa: E402
+from common import bench_stack, run, wrk  # noqa: E402
 
 BODY = '{"status":"ok"}'
 TARGETS = [("forward", "/ping", "forward (ZeroMQ ipc, paygated)"),
@@ -53,11 +53,7 @@ def main() -> int:
     args = ap.parse_args()
 
     results = {}
-    with Stack(args.build_dir, log_level="warn", daemon_workers=args.daemon_workers) as s:
-        if s.sanitized:
-            print("bench: warning: the module links ASan; use a Release build", file=sys.stderr)
-        s.start_postgres()
-        s.migrate()
+    with bench_stack(args.build_dir, log_level="warn", daemon_workers=args.daemon_workers) as s:
         s.start_daemon("bench")
         upstream = s.start_plain_nginx("upstream", UPSTREAM_SERVER, worker_processes=1)
         s.start_nginx(

@@ -30,7 +30,7 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent / "scripts"))
 from stack import PG_BIN, Stack, StackError, wait_for_token_sync  # noqa: E402
-from common import API, create_payment, line, measure_create, run, wrk  # noqa: E402
+from common import bench_stack, API, create_payment, line, measure_create, run, wrk  # noqa: E402
 
 CLIENT = "bench"
 CREATE_SQL = BENCH / "create_payment.sql"
@@ -101,12 +101,8 @@ def main() -> int:
     logdir = Path(tempfile.mkdtemp(prefix="paygate-pgbench-"))
     os.chmod(logdir, 0o755)
     try:
-        with Stack(args.build_dir, log_level="warn", daemon_workers=args.daemon_workers,
-                   fsync=True) as s:
-            if s.sanitized:
-                print("bench: warning: the module links ASan; use a Release build", file=sys.stderr)
-            s.start_postgres()
-            s.migrate()
+        with bench_stack(args.build_dir, log_level="warn", daemon_workers=args.daemon_workers,
+                         fsync=True) as s:
             token = s.create_token(CLIENT)
             client_id = s.psql(f"SELECT id FROM clients WHERE name = '{CLIENT}'")
             known = {"client_id": client_id, "client": CLIENT, "client_name": CLIENT}

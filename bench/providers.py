@@ -28,7 +28,7 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent / "scripts"))
 from stack import Stack, StackError, wait_for_token_sync  # noqa: E402
-from common import API, create_payment, line, measure_create, run, wrk  # noqa: E402
+from common import bench_stack, API, create_payment, line, measure_create, run, wrk  # noqa: E402
 
 CLIENT = "bench"
 
@@ -186,12 +186,8 @@ def main() -> int:
     if n < 1:
         raise StackError("--payments must be at least 1")
 
-    with Stack(args.build_dir, log_level="warn", daemon_workers=args.daemon_workers,
-               fsync=True) as s:
-        if s.sanitized:
-            print("bench: warning: the module links ASan; use a Release build", file=sys.stderr)
-        s.start_postgres()
-        s.migrate()
+    with bench_stack(args.build_dir, log_level="warn", daemon_workers=args.daemon_workers,
+                     fsync=True) as s:
         token = s.create_token(CLIENT)
         s.start_sandbox()
         s.start_daemon("bench", task_workers=args.task_workers, task_poll_ms=10)

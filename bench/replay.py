@@ -24,8 +24,8 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent / "scripts"))
 sys.path.insert(0, str(BENCH))
-from stack import Stack, StackError, wait_for_token_sync  # noqa: E402
-from common import run, wrk  # noqa: E402
+from stack import StackError, wait_for_token_sync  # noqa: E402
+from common import bench_stack, run, wrk  # noqa: E402
 
 CREATE_PATH = "/api/v1/payment/create"
 RETURN_PATH = "/return/replay"
@@ -72,11 +72,7 @@ def main() -> int:
     results = {}
     # log_level info: the daemon's request lines prove the replays never reached it (only the
     # one create and the module's token syncs are logged, so this costs nothing measurable).
-    with Stack(args.build_dir, log_level="info", daemon_workers=1) as s:
-        if s.sanitized:
-            print("bench: warning: the module links ASan; use a Release build", file=sys.stderr)
-        s.start_postgres()
-        s.migrate()
+    with bench_stack(args.build_dir, log_level="info", daemon_workers=1) as s:
         token = s.create_token("bench-replay")
         daemon = s.start_daemon("bench")
         s.start_nginx(worker_processes=1, access_log="off", keepalive_requests=1000000,
