@@ -76,7 +76,7 @@ bool authenticate(ngx_http_request_t* r, std::string& principal, ngx_int_t& rc) 
                       request_id(r).data());
         rc = ngx_http_discard_request_body(r);
         if (rc == NGX_OK) {
-            rc = send_error(r, NGX_HTTP_FORBIDDEN, "access_error",
+            rc = send_error(r, NGX_HTTP_FORBIDDEN, "acces_error",
                             ambiguous       ? "send exactly one x_auth_token header"
                             : token.empty() ? "x_auth_token header required"
                                             : "invalid or revoked x_auth_token");

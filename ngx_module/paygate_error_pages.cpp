@@ -27,7 +27,7 @@ std::string nginx_error_json(ngx_http_request_t* r, ngx_uint_t status) {
             return ipc::json_error("payload_too_large", "request body exceeds " +
                                                             std::to_string(clcf->client_max_body_size) + " bytes");
         }
-        case NGX_HTTP_FORBIDDEN: return ipc::json_error("access_error", "access denied");
+        case NGX_HTTP_FORBIDDEN: return ipc::json_error("acces_error", "access denied");
         case NGX_HTTP_NOT_FOUND: return ipc::json_error("not_found", "not found");
         case NGX_HTTP_NOT_ALLOWED: return ipc::json_error("method_not_allowed", "method not allowed");
         case 429: return ipc::json_error("too_many_requests", "too many requests, retry later");

@@ -1463,7 +1463,7 @@ Payments (demo clients {DEMO_CLIENTS[0]!r} and {DEMO_CLIENTS[1]!r}; new tokens o
   curl -s -X POST "{api}/$PAYMENT_ID2/cancel" {auth} {js} \\
     -d {cancel}; echo
   curl -s "{api}/$PAYMENT_ID2/retrieve/status" {auth}; echo    # cancelled
-  # another client's payment is refused (403 access_error)
+  # another client's payment is refused (403 acces_error)
   curl -s "{api}/$PAYMENT_ID/retrieve" -H "x_auth_token: $PAYGATE_TOKEN_OTHER"; echo"""
 
 

@@ -13,7 +13,7 @@ namespace paygate::daemon {
 ipc::Reply handle_callback_sky_technologies(const ipc::Request& request, WorkerContext& ctx) {
     return guarded(request, ctx, [&] {
         const std::string provider = "sky-technologies";
-        if (request.principal != "partner:" + provider) throw Refusal{403, "access_error", "access denied"};
+        if (request.principal != "partner:" + provider) throw Refusal{403, "acces_error", "access denied"};
         const std::string* ref = request.param("operation_id");
         const std::string* webhook_id = request.header("webhook-id");
         if (!ref || !webhook_id || webhook_id->empty()) throw Refusal{400, "validation_error", "not a verified callback"};

@@ -43,7 +43,7 @@ struct Caller {
 
 Caller require_client(const ipc::Request& request) {
     std::optional<std::string> id = client_principal(request.principal);
-    if (!id) throw Refusal{403, "access_error", "access denied"};
+    if (!id) throw Refusal{403, "acces_error", "access denied"};
     return Caller{*id, "client:" + *id};
 }
 
@@ -67,7 +67,7 @@ PaymentRef payment_ref(const ipc::Request& request) {
 // 404 for a payment that does not exist, 403 for another client's.
 void check_owner(bool found, const std::string& owner, const PaymentRef& ref, const Caller& caller) {
     if (!found) throw Refusal{404, "not_found", "payment " + ref.as_given + " not found"};
-    if (owner != caller.client_id) throw Refusal{403, "access_error", "access denied"};
+    if (owner != caller.client_id) throw Refusal{403, "acces_error", "access denied"};
 }
 
 PaymentStatus stored_status(const std::string& name) {
@@ -205,7 +205,7 @@ ipc::Reply handle_payment_create(const ipc::Request& request, WorkerContext& ctx
                 id = create_payment(s, caller.client_id, caller.actor, *body);
             } catch (const DbError& e) {
                 // The principal names no client (deleted behind the module's back): not a fault of ours.
-                if (e.sqlstate == "23503") throw Refusal{403, "access_error", "access denied"};
+                if (e.sqlstate == "23503") throw Refusal{403, "acces_error", "access denied"};
                 throw;
             }
             return value_reply(200, Value::object({{"transaction_id", Value::string(id)}}));

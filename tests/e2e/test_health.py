@@ -48,14 +48,14 @@ class HealthTest(StackTestCase):
         """nginx ignores header names with underscores by default: `x_auth_token` must still reach
         the module. Checked on a route that needs a token (/ping needs none, so it proves nothing)."""
         path = f"{PAYMENT_API}/{UNKNOWN_PAYMENT}/retrieve/status"
-        self.assertJsonError(self.get(path), 403, "access_error")   # the route does check a token
+        self.assertJsonError(self.get(path), 403, "acces_error")   # the route does check a token
         token = self.stack.create_token("underscore")
         # polls this route with x_auth_token until every worker answers 404, i.e. accepts it
         PaymentStackTestCase.wait_until_token_accepted(self.stack, token)
         doc = self.assertJsonError(self.get(path, headers={"x_auth_token": token}), 404, "not_found")
         self.assertEqual(doc["message"], f"payment {UNKNOWN_PAYMENT} not found")
         # the header is read, not merely tolerated: a wrong token in it is refused
-        self.assertJsonError(self.get(path, headers={"x_auth_token": token[:-1]}), 403, "access_error")
+        self.assertJsonError(self.get(path, headers={"x_auth_token": token[:-1]}), 403, "acces_error")
 
     def test_query_string_and_trailing_slash(self):
         for path in ("/ping?x=1", "/ping/"):

@@ -31,14 +31,14 @@ class TokenAuthTest(PaymentStackTestCase):
 
     def assertRefusedEverywhere(self, pid: str, *, token, header="x_auth_token", why="",
                                 owner="default"):
-        """Every route answers 403 access_error with `token`; nothing changes (read with the
+        """Every route answers 403 acces_error with `token`; nothing changes (read with the
         `owner` token)."""
         before = self.snapshot(pid, token=owner)
         count = self.payment_count()
         for label, method, path, body in self.routes(pid):
             with self.subTest(why=why, route=label):
                 self.assertJsonError(self.api(method, path, body, token=token, header=header),
-                                     403, "access_error")
+                                     403, "acces_error")
         self.assertEqual(self.payment_count(), count, f"{why}: a payment was created")
         self.assertUnchanged(pid, before, why, token=owner)
 
@@ -70,9 +70,9 @@ class TokenAuthTest(PaymentStackTestCase):
         self.wait_until_token_accepted(self.stack, token)
         pid = self.create_payment(token=token)
         self.assertEqual(self.accept(pid, token=token)[0], 200)
-        self.assertJsonError(self.retrieve(pid, token=token + "0"), 403, "access_error")
+        self.assertJsonError(self.retrieve(pid, token=token + "0"), 403, "acces_error")
         self.stack.revoke_token(token=token)
-        self.assertJsonError(self.cancel(pid, token=self.tokens["bob"]), 403, "access_error")
+        self.assertJsonError(self.cancel(pid, token=self.tokens["bob"]), 403, "acces_error")
         files = [self.stack.pg.logfile]
         files += [d.logfile for d in self.stack.daemons.values()]
         for ngx in self.stack.nginxes.values():
@@ -113,7 +113,7 @@ class TokenAuthTest(PaymentStackTestCase):
                 # the token in that header named the client: the payment is alice's, not bob's
                 pid = self.assertJson(hdrs, raw)["transaction_id"]
                 self.assertEqual(self.status_of(pid, token=self.tokens["alice"]), "created")
-                self.assertJsonError(self.retrieve(pid, token=self.tokens["bob"]), 403, "access_error")
+                self.assertJsonError(self.retrieve(pid, token=self.tokens["bob"]), 403, "acces_error")
 
     def test_two_token_headers_are_refused(self):
         # Which one would be meant? Neither: even two valid tokens get 403, and nothing is created.
@@ -122,7 +122,7 @@ class TokenAuthTest(PaymentStackTestCase):
         for second in (bob, alice, "pgt_" + "0" * 64):
             with self.subTest(second=second[:8]):
                 doc = self.assertJsonError(self.api("POST", "create", create_body(), token=alice,
-                                                    headers={"X-Auth-Token": second}), 403, "access_error")
+                                                    headers={"X-Auth-Token": second}), 403, "acces_error")
                 self.assertIn("exactly one", doc["message"])
         self.assertEqual(self.payment_count(), before)
 
@@ -135,13 +135,13 @@ class TokenAuthTest(PaymentStackTestCase):
         for label, method, path, body in self.routes(pid)[1:]:
             with self.subTest(route=label):
                 doc = self.assertJsonError(self.api(method, path, body, token=bob), 403,
-                                           "access_error")
+                                           "acces_error")
                 self.assertNotIn("alice", doc["message"])
                 self.assertUnchanged(pid, before, f"(bob's {label})")
         # bob's own payments are his; alice cannot touch them either
         bob_pid = self.create_payment(token=bob)
-        self.assertJsonError(self.retrieve(bob_pid, token=alice), 403, "access_error")
-        self.assertJsonError(self.cancel(bob_pid, token=alice), 403, "access_error")
+        self.assertJsonError(self.retrieve(bob_pid, token=alice), 403, "acces_error")
+        self.assertJsonError(self.cancel(bob_pid, token=alice), 403, "acces_error")
         self.assertEqual(self.status_of(bob_pid, token=bob), "created")
         # and each still works for its owner
         self.assertEqual(self.accept(pid, token=alice)[0], 200)
@@ -159,7 +159,7 @@ class TokenAuthTest(PaymentStackTestCase):
         answers = [self.api("GET", path, token=token)[0] for _ in range(requests)]
         self.assertEqual(answers, [403] * requests,
                          f"revoked token still accepted {REVOCATION_DEADLINE}s after the revoke")
-        self.assertJsonError(self.create(token=token), 403, "access_error")
+        self.assertJsonError(self.create(token=token), 403, "acces_error")
 
     def test_revoked_token_is_refused_within_a_second(self):
         token = self.stack.create_token("carol")

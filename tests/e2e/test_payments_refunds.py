@@ -291,7 +291,7 @@ class WrongStateTest(MoneyOperationTestCase):
         rows, events = self.rows(pid), self.events(pid)
         for route in ("extra_charge", "refund"):
             self.assertJsonError(self.api("POST", f"{pid}/{route}", {"idempotency_token": new_uuid(), "amount": "1.00"},
-                                          token=other), 403, "access_error")
+                                          token=other), 403, "acces_error")
         self.assertEqual(self.totals(pid), "completed 4000 0")
         self.assertRetrieveUnchanged(pid, before, "(another client's extra_charge/refund)")
         self.assertEqual((self.rows(pid), self.events(pid)), (rows, events), "operations, tasks or history added")

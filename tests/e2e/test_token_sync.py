@@ -231,7 +231,7 @@ class TokenSyncTestCase(StackTestCase):
                    for pid, (stamp, _, _, seen_at) in seen.items()}
         figures["revoke_command_s"] = round(t_done - t_start, 3)
         figures["requests_sent_s"] = f"{REVOCATION_BOUND}..{checked:.2f}"
-        self.assertEveryAnswer(answers[token], 403, "access_error", "invalid or revoked x_auth_token",
+        self.assertEveryAnswer(answers[token], 403, "acces_error", "invalid or revoked x_auth_token",
                                why=f"revoked token, from {REVOCATION_BOUND}s after the revoke ({figures})")
         for t in others:
             self.assertEveryAnswer(answers[t], 404, "not_found", why="a token that was not revoked")

@@ -90,14 +90,14 @@ void no_principal_is_403(void**) {
     log::set_level(LogLevel::Error);
     Fixture f;
     for (const char* principal : {"", "abc", "0", "-3"}) {
-        expect(dispatch(request("payment.create", principal, nullptr, kCreateBody), f.ctx), 403, "access_error",
+        expect(dispatch(request("payment.create", principal, nullptr, kCreateBody), f.ctx), 403, "acces_error",
                "access denied");
-        expect(dispatch(request("payment.retrieve", principal, kId), f.ctx), 403, "access_error", "access denied");
-        expect(dispatch(request("payment.status", principal, kId), f.ctx), 403, "access_error", "access denied");
-        expect(dispatch(request("payment.cancel", principal, kId, kCancelBody), f.ctx), 403, "access_error",
+        expect(dispatch(request("payment.retrieve", principal, kId), f.ctx), 403, "acces_error", "access denied");
+        expect(dispatch(request("payment.status", principal, kId), f.ctx), 403, "acces_error", "access denied");
+        expect(dispatch(request("payment.cancel", principal, kId, kCancelBody), f.ctx), 403, "acces_error",
                "access denied");
         // The principal is checked before anything else, even a malformed id.
-        expect(dispatch(request("payment.edit", principal, "nope", "{}"), f.ctx), 403, "access_error", "access denied");
+        expect(dispatch(request("payment.edit", principal, "nope", "{}"), f.ctx), 403, "acces_error", "access denied");
     }
 }
 
