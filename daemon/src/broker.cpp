@@ -80,7 +80,8 @@ public:
           inline_ctx_{0, inline_db_},
           janitor_(JanitorSettings{config.database, std::chrono::seconds(config.idempotency_purge_interval_s),
                                    std::chrono::milliseconds(config.db_retry_max_ms), config.idempotency_lease_ms,
-                                   1000}) {}
+                                   1000,
+                                   std::chrono::milliseconds(config.test_fault == TestFault::JanitorStall ? 2000 : 0)}) {}
 
     ~Broker() {
         janitor_.stop();

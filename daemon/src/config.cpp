@@ -309,6 +309,7 @@ bool parse_test_fault(const char* value, TestFault& out) {
     if (v.empty()) out = TestFault::None;
     else if (v == "kill-after-commit") out = TestFault::KillAfterCommit;
     else if (v == "stop-before-commit") out = TestFault::StopBeforeCommit;
+    else if (v == "janitor-stall") out = TestFault::JanitorStall;
     else return false;
     return true;
 }

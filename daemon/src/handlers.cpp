@@ -110,6 +110,17 @@ ipc::Reply guarded(const ipc::Request& request, WorkerContext& ctx, const std::f
         // Db has logged why (db_unavailable / db_connection_lost).
         return ipc::error_reply(request.id, 503, "service_unavailable", "the payment database is unavailable; retry later");
     } catch (const DbError& e) {
+        if (e.deadline_exceeded()) {
+            // A lock wait or a statement outlived the request's deadline: the transaction rolled
+            // back, and the module answers (or has answered) 504 itself.
+            log::warn("db_deadline_exceeded")
+                .kv("request_id", request.request_id)
+                .kv("route", request.route)
+                .kv("worker", ctx.worker)
+                .kv("sqlstate", e.sqlstate);
+            return ipc::error_reply(request.id, 504, "gateway_timeout",
+                                    "the payment core did not finish in time; nothing was changed");
+        }
         log::error("db_error")
             .kv("request_id", request.request_id)
             .kv("route", request.route)

@@ -41,10 +41,18 @@ long Janitor::purge_once(Db& db) {
     try {
         for (;;) {
             Session s(db);
+            if (settings_.test_stall.count() > 0) {
+                log::warn("test_fault_janitor_stall").kv("ms", static_cast<long long>(settings_.test_stall.count()));
+                std::unique_lock<std::mutex> lock(mutex_);
+                wake_.wait_for(lock, settings_.test_stall, [this] { return stop_; });
+                settings_.test_stall = std::chrono::milliseconds(0);  // once per process
+            }
             {
                 std::lock_guard<std::mutex> lock(mutex_);
                 if (stop_) break;
-                cancel_ = PQgetCancel(db.connection());
+                // The session's own connection: asking Db again could replace (and free) the one
+                // the session holds when the server has dropped it meanwhile.
+                cancel_ = PQgetCancel(s.connection());
             }
             long n = 0;
             try {

@@ -61,7 +61,7 @@ int main(int argc, char** argv) {
         return 2;
     }
     if (!parse_test_fault(std::getenv(kTestFaultEnv), config.test_fault)) {
-        std::fprintf(stderr, "paygated: %s: unknown fault (known: kill-after-commit, stop-before-commit)\n", kTestFaultEnv);
+        std::fprintf(stderr, "paygated: %s: unknown fault (known: kill-after-commit, stop-before-commit, janitor-stall)\n", kTestFaultEnv);
         return 2;
     }
     if (check_only) {

@@ -2,6 +2,7 @@
 #include "paygated/store.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 
@@ -126,6 +127,15 @@ std::vector<PgResult> Session::exec_all(const std::vector<Statement>& statements
 void Session::begin() {
     queued_.push_back(kBegin);
     in_transaction_ = true;
+    if (const auto& deadline = db_.deadline()) {
+        // Whole milliseconds left, at least 1 (0 would mean "no limit" to PostgreSQL). Both
+        // limits are LOCAL: they end with this transaction, and travel in BEGIN's round trip.
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(*deadline - std::chrono::steady_clock::now());
+        long long ms = std::max<long long>(1, left.count());
+        limits_ = "SELECT set_config('statement_timeout', '" + std::to_string(ms) +
+                  "', true), set_config('lock_timeout', '" + std::to_string(ms) + "', true)";
+        queued_.push_back(limits_.c_str());
+    }
 }
 
 void Session::commit() {

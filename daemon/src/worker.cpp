@@ -69,6 +69,15 @@ std::string serve(const ipc::Request& request, double queued_ms, WorkerContext& 
     std::uint16_t status = 500;
     std::string frame;
     std::string idempotency;  // the reply's x-paygate-idempotency, if any
+    // Transactions of this request stop waiting when the module stops waiting (Db::set_deadline).
+    struct DeadlineScope {
+        Db& db;
+        ~DeadlineScope() { db.set_deadline(std::nullopt); }
+    } deadline_scope{ctx.db};
+    if (request.timeout_ms != 0) {
+        auto left = std::chrono::duration<double, std::milli>(request.timeout_ms - age_ms);
+        ctx.db.set_deadline(start + std::chrono::duration_cast<Clock::duration>(left));
+    }
     try {
         ipc::Reply reply = dispatch(request, ctx);
         status = reply.status;

@@ -3,6 +3,7 @@
 import unittest
 
 from e2e_base import StackTestCase
+from stack import wait_until
 
 
 class PostgresDownTest(StackTestCase):
@@ -46,6 +47,33 @@ class DaemonStartsWithoutPostgresTest(StackTestCase):
         self.stack.start_postgres()
         self.stack.migrate()
         self.wait_for_steady("/health", 200, timeout=15)
+
+
+class JanitorLosesPostgresTest(StackTestCase):
+    """PostgreSQL goes away while the janitor holds a session for a purge (P8 #13).
+
+    The test-only fault `janitor-stall` holds the janitor's first purge 2 s between opening its
+    session and its first statement; the test stops PostgreSQL inside that window. The janitor
+    must fail that purge cleanly (and purge again later), never touch a freed connection: the
+    sanitizers at teardown catch a use after free, and the daemon must stay up."""
+    daemons = ()
+    start_nginx_in_setup = False
+
+    def test_postgres_stopped_mid_purge(self):
+        d = self.stack.start_daemon("d1", env={"PAYGATED_TEST_FAULT": "janitor-stall"},
+                                    idempotency_purge_interval_s=1)
+        self.stack.allow_log(r"event=test_fault_armed|event=test_fault_janitor_stall", "the fault is armed", "daemon")
+        wait_until(lambda: "event=test_fault_janitor_stall" in d.log_text(), 10, "the janitor's stall")
+        self.stack.stop_postgres()
+        # the stall ends, the purge finds its connection gone and gives up that round
+        wait_until(lambda: "worker=janitor reason=connection closed" in d.log_text()
+                   or "event=db_unavailable worker=janitor" in d.log_text(), 10, "the janitor's failed purge")
+        self.assertTrue(d.running(), "paygated died when the janitor lost its connection")
+        self.stack.start_postgres()
+        # later rounds purge again over a fresh connection
+        wait_until(lambda: d.log_text().count("event=db_connected worker=janitor") >= 2, 20,
+                   "the janitor reconnected")
+        self.assertTrue(d.running())
 
 
 if __name__ == "__main__":

@@ -18,11 +18,13 @@ const char* log_level_name(LogLevel level);
 // that records an idempotency key, before the reply leaves (docs/idempotency.md).
 // StopBeforeCommit: the daemon SIGSTOPs itself right before the first COMMIT that would record an
 // idempotency key (the transaction holds the key's lock, idle), once per process: a frozen daemon.
-enum class TestFault { None, KillAfterCommit, StopBeforeCommit };
+// JanitorStall: the janitor's first purge waits 2 s between opening its session and its first
+// statement, so a test can take PostgreSQL away in that window.
+enum class TestFault { None, KillAfterCommit, StopBeforeCommit, JanitorStall };
 inline constexpr const char* kTestFaultEnv = "PAYGATED_TEST_FAULT";
 
 // "" (or unset: pass nullptr) -> None; "kill-after-commit" -> KillAfterCommit;
-// "stop-before-commit" -> StopBeforeCommit; anything else false.
+// "stop-before-commit" -> StopBeforeCommit; "janitor-stall" -> JanitorStall; anything else false.
 bool parse_test_fault(const char* value, TestFault& out);
 
 struct Config {

@@ -7,7 +7,9 @@
 // connect_timeout (added when the conninfo has none).
 #pragma once
 
+#include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <libpq-fe.h>
@@ -71,6 +73,13 @@ public:
 
     int worker() const { return worker_; }
 
+    // The deadline of the request this thread is serving (none for tasks and the janitor). Each
+    // transaction begun under it runs with statement_timeout and lock_timeout set to the time
+    // left, so a lock wait never holds a worker after the module has given up on the request.
+    using Deadline = std::chrono::steady_clock::time_point;
+    void set_deadline(std::optional<Deadline> deadline) { deadline_ = deadline; }
+    const std::optional<Deadline>& deadline() const { return deadline_; }
+
 private:
     bool usable(PGconn* conn);
     void lost(const char* why);
@@ -81,6 +90,7 @@ private:
     unsigned lease_ms_;
     std::shared_ptr<RetryGate> retry_;
     PgConn conn_;
+    std::optional<Deadline> deadline_;
 };
 
 }  // namespace paygate::daemon

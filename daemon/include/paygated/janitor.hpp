@@ -25,6 +25,7 @@ struct JanitorSettings {
     std::chrono::milliseconds db_retry_max{2000}; // config db_retry_max_ms
     unsigned lease_ms = 0;                        // config idempotency_lease_ms (as for workers)
     int batch = 1000;                             // rows per DELETE
+    std::chrono::milliseconds test_stall{0};      // TestFault::JanitorStall (test builds only)
 };
 
 class Janitor {

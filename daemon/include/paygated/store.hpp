@@ -26,6 +26,10 @@ struct DbUnavailable : std::runtime_error {
 struct DbError : std::runtime_error {
     DbError(std::string state, const std::string& message) : std::runtime_error(message), sqlstate(std::move(state)) {}
     std::string sqlstate;  // e.g. "23503" (foreign key violation); "" when libpq gave none
+
+    // statement_timeout (57014) or lock_timeout (55P03) of the request's deadline: nothing was
+    // changed (the transaction rolled back) and the module has given up on the request.
+    bool deadline_exceeded() const { return sqlstate == "57014" || sqlstate == "55P03"; }
 };
 
 using SqlParam = std::optional<std::string>;  // nullopt is SQL NULL
@@ -55,6 +59,9 @@ public:
     void savepoint();
     void rollback_to_savepoint();
     bool in_transaction() const { return in_transaction_; }
+    // The connection this session works on (null once it broke). Anything that needs the
+    // connection while a Session lives must take it here: Db::connection() may replace it.
+    PGconn* connection() const { return conn_; }
 
     // Runs one parameterized statement (text parameters, text results). Throws DbUnavailable or
     // DbError unless it succeeded.
@@ -73,6 +80,7 @@ private:
     // round trip as the next statement, which saves a round trip each on every transaction.
     std::vector<const char*> queued_;
     bool queued(const char* sql) const;
+    std::string limits_;            // SET LOCAL of the request's deadline, queued after BEGIN
     void fail(const PGresult* r);   // throws DbUnavailable or DbError
 
     Db& db_;
