@@ -27,4 +27,16 @@ Reply error_reply(std::uint64_t id, std::uint16_t status, std::string_view code,
     return reply;
 }
 
+std::string_view not_executed_name(NotExecuted why) {
+    return why == NotExecuted::Draining ? "draining" : "overloaded";
+}
+
+Reply not_executed_reply(std::uint64_t id, NotExecuted why) {
+    Reply reply = why == NotExecuted::Draining
+                      ? error_reply(id, 503, "service_unavailable", "the payment core is restarting; retry")
+                      : error_reply(id, 503, "overloaded", "the payment core is overloaded; retry later");
+    reply.headers.emplace_back(kNotExecutedHeader, not_executed_name(why));
+    return reply;
+}
+
 }  // namespace paygate::ipc

@@ -21,67 +21,88 @@ DaemonChannel::DaemonChannel(const std::vector<std::string>& endpoints, int max_
     if (context_ == nullptr) throw ChannelError(std::string("zmq_ctx_new: ") + zmq_strerror(zmq_errno()));
     try {
         zmq_ctx_set(context_, ZMQ_IO_THREADS, 1);
-        socket_ = zmq_socket(context_, ZMQ_DEALER);
-        if (socket_ == nullptr) throw ChannelError(std::string("zmq_socket: ") + zmq_strerror(zmq_errno()));
-        // Queue only to connected daemons: with none up, send fails at once (503) instead of
-        // parking requests until their timeout.
-        set_int(socket_, ZMQ_IMMEDIATE, 1, "ZMQ_IMMEDIATE");
-        // The in-flight bound is the module's own count (pending requests). The send queue gets
-        // headroom over it: libzmq learns late that messages have left for the daemon, and the
-        // token sync takes a place too, so a queue of exactly the bound refused bursts early.
-        set_int(socket_, ZMQ_SNDHWM, max_in_flight > 1000000 ? 2000000 : max_in_flight * 2 + 16, "ZMQ_SNDHWM");
-        set_int(socket_, ZMQ_RCVHWM, 0, "ZMQ_RCVHWM");  // replies are bounded by what we sent
-        set_int(socket_, ZMQ_LINGER, 0, "ZMQ_LINGER");
-        set_int(socket_, ZMQ_RECONNECT_IVL, 100, "ZMQ_RECONNECT_IVL");
-        set_int(socket_, ZMQ_RECONNECT_IVL_MAX, 1000, "ZMQ_RECONNECT_IVL_MAX");
-        // A daemon that stops answering at the transport level (host gone, process frozen) is
-        // dropped after the heartbeat timeout, so new requests go to the others or get 503.
-        set_int(socket_, ZMQ_HEARTBEAT_IVL, 1000, "ZMQ_HEARTBEAT_IVL");
-        set_int(socket_, ZMQ_HEARTBEAT_TIMEOUT, 3000, "ZMQ_HEARTBEAT_TIMEOUT");
         for (const std::string& endpoint : endpoints) {
-            if (zmq_connect(socket_, endpoint.c_str()) != 0) {
+            Socket s;
+            s.handle = zmq_socket(context_, ZMQ_DEALER);
+            if (s.handle == nullptr) throw ChannelError(std::string("zmq_socket: ") + zmq_strerror(zmq_errno()));
+            sockets_.push_back(s);
+            // Queue only to a connected daemon: with it down, send fails at once and the next
+            // daemon (or a 503) is chosen instead of parking requests until their timeout.
+            set_int(s.handle, ZMQ_IMMEDIATE, 1, "ZMQ_IMMEDIATE");
+            // The in-flight bound is the module's own count (pending requests). The send queue
+            // gets headroom over it: libzmq learns late that messages have left for the daemon,
+            // and the token sync takes a place too, so a queue of exactly the bound refused
+            // bursts early.
+            set_int(s.handle, ZMQ_SNDHWM, max_in_flight > 1000000 ? 2000000 : max_in_flight * 2 + 16, "ZMQ_SNDHWM");
+            set_int(s.handle, ZMQ_RCVHWM, 0, "ZMQ_RCVHWM");  // replies are bounded by what we sent
+            set_int(s.handle, ZMQ_LINGER, 0, "ZMQ_LINGER");
+            set_int(s.handle, ZMQ_RECONNECT_IVL, 100, "ZMQ_RECONNECT_IVL");
+            set_int(s.handle, ZMQ_RECONNECT_IVL_MAX, 1000, "ZMQ_RECONNECT_IVL_MAX");
+            // A daemon that stops answering at the transport level (host gone, process frozen)
+            // is dropped after the heartbeat timeout, so new requests go to the others or get 503.
+            set_int(s.handle, ZMQ_HEARTBEAT_IVL, 1000, "ZMQ_HEARTBEAT_IVL");
+            set_int(s.handle, ZMQ_HEARTBEAT_TIMEOUT, 3000, "ZMQ_HEARTBEAT_TIMEOUT");
+            if (zmq_connect(s.handle, endpoint.c_str()) != 0) {
                 throw ChannelError("zmq_connect " + endpoint + ": " + zmq_strerror(zmq_errno()));
             }
-        }
-        size_t size = sizeof fd_;
-        if (zmq_getsockopt(socket_, ZMQ_FD, &fd_, &size) != 0) {
-            throw ChannelError(std::string("ZMQ_FD: ") + zmq_strerror(zmq_errno()));
+            size_t size = sizeof s.fd;
+            if (zmq_getsockopt(s.handle, ZMQ_FD, &sockets_.back().fd, &size) != 0) {
+                throw ChannelError(std::string("ZMQ_FD: ") + zmq_strerror(zmq_errno()));
+            }
         }
     } catch (...) {
-        if (socket_ != nullptr) zmq_close(socket_);
+        for (Socket& s : sockets_) zmq_close(s.handle);
         zmq_ctx_term(context_);
         throw;
     }
 }
 
 DaemonChannel::~DaemonChannel() {
-    zmq_close(socket_);
+    for (Socket& s : sockets_) zmq_close(s.handle);
     zmq_ctx_term(context_);
 }
 
-bool DaemonChannel::send(std::string_view frame) {
-    return zmq_send(socket_, frame.data(), frame.size(), ZMQ_DONTWAIT) == static_cast<int>(frame.size());
+bool DaemonChannel::try_send(Socket& s, std::string_view frame) {
+    return zmq_send(s.handle, frame.data(), frame.size(), ZMQ_DONTWAIT) == static_cast<int>(frame.size());
 }
 
-bool DaemonChannel::readable() {
+int DaemonChannel::send(std::string_view frame, int avoid) {
+    std::size_t n = sockets_.size();
+    std::size_t start = next_++ % n;
+    Clock::time_point now = Clock::now();
+    // First the daemons that are not resting, then (none took it) the resting ones.
+    for (int pass = 0; pass < 2; ++pass) {
+        for (std::size_t k = 0; k < n; ++k) {
+            std::size_t i = (start + k) % n;
+            if (static_cast<int>(i) == avoid) continue;
+            bool resting = sockets_[i].rest_until > now;
+            if (resting != (pass == 1)) continue;
+            if (try_send(sockets_[i], frame)) return static_cast<int>(i);
+        }
+    }
+    return -1;
+}
+
+bool DaemonChannel::readable(std::size_t i) {
     int events = 0;
     size_t size = sizeof events;
-    if (zmq_getsockopt(socket_, ZMQ_EVENTS, &events, &size) != 0) return false;
+    if (zmq_getsockopt(sockets_[i].handle, ZMQ_EVENTS, &events, &size) != 0) return false;
     return (events & ZMQ_POLLIN) != 0;
 }
 
-void DaemonChannel::drain(const std::function<void(std::string_view frame)>& on_reply) {
+void DaemonChannel::drain(std::size_t i, const std::function<void(std::string_view frame)>& on_reply) {
+    void* socket = sockets_[i].handle;
     zmq_msg_t msg;
     bool rest_of_multipart = false;
     for (;;) {
         zmq_msg_init(&msg);
-        if (zmq_msg_recv(&msg, socket_, ZMQ_DONTWAIT) < 0) {
+        if (zmq_msg_recv(&msg, socket, ZMQ_DONTWAIT) < 0) {
             zmq_msg_close(&msg);
             int err = zmq_errno();
             if (err == EINTR) continue;
             // Empty for now. Asking ZMQ_EVENTS last re-arms the edge-triggered ZMQ_FD: without
             // it the descriptor might never fire again for replies that are already queued.
-            if (err == EAGAIN && readable()) continue;
+            if (err == EAGAIN && readable(i)) continue;
             return;
         }
         // A reply is one frame; a multipart message is not ours and is skipped whole.

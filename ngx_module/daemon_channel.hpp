@@ -1,11 +1,16 @@
-// One nginx worker's ZeroMQ link to the paygated daemons: a DEALER socket, never blocking.
+// One nginx worker's ZeroMQ link to the paygated daemons: a DEALER socket per daemon, never blocking.
 //
-// Plain C++ over libzmq, no nginx types: the module registers fd() with nginx's event loop and
-// calls drain() when it fires. ZMQ_FD is edge-triggered and any zmq call may consume its signal,
-// so after sending the caller must schedule a drain() itself (once per event-loop pass is
-// enough: drain() receives until empty and re-arms the descriptor).
+// Plain C++ over libzmq, no nginx types: the module registers each fd(i) with nginx's event loop
+// and calls drain(i) when it fires. ZMQ_FD is edge-triggered and any zmq call may consume its
+// signal, so after sending on daemon i the caller must schedule a drain(i) itself (once per
+// event-loop pass is enough: drain() receives until empty and re-arms the descriptor).
+//
+// One socket per daemon (rather than one DEALER connected to all) lets the module choose: it
+// takes the daemons in turn, skips one that is not connected or that said it is draining, and can
+// send a request a daemon refused unexecuted to a different daemon.
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <stdexcept>
 #include <string>
@@ -20,32 +25,46 @@ struct ChannelError : std::runtime_error {
 
 class DaemonChannel {
 public:
-    // Creates the context (one I/O thread) and connects to every endpoint. Throws ChannelError.
-    // `max_in_flight` bounds the send queue: beyond it sends fail instead of queueing.
+    using Clock = std::chrono::steady_clock;
+
+    // Creates the context (one I/O thread) and one socket per endpoint. Throws ChannelError.
+    // `max_in_flight` bounds each send queue: beyond it sends fail instead of queueing.
     DaemonChannel(const std::vector<std::string>& endpoints, int max_in_flight);
     ~DaemonChannel();
 
     DaemonChannel(const DaemonChannel&) = delete;
     DaemonChannel& operator=(const DaemonChannel&) = delete;
 
-    // The descriptor that signals "ZMQ_EVENTS may have changed".
-    int fd() const { return fd_; }
+    std::size_t size() const { return sockets_.size(); }
+    // The descriptor that signals "ZMQ_EVENTS of daemon i may have changed".
+    int fd(std::size_t i) const { return sockets_[i].fd; }
 
-    // Queues one frame without blocking. False when no daemon connection is up or the queue is
-    // full: the caller answers 503 at once.
-    bool send(std::string_view frame);
+    // Queues one frame for the next daemon in turn, without blocking: daemons resting (see
+    // rest()) are tried only when no other takes it, `avoid` never. Returns the daemon's index,
+    // or -1 when none is connected or every queue is full: the caller answers 503 at once.
+    int send(std::string_view frame, int avoid = -1);
 
-    // True when a reply is waiting to be received.
-    bool readable();
+    // Prefer the other daemons over daemon i until `until` (it said it is draining or overloaded).
+    void rest(std::size_t i, Clock::time_point until) { sockets_[i].rest_until = until; }
 
-    // Receives every waiting reply and hands each frame to `on_reply`, until none is left and
-    // ZMQ_EVENTS confirms it (which re-arms fd()).
-    void drain(const std::function<void(std::string_view frame)>& on_reply);
+    // True when a reply from daemon i is waiting to be received.
+    bool readable(std::size_t i);
+
+    // Receives every waiting reply of daemon i and hands each frame to `on_reply`, until none is
+    // left and ZMQ_EVENTS confirms it (which re-arms fd(i)).
+    void drain(std::size_t i, const std::function<void(std::string_view frame)>& on_reply);
 
 private:
+    struct Socket {
+        void* handle = nullptr;
+        int fd = -1;
+        Clock::time_point rest_until{};
+    };
+    bool try_send(Socket& s, std::string_view frame);
+
     void* context_ = nullptr;
-    void* socket_ = nullptr;
-    int fd_ = -1;
+    std::vector<Socket> sockets_;
+    std::size_t next_ = 0;   // where the next send starts looking
 };
 
 }  // namespace paygate::module

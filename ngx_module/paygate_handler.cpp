@@ -107,10 +107,13 @@ ngx_int_t forward(ngx_http_request_t* r, RequestCtx* ctx) {
         request.headers.emplace_back("content-type", std::string(view(r->headers_in.content_type->value)));
     }
 
-    if (!send_to_daemons(request)) return send_unavailable(r, "no daemon connected or send queue full");
+    int daemon = send_to_daemons(request);
+    if (daemon < 0) return send_unavailable(r, "no daemon connected or send queue full");
 
     worker->pending.emplace(request.id, r);
     ctx->id = request.id;
+    ctx->daemon = daemon;
+    if (worker->channel.size() > 1) ctx->resendable = std::move(request);
     ctx->timer.handler = on_timeout;
     ctx->timer.data = r;
     ctx->timer.log = r->connection->log;

@@ -53,7 +53,7 @@ struct Worker {
         : channel(endpoints, static_cast<int>(bound)), max_in_flight(bound) {}
 
     DaemonChannel channel;
-    ngx_connection_t* connection = nullptr;   // wraps the channel's fd for nginx's event loop
+    std::vector<ngx_connection_t*> connections;   // wrap the channel's fds (one per daemon) for nginx's event loop
     std::unordered_map<std::uint64_t, ngx_http_request_t*> pending;   // request id -> waiting request
     std::uint64_t last_id = 0;
     ngx_uint_t max_in_flight;
@@ -78,6 +78,10 @@ struct RequestCtx {
     std::string callback_ref;    // Access::Partner: the operation reference of the capability URL
     std::optional<idempotency::Key> idempotency_key;   // set when the reply may fill the replay zone
     std::uint64_t id = 0;        // nonzero while a reply is awaited
+    int daemon = -1;             // the daemon it was sent to
+    // Kept while a second daemon could take the request should the first refuse it unexecuted
+    // (draining, overloaded); sent at most once more.
+    std::optional<ipc::Request> resendable;
     ngx_event_t timer{};
     std::string error_body;      // JSON replacing nginx's own HTML error page, once set
     bool error_body_sent = false;
@@ -155,9 +159,10 @@ void on_token_sync_reply(const ipc::Reply& reply, ngx_log_t* log);
 ngx_int_t open_channel(ngx_cycle_t* cycle, const MainConf& conf);
 // Unregisters and closes the channel; requests still waiting are forgotten. Deletes `worker`.
 void close_channel();
-// Queues `request` for a daemon without blocking; false when none is connected or the queue is
-// full. Schedules a drain of the channel either way (a send can swallow ZMQ_FD's edge).
-bool send_to_daemons(const ipc::Request& request);
+// Queues `request` for the next daemon in turn (never daemon `avoid`) without blocking; returns
+// the daemon's index, or -1 when none is connected or every queue is full. Schedules a drain of
+// that daemon's socket (a send can swallow ZMQ_FD's edge).
+int send_to_daemons(const ipc::Request& request, int avoid = -1);
 
 // ---- paygate_error_pages.cpp: nginx's own error pages in paygate locations become JSON ----
 

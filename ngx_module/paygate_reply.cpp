@@ -52,7 +52,8 @@ ngx_int_t send_reply(ngx_http_request_t* r, const ipc::Reply& reply) {
     }
     r->headers_out.content_length_n = static_cast<off_t>(reply.body.size());
     for (const auto& [name, value] : reply.headers) {
-        if (name == idempotency::kOutcomeHeader) continue;   // internal, never sent to clients
+        // internal, never sent to clients
+        if (name == idempotency::kOutcomeHeader || name == ipc::kNotExecutedHeader) continue;
         if (name == "content-type") {
             if (!copy_to_pool(r->pool, value, r->headers_out.content_type)) return NGX_ERROR;
             r->headers_out.content_type_len = value.size();

@@ -25,7 +25,7 @@ void send_token_sync(ngx_log_t* log) {
     ngx_time_t* tp = ngx_timeofday();
     request.sent_unix_ms = static_cast<std::uint64_t>(tp->sec) * 1000 + tp->msec;
     request.params.emplace_back("since", std::to_string(worker->tokens.version()));
-    if (!send_to_daemons(request)) {
+    if (send_to_daemons(request) < 0) {
         ngx_log_debug0(NGX_LOG_DEBUG_HTTP, log, 0, "paygate: token sync not sent, no daemon connected");
         return;
     }

@@ -1,8 +1,10 @@
 // The main thread: binds the front end, runs the load-balancing broker, handles shutdown.
 //
-// The front ROUTER is polled only while some worker is idle, and each message read is handed
-// to exactly one idle worker; so the daemon holds at most `workers` requests and everything
-// else waits in ZeroMQ's queues (bounded by the high-water mark) or in the peers.
+// The front ROUTER is always read: each request goes to an idle worker, or waits in the broker's
+// own queue, whose depth and age are bounded (queue_max_depth, queue_max_age_ms). What passes a
+// bound is answered at once with 503 "not executed" instead of waiting out the module's timeout,
+// and so is everything that arrives or waits while a SIGTERM drains the daemon: the module sends
+// such a request to another daemon. Time in the queue is the daemon's own clock, never the peer's.
 #include "paygated/broker.hpp"
 
 #include <algorithm>
@@ -12,6 +14,7 @@
 #include <cstdlib>
 #include <deque>
 #include <iterator>
+#include <optional>
 #include <set>
 #include <sys/signalfd.h>
 #include <thread>
@@ -22,6 +25,7 @@
 #include <zmq_addon.hpp>
 
 #include "paygate/ipc.hpp"
+#include "paygate/json_error.hpp"
 #include "paygated/db.hpp"
 #include "paygated/endpoints.hpp"
 #include "paygated/handlers.hpp"
@@ -48,6 +52,11 @@ constexpr int kFrontLingerMs = 1000;    // how long close() may spend flushing r
 // peer has received but not read yet as soon as it sees the connection drop: closing right after
 // a reply would lose it (the client gets 504 for work that was committed).
 constexpr auto kReplyGrace = std::chrono::milliseconds(250);
+// A draining daemon closes its endpoints only once no request has arrived for this long: the
+// modules have seen its "draining" replies and send elsewhere, so nothing is in flight to it.
+constexpr auto kDrainQuiet = std::chrono::milliseconds(300);
+// Front-end messages read per pass, so that replies from the workers are never starved.
+constexpr int kFrontBatch = 256;
 
 std::string join(const std::vector<std::string>& items) {
     std::string out;
@@ -71,6 +80,17 @@ std::string drain_stop_fd(int fd) {
     }
     return "stop";
 }
+
+// A request read from the front end, waiting for a worker.
+struct Job {
+    zmq::message_t client;        // the peer's routing id
+    zmq::message_t frame;         // the encoded request, as received
+    Clock::time_point received;
+    std::uint64_t id = 0;         // of the decoded request: the reply's
+    std::string request_id;
+    std::string route;
+    std::uint32_t timeout_ms = 0;
+};
 
 class Broker {
 public:
@@ -149,30 +169,57 @@ public:
                 {back_.handle(), 0, ZMQ_POLLIN, 0},
                 {front_.handle(), 0, ZMQ_POLLIN, 0},
             };
-            // Backpressure: the front end is read only while a worker can take the message.
-            int count = !stopping && !idle_.empty() ? 3 : 2;
-            auto timeout = std::chrono::milliseconds(-1);
-            if (stopping) {
-                auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline_ - Clock::now());
-                timeout = std::max(left, std::chrono::milliseconds(0));
-            }
-            zmq::poll(items, static_cast<std::size_t>(count), timeout);
+            zmq::poll(items, 3, next_wakeup(stopping));
 
             if (items[0].revents & ZMQ_POLLIN) {
                 std::string why = drain_stop_fd(stop_fd);
                 stopping = true;
                 deadline_ = Clock::now() + std::chrono::milliseconds(config_.shutdown_timeout_ms);
-                log::info("shutdown_begin").kv("signal", why).kv("in_flight", busy_.size());
+                log::info("shutdown_begin").kv("signal", why).kv("in_flight", busy_.size()).kv("queued", queue_.size());
+                while (!queue_.empty()) refuse_front(ipc::NotExecuted::Draining, "draining");
             }
             if (items[1].revents & ZMQ_POLLIN) from_workers();
-            if (!stopping && count == 3 && (items[2].revents & ZMQ_POLLIN)) from_front();
+            if (items[2].revents & ZMQ_POLLIN) from_front(stopping);
+            shed_old(Clock::now());
+            dispatch();
 
-            if (stopping && busy_.empty()) return finish();
-            if (stopping && Clock::now() >= deadline_) give_up();
+            if (stopping) {
+                Clock::time_point now = Clock::now();
+                bool quiet = now - last_front_ >= kDrainQuiet && now - last_reply_ >= kReplyGrace;
+                if (busy_.empty() && (quiet || now >= deadline_)) return finish();
+                if (now >= deadline_) give_up();
+            }
         }
     }
 
 private:
+    // How long poll may sleep: until the oldest queued request passes its bound, or the drain's
+    // next check.
+    std::chrono::milliseconds next_wakeup(bool stopping) const {
+        Clock::time_point now = Clock::now();
+        std::optional<Clock::time_point> at;
+        for (const Job& job : queue_) {
+            Clock::time_point due = job.received + max_wait(job);
+            if (!at || due < *at) at = due;
+        }
+        if (stopping) {
+            Clock::time_point check = std::max(last_front_ + kDrainQuiet, last_reply_ + kReplyGrace);
+            check = std::min(check, deadline_);
+            if (!at || check < *at) at = check;
+        }
+        if (!at) return std::chrono::milliseconds(-1);
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(*at - now) + std::chrono::milliseconds(1);
+        return std::max(left, std::chrono::milliseconds(0));
+    }
+
+    // The longest a job may wait for a worker: the queue's bound, or less when the module gives
+    // up on it sooner (then nobody waits for the reply any more).
+    std::chrono::milliseconds max_wait(const Job& job) const {
+        unsigned ms = config_.queue_max_age_ms;
+        if (job.timeout_ms != 0) ms = std::min<unsigned>(ms, job.timeout_ms);
+        return std::chrono::milliseconds(ms);
+    }
+
     static constexpr const char* kBackEndpoint = "inproc://paygated-workers";
 
     bool bind_failed(const std::string& endpoint, const std::string& error) {
@@ -217,53 +264,103 @@ private:
         }
     }
 
-    void from_front() {
+    void from_front(bool stopping) {
         std::vector<zmq::message_t> msg;
-        while (!idle_.empty()) {
+        for (int n = 0; n < kFrontBatch; ++n) {
             msg.clear();
             if (!zmq::recv_multipart(front_, std::back_inserter(msg), zmq::recv_flags::dontwait)) return;
+            last_front_ = Clock::now();
             if (msg.size() != 2) {
                 log::warn("bad_frame").kv("reason", "expected one frame per message").kv("frames", msg.size() - 1);
                 continue;
             }
-            if (serve_inline(msg[0], msg[1])) continue;
-            std::string worker = std::move(idle_.front());
-            idle_.pop_front();
-            std::string received = encode_received_at(Clock::now());
-            back_.send(zmq::buffer(worker), zmq::send_flags::sndmore);
-            back_.send(msg[0], zmq::send_flags::sndmore);
-            back_.send(msg[1], zmq::send_flags::sndmore);
-            back_.send(zmq::buffer(received), zmq::send_flags::none);
-            busy_.insert(std::move(worker));
+            ipc::Request request;
+            std::string error;
+            if (!ipc::decode(msg[1].to_string_view(), request, error)) {
+                log::warn("bad_frame").kv("bytes", msg[1].size()).kv("reason", error);
+                continue;
+            }
+            const HandlerEntry* entry = find_handler(request.route);
+            if (entry != nullptr && entry->runs == Runs::Inline) {
+                serve_inline(msg[0], request);
+                continue;
+            }
+            Job job{std::move(msg[0]), std::move(msg[1]), last_front_, request.id, std::move(request.request_id),
+                    std::move(request.route), request.timeout_ms};
+            if (stopping) {
+                refuse(job, ipc::NotExecuted::Draining, "draining");
+            } else if (queue_.size() >= config_.queue_max_depth) {
+                refuse(job, ipc::NotExecuted::Overloaded, "queue_full");
+            } else {
+                queue_.push_back(std::move(job));
+            }
         }
     }
 
-    // Runs the request here when its handler is an inline one; false hands it to a worker
-    // (which also reports frames that do not decode).
-    bool serve_inline(zmq::message_t& client, const zmq::message_t& frame) {
-        ipc::Request request;
-        std::string error;
-        if (!ipc::decode(frame.to_string_view(), request, error)) return false;
-        const HandlerEntry* entry = find_handler(request.route);
-        if (entry == nullptr || entry->runs != Runs::Inline) return false;
+    // Hands queued requests, oldest first, to idle workers.
+    void dispatch() {
+        while (!idle_.empty() && !queue_.empty()) {
+            Job& job = queue_.front();
+            std::string worker = std::move(idle_.front());
+            idle_.pop_front();
+            std::string received = encode_received_at(job.received);
+            back_.send(zmq::buffer(worker), zmq::send_flags::sndmore);
+            back_.send(job.client, zmq::send_flags::sndmore);
+            back_.send(job.frame, zmq::send_flags::sndmore);
+            back_.send(zmq::buffer(received), zmq::send_flags::none);
+            busy_.insert(std::move(worker));
+            queue_.pop_front();
+        }
+    }
+
+    // Answers the requests that have waited too long for a worker: 503, not executed. Each has
+    // its own bound (max_wait), so any of them may be due, not only the oldest.
+    void shed_old(Clock::time_point now) {
+        for (auto it = queue_.begin(); it != queue_.end();) {
+            if (now - it->received >= max_wait(*it)) {
+                refuse(*it, ipc::NotExecuted::Overloaded, "queue_age");
+                it = queue_.erase(it);
+            } else {
+                ++it;
+            }
+        }
+    }
+
+    void refuse_front(ipc::NotExecuted why, const char* reason) {
+        refuse(queue_.front(), why, reason);
+        queue_.pop_front();
+    }
+
+    void refuse(Job& job, ipc::NotExecuted why, const char* reason) {
+        double waited = std::chrono::duration<double, std::milli>(Clock::now() - job.received).count();
+        (why == ipc::NotExecuted::Draining ? log::info("request_not_executed") : log::warn("request_not_executed"))
+            .kv("request_id", job.request_id)
+            .kv("route", job.route)
+            .kv("reason", reason)
+            .kv("queued", queue_.size())
+            .kv("waited_ms", waited);
+        std::string reply = ipc::encode(ipc::not_executed_reply(job.id, why));
+        zmq::message_t reply_msg(reply.data(), reply.size());
+        deliver(job.client, reply_msg, job.request_id, "broker");
+    }
+
+    // Runs an inline handler's request here, at once (see Runs::Inline).
+    void serve_inline(zmq::message_t& client, const ipc::Request& request) {
         std::string reply = serve(request, 0.0, inline_ctx_);
         if (!reply.empty()) {
             zmq::message_t reply_msg(reply.data(), reply.size());
             deliver(client, reply_msg, request.request_id, "inline");
         }
-        return true;
     }
 
     int finish() {
-        janitor_.stop();  // prompt: cancels a purge in progress
-        if (tasks_) tasks_->stop();  // the task in hand finishes (its provider call is bounded)
-        // Let the peers read the last replies before their connections drop (see kReplyGrace);
-        // nothing is read from the front end meanwhile.
-        std::this_thread::sleep_until(last_reply_ + kReplyGrace);
-        // Replies of in-flight work are queued on the front end now; close() flushes them
+        // The loop waited until the peers had read the last replies (kReplyGrace) and stopped
+        // sending (kDrainQuiet). Replies still queued on the front end are flushed by close()
         // (bounded by the linger). Unbinding earlier would drop the accepted connections and
         // those replies with them (libzmq ties a connection's session to its listener).
         front_.close();
+        janitor_.stop();  // prompt: cancels a purge in progress
+        if (tasks_) tasks_->stop();  // the task in hand finishes (its provider call is bounded)
         for (const std::string& worker : known_) {
             back_.send(zmq::buffer(worker), zmq::send_flags::sndmore);
             back_.send(zmq::message_t(), zmq::send_flags::none);
@@ -311,6 +408,8 @@ private:
     bool ready_ = false;
     Clock::time_point deadline_{};      // when a shutdown gives up
     Clock::time_point last_reply_{};    // when the last reply was handed to the front end
+    Clock::time_point last_front_{};    // when the last message was read from the front end
+    std::deque<Job> queue_;             // requests waiting for a worker, oldest first
     // Inline handlers never touch the database (see Runs::Inline): this Db is never connected.
     Db inline_db_;
     WorkerContext inline_ctx_;

@@ -113,6 +113,14 @@ bool set_db_retry_max_ms(std::string_view v, Config& c, std::string& why) {
     return parse_unsigned(v, 10, 100, 600000, c.db_retry_max_ms, why);
 }
 
+bool set_queue_max_depth(std::string_view v, Config& c, std::string& why) {
+    return parse_unsigned(v, 10, 1, 1000000, c.queue_max_depth, why);
+}
+
+bool set_queue_max_age_ms(std::string_view v, Config& c, std::string& why) {
+    return parse_unsigned(v, 10, 1, 3600000, c.queue_max_age_ms, why);
+}
+
 bool set_shutdown_timeout_ms(std::string_view v, Config& c, std::string& why) {
     return parse_unsigned(v, 10, 0, 3600000, c.shutdown_timeout_ms, why);
 }
@@ -232,6 +240,10 @@ const KeyDef kKeys[] = {
     {{"socket_mode", false, "octal mode applied to ipc:// socket files after bind (default 0660)"}, set_socket_mode},
     {{"log_level", false, "debug, info, warn or error (default info)"}, set_log_level},
     {{"db_retry_max_ms", false, "cap of the database reconnect backoff (100-600000, default 2000)"}, set_db_retry_max_ms},
+    {{"queue_max_depth", false, "requests waiting for a worker beyond which new ones get 503 overloaded (1-1000000, default 1000)"},
+     set_queue_max_depth},
+    {{"queue_max_age_ms", false, "how long a request may wait for a worker before it gets 503 overloaded (1-3600000, default 2000)"},
+     set_queue_max_age_ms},
     {{"shutdown_timeout_ms", false, "how long SIGTERM waits for in-flight requests (0-3600000, default 10000)"},
      set_shutdown_timeout_ms},
     {{"idempotency_retention_s", false,

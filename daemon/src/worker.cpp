@@ -1,4 +1,4 @@
-// Worker threads: decode, drop expired work, dispatch to a handler, encode and send the reply.
+// Worker threads: decode, refuse expired work, dispatch to a handler, encode and send the reply.
 #include "paygated/worker.hpp"
 
 #include <algorithm>
@@ -54,16 +54,19 @@ void handle(zmq::socket_t& sock, std::vector<zmq::message_t>& job, WorkerContext
 
 std::string serve(const ipc::Request& request, double queued_ms, WorkerContext& ctx) {
     Clock::time_point start = Clock::now();
-    double age_ms = request_age_ms(request, std::chrono::system_clock::now(), queued_ms);
+    // Age by the daemon's own clock only: a peer's clock may be off by any amount.
+    double age_ms = queued_ms;
     if (request.timeout_ms != 0 && age_ms > request.timeout_ms) {
-        // The module has answered 504 already: doing the work now would only surprise the caller.
-        log::warn("request_dropped_expired")
+        // The module has given up on it (504): run nothing, but still answer, so that whoever
+        // still waits learns at once that nothing happened.
+        log::warn("request_not_executed")
             .kv("request_id", request.request_id)
             .kv("route", request.route)
-            .kv("age_ms", age_ms)
+            .kv("reason", "expired")
+            .kv("waited_ms", age_ms)
             .kv("timeout_ms", request.timeout_ms)
             .kv("worker", ctx.worker);
-        return {};
+        return ipc::encode(ipc::not_executed_reply(request.id, ipc::NotExecuted::Overloaded));
     }
 
     std::uint16_t status = 500;
@@ -98,14 +101,6 @@ std::string serve(const ipc::Request& request, double queued_ms, WorkerContext& 
         .kv("worker", ctx.worker);
     if (!idempotency.empty()) line.kv("idempotency", idempotency);
     return frame;
-}
-
-double request_age_ms(const ipc::Request& request, std::chrono::system_clock::time_point now, double queued_ms) {
-    if (request.sent_unix_ms == 0) return queued_ms;
-    auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
-    double since_sent = static_cast<double>(now_ms) - static_cast<double>(request.sent_unix_ms);
-    // A clock behind the module's must not make work look younger than its time in our queue.
-    return std::max(since_sent, queued_ms);
 }
 
 std::string encode_received_at(Clock::time_point t) {

@@ -253,6 +253,7 @@ class PaymentStackTestCase(StackTestCase):
     with_sandbox = False
     sandbox_options: dict = {}
     daemon_config: dict = {}
+    daemon_names = ("d1",)   # each its own paygated (and paygate_daemon line)
     shared_stack = None   # the class's Stack, set in setUpClass
 
     @classmethod
@@ -267,7 +268,8 @@ class PaymentStackTestCase(StackTestCase):
             cls.tokens = {c: stack.create_token(c) for c in cls.clients}
             if cls.with_sandbox:
                 stack.start_sandbox(**cls.sandbox_options)
-            stack.start_daemon("d1", **cls.daemon_config)
+            for name in cls.daemon_names:
+                stack.start_daemon(name, **cls.daemon_config)
             stack.start_nginx(**cls.nginx)
             for token in cls.tokens.values():
                 cls.wait_until_token_accepted(stack, token)

@@ -197,7 +197,7 @@ class TlsClientAbortTest(AbortScenario, StackTestCase):
         self.assertNotIn("paygate: client", err)
         # the bound is intact: four requests park, a fifth is refused
         hold = self.block_daemon()
-        fresh = self.park(lambda: self.open_http1(PING))
+        fresh = self.park(lambda: self.open_http1(HEALTH))
         self.assertEqual(self.assertJsonError(self.get("/ping"), 503, "service_unavailable"),
                          UNAVAILABLE)
         hold.release()

@@ -19,6 +19,7 @@
 #include <zmq_addon.hpp>
 
 #include "paygate/ipc.hpp"
+#include "paygate/json_error.hpp"
 #include "paygated/broker.hpp"
 #include "paygated/log.hpp"
 #include "paygated/worker.hpp"
@@ -181,8 +182,15 @@ void daemon_serves_and_stops(void**) {
     rmdir(dir.c_str());
 }
 
-// The worker protocol directly: an expired job is dropped (ready only), a fresh one answered.
-void worker_drops_expired_requests(void**) {
+bool not_executed(const ipc::Reply& reply, std::string_view why) {
+    for (const auto& [name, value] : reply.headers) {
+        if (name == ipc::kNotExecutedHeader) return reply.status == 503 && value == why;
+    }
+    return false;
+}
+
+// The worker protocol directly: an expired job is answered "not executed", a fresh one served.
+void worker_refuses_expired_requests(void**) {
     LogCapture cap;
     zmq::context_t ctx(1);
     zmq::socket_t broker(ctx, zmq::socket_type::router);
@@ -214,8 +222,15 @@ void worker_drops_expired_requests(void**) {
     send_job(old, std::chrono::steady_clock::now() - milliseconds(500));
     msg.clear();
     assert_true(zmq::recv_multipart(broker, std::back_inserter(msg)).has_value());
-    assert_int_equal(msg.size(), 2);  // dropped: ready, no reply
-    assert_true(cap.wait_for("event=request_dropped_expired request_id=t77 route=ping", milliseconds(1000)));
+    assert_int_equal(msg.size(), 4);  // answered, so nobody waits for it in vain
+    {
+        ipc::Reply reply;
+        std::string error;
+        assert_true(ipc::decode(msg[2].to_string_view(), reply, error));
+        assert_int_equal(reply.id, 77);
+        assert_true(not_executed(reply, "overloaded"));
+    }
+    assert_true(cap.wait_for("event=request_not_executed request_id=t77 route=ping reason=expired", milliseconds(1000)));
 
     ipc::Request untimed = request("ping", 78);
     untimed.timeout_ms = 0;  // no deadline: never dropped
@@ -236,18 +251,102 @@ void worker_drops_expired_requests(void**) {
     worker.join();
 }
 
-// The age counts from the module's send time when the request carries one, since a request
-// also waits in ZeroMQ's queues where the daemon's own receive time cannot see it.
-void request_age_prefers_module_send_time(void**) {
-    auto now = std::chrono::system_clock::now();
-    auto now_ms = std::chrono::duration_cast<milliseconds>(now.time_since_epoch()).count();
-    ipc::Request r = request("ping", 1);
-    r.sent_unix_ms = 0;
-    assert_true(request_age_ms(r, now, 3.0) == 3.0);              // unknown: the daemon's own view
-    r.sent_unix_ms = static_cast<std::uint64_t>(now_ms - 900);
-    assert_true(request_age_ms(r, now, 3.0) == 900.0);            // queued upstream of the daemon
-    r.sent_unix_ms = static_cast<std::uint64_t>(now_ms + 5000);    // module clock ahead of ours
-    assert_true(request_age_ms(r, now, 3.0) == 3.0);
+// A server that accepts connections and never says a word: libpq waits on it until its
+// connect_timeout, which makes "health" a slow request without PostgreSQL.
+struct MuteServer {
+    int fd = -1;
+    int port = 0;
+    MuteServer() {
+        fd = socket(AF_INET, SOCK_STREAM, 0);
+        sockaddr_in addr{};
+        addr.sin_family = AF_INET;
+        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        assert_int_equal(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+        assert_int_equal(listen(fd, 64), 0);
+        socklen_t len = sizeof addr;
+        getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+        port = ntohs(addr.sin_port);
+    }
+    ~MuteServer() { close(fd); }
+};
+
+// Overload is answered at once: past queue_max_depth a request gets 503 "not executed"
+// (overloaded) without waiting; a queued one past queue_max_age_ms too; once SIGTERM has come,
+// every new request gets "draining" while the work in hand finishes and is answered. The age is
+// the daemon's own: a module clock hours behind changes nothing.
+void daemon_sheds_load_and_drains(void**) {
+    MuteServer mute;
+    char dir_template[] = "/tmp/test_daemon_broker_XXXXXX";
+    std::string dir = mkdtemp(dir_template);
+    std::string ipc_ep = "ipc://" + dir + "/paygated.sock";
+    Config config;
+    config.listen = {ipc_ep};
+    config.workers = 1;
+    config.database = "host=127.0.0.1 port=" + std::to_string(mute.port) + " dbname=none user=none connect_timeout=2";
+    config.db_retry_max_ms = 1;
+    config.queue_max_depth = 2;
+    config.queue_max_age_ms = 600;
+    config.shutdown_timeout_ms = 10000;
+
+    LogCapture cap;
+    int stop[2];
+    assert_int_equal(pipe(stop), 0);
+    int rc = -1;
+    std::thread daemon([&] { rc = run_daemon(config, stop[0]); });
+    assert_true(cap.wait_for("event=ready", milliseconds(10000)));
+
+    zmq::context_t ctx(1);
+    zmq::socket_t client(ctx, zmq::socket_type::dealer);
+    client.set(zmq::sockopt::linger, 0);
+    client.connect(ipc_ep);
+
+    auto skewed = [](const char* route, std::uint64_t id) {
+        ipc::Request r = request(route, id);
+        r.timeout_ms = 5000;
+        r.sent_unix_ms = 1000;   // a module clock decades behind: no effect on expiry
+        return r;
+    };
+    send_request(client, skewed("health", 1));   // the worker: waits ~2 s on the mute server
+    std::this_thread::sleep_for(milliseconds(100));
+    send_request(client, skewed("health", 2));   // queued
+    send_request(client, skewed("health", 3));   // queued (depth 2)
+    auto started = std::chrono::steady_clock::now();
+    send_request(client, skewed("health", 4));   // over the depth: refused at once
+    auto reply = receive(client, milliseconds(400));
+    assert_true(reply.has_value());
+    assert_int_equal(reply->id, 4);
+    assert_true(not_executed(*reply, "overloaded"));
+    assert_true(reply->body.find("\"code\":\"overloaded\"") != std::string::npos);
+    assert_true(std::chrono::steady_clock::now() - started < milliseconds(400));
+
+    // 2 and 3 pass queue_max_age_ms while the worker is busy: refused, not left to time out.
+    for (std::uint64_t want : {2, 3}) {
+        reply = receive(client, milliseconds(1500));
+        assert_true(reply.has_value());
+        assert_int_equal(reply->id, want);
+        assert_true(not_executed(*reply, "overloaded"));
+    }
+    assert_true(cap.wait_for("reason=queue_full", milliseconds(100)));
+    assert_true(cap.wait_for("reason=queue_age", milliseconds(100)));
+
+    // SIGTERM while 1 is still in hand: new requests are refused "draining", 1 still answered.
+    assert_int_equal(write(stop[1], "x", 1), 1);
+    assert_true(cap.wait_for("event=shutdown_begin", milliseconds(2000)));
+    send_request(client, skewed("health", 5));
+    reply = receive(client, milliseconds(1000));
+    assert_true(reply.has_value());
+    assert_int_equal(reply->id, 5);
+    assert_true(not_executed(*reply, "draining"));
+    reply = receive(client, milliseconds(5000));
+    assert_true(reply.has_value());
+    assert_int_equal(reply->id, 1);
+    assert_int_equal(reply->status, 503);            // database unavailable: it did run
+    assert_false(not_executed(*reply, "overloaded") || not_executed(*reply, "draining"));
+    daemon.join();
+    assert_int_equal(rc, 0);
+    close(stop[0]);
+    close(stop[1]);
+    rmdir(dir.c_str());
 }
 
 }  // namespace
@@ -255,8 +354,8 @@ void request_age_prefers_module_send_time(void**) {
 int main() {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(daemon_serves_and_stops),
-        cmocka_unit_test(worker_drops_expired_requests),
-        cmocka_unit_test(request_age_prefers_module_send_time),
+        cmocka_unit_test(worker_refuses_expired_requests),
+        cmocka_unit_test(daemon_sheds_load_and_drains),
     };
     return cmocka_run_group_tests(tests, nullptr, nullptr);
 }

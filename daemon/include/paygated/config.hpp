@@ -34,6 +34,8 @@ struct Config {
     unsigned socket_mode = 0660;           // chmod of ipc:// socket files after bind
     LogLevel log_level = LogLevel::Info;
     unsigned db_retry_max_ms = 2000;       // cap of the reconnect backoff
+    unsigned queue_max_depth = 1000;       // requests waiting for a worker; beyond: 503 overloaded
+    unsigned queue_max_age_ms = 2000;      // longest wait for a worker; beyond: 503 overloaded
     unsigned shutdown_timeout_ms = 10000;  // how long SIGTERM waits for in-flight requests
     unsigned idempotency_retention_s = 86400;    // how long a key's recorded outcome is replayed
     unsigned idempotency_purge_interval_s = 60;  // how often the janitor deletes expired keys

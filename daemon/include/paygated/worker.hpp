@@ -32,16 +32,11 @@ struct WorkerSettings {
     std::vector<std::pair<std::string, std::string>> provider_routes;
 };
 
-// How long ago the module sent `request`: by the module's send timestamp when it has one (the
-// request also waited in ZeroMQ's queues, where the daemon cannot see it), never less than the
-// `queued_ms` the daemon itself measured.
-double request_age_ms(const ipc::Request& request, std::chrono::system_clock::time_point now, double queued_ms);
-
 struct WorkerContext;
 
 // Serves one decoded request wherever it runs (worker thread or, for inline routes, the broker):
-// drops it when it is older than its timeout (the module has answered 504 already), else runs
-// its handler. Logs the outcome and returns the encoded reply, or "" when dropped.
+// answers 503 "not executed" when it waited longer than its timeout (`queued_ms`, the daemon's
+// own measure), else runs its handler. Logs the outcome and returns the encoded reply.
 std::string serve(const ipc::Request& request, double queued_ms, WorkerContext& ctx);
 
 // Encodes/decodes the received_at frame.
