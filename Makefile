@@ -29,6 +29,7 @@ bench:
 	bash bench/payments.sh
 	bash bench/providers.sh
 	bash bench/replay.sh
+	bash bench/rolling_restart.sh
 
 clean:
 	rm -rf $(BUILD_DIR)
