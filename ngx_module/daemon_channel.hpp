@@ -20,7 +20,8 @@ struct ChannelError : std::runtime_error {
 
 class DaemonChannel {
 public:
-    // Creates the context (one I/O thread) and connects to every endpoint. Throws ChannelError.
+    // Creates the context (one I/O thread, started with every signal blocked: signals are for
+    // the caller's thread) and connects to every endpoint. Throws ChannelError.
     // `max_in_flight` bounds the send queue: beyond it sends fail instead of queueing.
     DaemonChannel(const std::vector<std::string>& endpoints, int max_in_flight);
     ~DaemonChannel();
@@ -39,7 +40,8 @@ public:
     bool readable();
 
     // Receives every waiting reply and hands each frame to `on_reply`, until none is left and
-    // ZMQ_EVENTS confirms it (which re-arms fd()).
+    // ZMQ_EVENTS confirms it (which re-arms fd()). If `on_reply` throws, the drain still goes
+    // on to the end and then rethrows the first exception.
     void drain(const std::function<void(std::string_view frame)>& on_reply);
 
 private:
