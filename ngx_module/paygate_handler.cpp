@@ -129,6 +129,7 @@ ngx_int_t forward(ngx_http_request_t* r, RequestCtx* ctx) {
 
     worker->pending.emplace(request.id, r);
     ctx->id = request.id;
+    ctx->sent_unix_ms = request.sent_unix_ms;
     ctx->timer.handler = on_timeout;
     ctx->timer.data = r;
     ctx->timer.log = r->connection->log;
@@ -217,7 +218,8 @@ void remember_outcome(ngx_http_request_t* r, RequestCtx* ctx, const ipc::Reply& 
         return;
     }
     auto* mcf = static_cast<MainConf*>(ngx_http_get_module_main_conf(r, ngx_http_paygate_module));
-    replay_store(mcf->replay, *ctx->idempotency_key, reply.status, reply.body, r->connection->log);
+    replay_store(mcf->replay, *ctx->idempotency_key, reply.status, reply.body, ctx->sent_unix_ms,
+                 reply.record_expires_in_ms, r->connection->log);
 }
 
 enum ClientState { kClientClosed, kClientData, kClientQuiet };

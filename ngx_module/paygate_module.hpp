@@ -78,6 +78,7 @@ struct RequestCtx {
     std::string callback_ref;    // Access::Partner: the operation reference of the capability URL
     std::optional<idempotency::Key> idempotency_key;   // set when the reply may fill the replay zone
     std::uint64_t id = 0;        // nonzero while a reply is awaited
+    std::uint64_t sent_unix_ms = 0;   // when it was sent: a replay-zone entry's expiry counts from it
     ngx_event_t timer{};
     std::string error_body;      // JSON replacing nginx's own HTML error page, once set
     bool error_body_sent = false;
