@@ -10,7 +10,6 @@ server-level configuration conf/ ships (conf/paygate-json-errors.conf)."""
 
 import json
 import socket
-import ssl
 import time
 import unittest
 
