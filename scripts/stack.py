@@ -1089,6 +1089,25 @@ class Stack:
                     time.sleep(0.5 * attempt)
         raise StackError("unreachable")
 
+    def check_nginx_conf(self, name: str = "conftest", **directives) -> tuple[int, str]:
+        """`nginx -t` of conf/nginx.dev.conf.in rendered with `directives` (http level, as in
+        start_nginx) in a prefix of its own: nothing starts. Returns (exit status, nginx's
+        output). Leak checking is off: a refused configuration's memory is never freed."""
+        self._require(self.module)
+        prefix = self._nginx_prefix(name)
+        shutil.copyfile(NGINX_JSON_ERRORS, prefix / "conf" / NGINX_JSON_ERRORS.name)
+        conf = prefix / "conf" / "nginx.conf"
+        conf.write_text(self.render_nginx_conf(port=free_port(), prefix=prefix, daemons=list(self.daemons),
+                                               directives=directives))
+        env = self._san_env(name, nginx=True)
+        env["ASAN_OPTIONS"] += ":detect_leaks=0"
+        if self.sanitized:
+            env["LD_PRELOAD"] = libasan_path()
+        p = subprocess.run([NGINX_BIN, "-t", "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "logs" / "error.log")],
+                           stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env, cwd=prefix,
+                           timeout=60)
+        return p.returncode, p.stdout + p.stderr
+
     def start_plain_nginx(self, name: str, server_body: str, *, worker_processes: int = 1,
                           http_extra: str = "", timeout: float = 30.0) -> Nginx:
         """A second, module-free nginx (e.g. the benchmark's upstream). `server_body` is the

@@ -158,5 +158,22 @@ class BodyInMemoryTest(PaymentStackTestCase):
         self.assertNotIn(SPOOLED, self.new_log())
 
 
+class BodyInFileOnlyRefusedTest(StackTestCase):
+    """client_body_in_file_only would write every body to disk: refused in a paygate_pass
+    location when nginx reads its configuration."""
+
+    start_nginx_in_setup = False
+
+    def test_client_body_in_file_only_is_refused(self):
+        rc, out = self.stack.check_nginx_conf()
+        self.assertEqual(rc, 0, out)   # the same configuration without it is fine
+        for value in ("on", "clean"):
+            with self.subTest(value):
+                rc, out = self.stack.check_nginx_conf(client_body_in_file_only=value)
+                self.assertNotEqual(rc, 0, out)
+                self.assertIn('"paygate_pass" keeps request bodies in memory: "client_body_in_file_only" must be off',
+                              out)
+
+
 if __name__ == "__main__":
     unittest.main()
