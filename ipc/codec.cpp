@@ -238,6 +238,7 @@ std::string encode(const Reply& r) {
     Writer out(24 + list_bytes(r.headers) + r.body.size());
     out.header(kKindReply, r.id);
     out.fixed(r.status, 2);
+    out.varint(r.record_expires_in_ms);
     out.list(r.headers);
     out.str(r.body);
     return out.take();
@@ -269,6 +270,7 @@ bool decode(std::string_view frame, Reply& out, std::string& error) {
     out.id = read_preamble(in, frame, kKindReply);
     out.status = static_cast<std::uint16_t>(in.fixed(2, "status"));
     if (in.ok() && (out.status < 100 || out.status > 599)) in.fail("status out of range", "");
+    out.record_expires_in_ms = in.varint("record_expires_in_ms");
     in.list(out.headers, "headers");
     in.str(out.body, kMaxFrameBytes, "body");
     return finish(in, error);

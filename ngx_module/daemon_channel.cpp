@@ -2,11 +2,34 @@
 #include "daemon_channel.hpp"
 
 #include <cerrno>
+#include <csignal>
+#include <exception>
+#include <pthread.h>
 #include <zmq.h>
 
 namespace paygate::module {
 
 namespace {
+
+// Blocks every signal in the calling thread for its lifetime. Threads created meanwhile (libzmq's
+// I/O thread and reaper) inherit the full mask from their first instruction, so a
+// process-directed signal (nginx's QUIT, TERM, HUP, USR1, CHLD) can only be taken by nginx's own
+// thread: one taken by a zmq thread would run nginx's handler there and leave nginx's event loop
+// asleep in epoll_wait. (libzmq blocks signals itself, but only once its thread runs.)
+class SignalsBlocked {
+public:
+    SignalsBlocked() {
+        sigset_t all;
+        sigfillset(&all);
+        pthread_sigmask(SIG_BLOCK, &all, &saved_);
+    }
+    ~SignalsBlocked() { pthread_sigmask(SIG_SETMASK, &saved_, nullptr); }
+    SignalsBlocked(const SignalsBlocked&) = delete;
+    SignalsBlocked& operator=(const SignalsBlocked&) = delete;
+
+private:
+    sigset_t saved_;
+};
 
 void set_int(void* socket, int option, int value, const char* name) {
     if (zmq_setsockopt(socket, option, &value, sizeof value) != 0) {
@@ -17,6 +40,7 @@ void set_int(void* socket, int option, int value, const char* name) {
 }  // namespace
 
 DaemonChannel::DaemonChannel(const std::vector<std::string>& endpoints, int max_in_flight) {
+    SignalsBlocked blocked;   // the context starts its threads with the first socket, below
     context_ = zmq_ctx_new();
     if (context_ == nullptr) throw ChannelError(std::string("zmq_ctx_new: ") + zmq_strerror(zmq_errno()));
     try {
@@ -94,6 +118,11 @@ void DaemonChannel::drain(std::size_t i, const std::function<void(std::string_vi
     void* socket = sockets_[i].handle;
     zmq_msg_t msg;
     bool rest_of_multipart = false;
+    // A handler that throws must not end the drain early: the replies behind it would stay
+    // queued with ZMQ_FD's edge already spent, and nothing would wake the event loop for them
+    // (nor for any later reply). The drain goes on to the ZMQ_EVENTS check; the first
+    // exception is rethrown after it.
+    std::exception_ptr failure;
     for (;;) {
         zmq_msg_init(&msg);
         if (zmq_msg_recv(&msg, socket, ZMQ_DONTWAIT) < 0) {
@@ -103,6 +132,7 @@ void DaemonChannel::drain(std::size_t i, const std::function<void(std::string_vi
             // Empty for now. Asking ZMQ_EVENTS last re-arms the edge-triggered ZMQ_FD: without
             // it the descriptor might never fire again for replies that are already queued.
             if (err == EAGAIN && readable(i)) continue;
+            if (failure) std::rethrow_exception(failure);
             return;
         }
         // A reply is one frame; a multipart message is not ours and is skipped whole.
@@ -112,8 +142,7 @@ void DaemonChannel::drain(std::size_t i, const std::function<void(std::string_vi
             try {
                 on_reply(frame);
             } catch (...) {
-                zmq_msg_close(&msg);
-                throw;
+                if (!failure) failure = std::current_exception();
             }
         }
         rest_of_multipart = more;

@@ -27,7 +27,8 @@ class DaemonChannel {
 public:
     using Clock = std::chrono::steady_clock;
 
-    // Creates the context (one I/O thread) and one socket per endpoint. Throws ChannelError.
+    // Creates the context (one I/O thread, started with every signal blocked: signals are for
+    // the caller's thread) and one socket per endpoint. Throws ChannelError.
     // `max_in_flight` bounds each send queue: beyond it sends fail instead of queueing.
     DaemonChannel(const std::vector<std::string>& endpoints, int max_in_flight);
     ~DaemonChannel();
@@ -51,7 +52,8 @@ public:
     bool readable(std::size_t i);
 
     // Receives every waiting reply of daemon i and hands each frame to `on_reply`, until none is
-    // left and ZMQ_EVENTS confirms it (which re-arms fd(i)).
+    // left and ZMQ_EVENTS confirms it (which re-arms fd(i)). If `on_reply` throws, the drain
+    // still goes on to the end and then rethrows the first exception.
     void drain(std::size_t i, const std::function<void(std::string_view frame)>& on_reply);
 
 private:

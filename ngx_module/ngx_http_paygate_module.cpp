@@ -75,6 +75,20 @@ char* merge_loc_conf(ngx_conf_t* cf, void* parent, void* child) {
         if (clcf->client_max_body_size == 0 || clcf->client_max_body_size > static_cast<off_t>(conf->max_body_size)) {
             clcf->client_max_body_size = static_cast<off_t>(conf->max_body_size);
         }
+        // A payment body never touches disk: nginx spools a body that outgrows
+        // client_body_buffer_size to a temporary file (blocking writes and reads). The buffer
+        // holds a body of the limit plus a quarter for a chunked body's framing; nginx sizes a
+        // Content-Length body's buffer to the body itself, so only chunked and length-less
+        // HTTP/2 bodies take the whole of it. What would still spill is refused (413) by
+        // the request body filter in paygate_handler.cpp.
+        size_t buffer = conf->max_body_size + conf->max_body_size / 4;
+        if (clcf->client_body_buffer_size < buffer) clcf->client_body_buffer_size = buffer;
+        if (clcf->client_body_in_file_only != 0) {   // 0: off (on and clean write every body)
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"paygate_pass\" keeps request bodies in memory: \"client_body_in_file_only\" "
+                               "must be off");
+            return static_cast<char*>(NGX_CONF_ERROR);
+        }
     }
     return NGX_CONF_OK;
 }
@@ -115,6 +129,7 @@ char* set_pass(ngx_conf_t* cf, ngx_command_t*, void* data) {
 ngx_int_t postconfiguration(ngx_conf_t* cf) {
     if (register_request_id_variable(cf) != NGX_OK) return NGX_ERROR;
     install_error_page_filters();
+    install_request_body_filter();
     return NGX_OK;
 }
 

@@ -23,6 +23,12 @@ std::string nginx_error_json(ngx_http_request_t* r, ngx_uint_t status) {
         case NGX_HTTP_REQUEST_TIME_OUT: return ipc::json_error("request_timeout", "request not received in time");
         case NGX_HTTP_LENGTH_REQUIRED: return ipc::json_error("length_required", "request body needs a length");
         case NGX_HTTP_REQUEST_ENTITY_TOO_LARGE: {
+            RequestCtx* ctx = ctx_of(r);
+            if (ctx != nullptr && ctx->body_over_buffer) {
+                return ipc::json_error("payload_too_large",
+                                       "chunk framing makes the request body too large to hold; send it with "
+                                       "Content-Length or in larger chunks");
+            }
             auto* clcf = static_cast<ngx_http_core_loc_conf_t*>(ngx_http_get_module_loc_conf(r, ngx_http_core_module));
             return ipc::json_error("payload_too_large", "request body exceeds " +
                                                             std::to_string(clcf->client_max_body_size) + " bytes");

@@ -30,20 +30,38 @@ void on_timeout(ngx_event_t* ev) {
     complete(r, rc);
 }
 
+ngx_http_request_body_filter_pt next_request_body_filter;
+
+// Runs before nginx's save filter, which writes the body to a temporary file when its buffer is
+// full and more is to come (or always, with client_body_in_file_only). In a paygate location
+// the buffer holds any body within the limit (merge_loc_conf), so that happens only to a chunked
+// body whose framing outgrows the buffer's headroom: it is refused before anything is written.
+ngx_int_t request_body_filter(ngx_http_request_t* r, ngx_chain_t* in) {
+    auto* lcf = static_cast<LocConf*>(ngx_http_get_module_loc_conf(r, ngx_http_paygate_module));
+    ngx_http_request_body_t* rb = r->request_body;
+    if (lcf->pass && rb != nullptr && !r->request_body_no_buffering) {
+        bool spill = r->request_body_in_file_only ||
+                     (rb->rest > 0 && rb->buf != nullptr && rb->buf->last == rb->buf->end &&
+                      (rb->bufs != nullptr || in != nullptr));
+        if (spill) {
+            if (RequestCtx* ctx = ctx_of(r)) ctx->body_over_buffer = true;
+            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                          "paygate: 413, the request body does not fit its memory buffer (chunk framing), "
+                          "request_id=%*s",
+                          static_cast<int>(request_id(r).size()), request_id(r).data());
+            return NGX_HTTP_REQUEST_ENTITY_TOO_LARGE;
+        }
+    }
+    return next_request_body_filter(r, in);
+}
+
+// The body is in memory (request_body_filter keeps it there): its buffers, concatenated.
 bool read_body(ngx_http_request_t* r, std::string& body) {
     if (r->request_body == nullptr) return true;
     for (ngx_chain_t* cl = r->request_body->bufs; cl != nullptr; cl = cl->next) {
         ngx_buf_t* b = cl->buf;
-        if (!b->in_file) {
-            body.append(reinterpret_cast<const char*>(b->pos), static_cast<std::size_t>(b->last - b->pos));
-            continue;
-        }
-        // A body larger than client_body_buffer_size was spooled to a temp file nginx just wrote.
-        std::size_t size = static_cast<std::size_t>(b->file_last - b->file_pos);
-        std::size_t at = body.size();
-        body.resize(at + size);
-        ssize_t n = ngx_read_file(b->file, reinterpret_cast<u_char*>(&body[at]), size, b->file_pos);
-        if (n != static_cast<ssize_t>(size)) return false;
+        if (b->in_file) return false;   // never: no file I/O on the event loop
+        body.append(reinterpret_cast<const char*>(b->pos), static_cast<std::size_t>(b->last - b->pos));
     }
     return true;
 }
@@ -53,7 +71,7 @@ ngx_int_t forward(ngx_http_request_t* r, RequestCtx* ctx) {
     auto* lcf = static_cast<LocConf*>(ngx_http_get_module_loc_conf(r, ngx_http_paygate_module));
 
     ipc::Request request;
-    if (!read_body(r, request.body)) return send_internal_error(r, "cannot read the spooled request body");
+    if (!read_body(r, request.body)) return send_internal_error(r, "request body in a file");
     if (request.body.size() > lcf->max_body_size) {
         return send_error(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE, "payload_too_large",
                           "request body exceeds " + std::to_string(lcf->max_body_size) + " bytes");
@@ -112,6 +130,7 @@ ngx_int_t forward(ngx_http_request_t* r, RequestCtx* ctx) {
 
     worker->pending.emplace(request.id, r);
     ctx->id = request.id;
+    ctx->sent_unix_ms = request.sent_unix_ms;
     ctx->daemon = daemon;
     if (worker->channel.size() > 1) ctx->resendable = std::move(request);
     ctx->timer.handler = on_timeout;
@@ -202,7 +221,8 @@ void remember_outcome(ngx_http_request_t* r, RequestCtx* ctx, const ipc::Reply& 
         return;
     }
     auto* mcf = static_cast<MainConf*>(ngx_http_get_module_main_conf(r, ngx_http_paygate_module));
-    replay_store(mcf->replay, *ctx->idempotency_key, reply.status, reply.body, r->connection->log);
+    replay_store(mcf->replay, *ctx->idempotency_key, reply.status, reply.body, ctx->sent_unix_ms,
+                 reply.record_expires_in_ms, r->connection->log);
 }
 
 enum ClientState { kClientClosed, kClientData, kClientQuiet };
@@ -305,6 +325,11 @@ void on_client_event(ngx_http_request_t* r) {
     // Pipelined data or a spurious wakeup: keep waiting, and stop a level-triggered busy loop.
     ngx_event_t* ev = c->read;
     if ((ngx_event_flags & NGX_USE_LEVEL_EVENT) && ev->active) ngx_del_event(ev, NGX_READ_EVENT, 0);
+}
+
+void install_request_body_filter() {
+    next_request_body_filter = ngx_http_top_request_body_filter;
+    ngx_http_top_request_body_filter = request_body_filter;
 }
 
 void deliver_reply(ngx_http_request_t* r, const ipc::Reply& reply) {

@@ -82,9 +82,11 @@ struct RequestCtx {
     // Kept while a second daemon could take the request should the first refuse it unexecuted
     // (draining, overloaded); sent at most once more.
     std::optional<ipc::Request> resendable;
+    std::uint64_t sent_unix_ms = 0;   // when it was sent: a replay-zone entry's expiry counts from it
     ngx_event_t timer{};
     std::string error_body;      // JSON replacing nginx's own HTML error page, once set
     bool error_body_sent = false;
+    bool body_over_buffer = false;   // the body would have spilled to disk: refused with 413
 };
 
 inline std::string_view view(const ngx_str_t& s) { return {reinterpret_cast<const char*>(s.data), s.len}; }
@@ -118,6 +120,8 @@ void complete(ngx_http_request_t* r, ngx_int_t rc);
 void on_client_event(ngx_http_request_t* r);
 // The daemon answered request `r`: send the reply to the client and end the request.
 void deliver_reply(ngx_http_request_t* r, const ipc::Reply& reply);
+// Refuses (413) a paygate body that would be written to a temporary file (postconfiguration).
+void install_request_body_filter();
 
 // ---- paygate_auth.cpp: client tokens of Access::Client routes ----
 

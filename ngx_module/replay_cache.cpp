@@ -4,6 +4,8 @@
 #include <cstddef>
 #include <cstring>
 
+#include "replay_policy.hpp"
+
 extern ngx_module_t ngx_http_paygate_module;
 
 namespace paygate::module {
@@ -243,27 +245,37 @@ ReplayLookup replay_lookup(const ReplayZone& zone, const idempotency::Key& key, 
 }
 
 void replay_store(const ReplayZone& zone, const idempotency::Key& key, std::uint16_t status, std::string_view body,
-                  ngx_log_t* log) {
+                  std::uint64_t sent_unix_ms, std::uint64_t record_expires_in_ms, ngx_log_t* log) {
     ZoneCtx* ctx = ctx_of(zone);
     u_char scope[kHashBytes];
     u_char request_hash[kHashBytes];
     if (ctx == nullptr || !unhex(key.scope, scope) || !unhex(key.request_hash, request_hash)) return;
+    // A replayed record may have seconds left, not the zone's ttl: an entry must never answer
+    // for a row PostgreSQL no longer replays (a retry after that executes anew).
+    time_t now = ngx_time();
+    auto expires = static_cast<time_t>(replay_policy::entry_expiry(now, zone.ttl, sent_unix_ms, record_expires_in_ms));
+    if (expires == 0) return;
     std::size_t size = offsetof(ReplayNode, body) + body.size();
+    if (!replay_policy::fits_zone(size, zone.shm->shm.size)) {
+        ngx_log_error(NGX_LOG_INFO, log, 0,
+                      "paygate: a %uz-byte reply is over an eighth of idempotency zone \"%V\": not cached",
+                      body.size(), &zone.shm->shm.name);
+        return;
+    }
 
     ngx_shmtx_lock(&ctx->pool->mutex);
     if (ReplayNode* old = find_locked(ctx->sh, scope)) remove_locked(ctx, old);
     // Reclaim up to two expired entries on every store, so expired ones do not wait for eviction.
     for (int i = 0; i < 2 && evict_one_locked(ctx, true); ++i) {
     }
-    auto* rn = static_cast<ReplayNode*>(ngx_slab_alloc_locked(ctx->pool, size));
-    while (rn == nullptr && evict_one_locked(ctx, false)) {
-        rn = static_cast<ReplayNode*>(ngx_slab_alloc_locked(ctx->pool, size));
-    }
+    auto* rn = replay_policy::allocate_evicting(
+        [&] { return static_cast<ReplayNode*>(ngx_slab_alloc_locked(ctx->pool, size)); },
+        [&] { return evict_one_locked(ctx, false); }, replay_policy::kMaxEvictions);
     if (rn != nullptr) {
         rn->node.key = tree_key(scope);
         std::memcpy(rn->scope, scope, kHashBytes);
         std::memcpy(rn->request_hash, request_hash, kHashBytes);
-        rn->expires = ngx_time() + zone.ttl;
+        rn->expires = expires;
         rn->status = status;
         rn->body_len = static_cast<std::uint32_t>(body.size());
         std::memcpy(rn->body, body.data(), body.size());
@@ -272,8 +284,9 @@ void replay_store(const ReplayZone& zone, const idempotency::Key& key, std::uint
     }
     ngx_shmtx_unlock(&ctx->pool->mutex);
     if (rn == nullptr) {
-        ngx_log_error(NGX_LOG_WARN, log, 0, "paygate: idempotency zone \"%V\" cannot hold a %uz-byte reply",
-                      &zone.shm->shm.name, body.size());
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "paygate: idempotency zone \"%V\" has no room for a %uz-byte reply after %d evictions",
+                      &zone.shm->shm.name, body.size(), replay_policy::kMaxEvictions);
     }
 }
 

@@ -52,6 +52,9 @@ REPO = Path(__file__).resolve().parent.parent
 PG_BIN = Path(os.environ.get("PAYGATE_PG_BIN", "/usr/lib/postgresql/15/bin"))
 NGINX_BIN = os.environ.get("PAYGATE_NGINX", "/usr/sbin/nginx")
 NGINX_TEMPLATE = REPO / "conf" / "nginx.dev.conf.in"
+# Server-level snippet the template includes (as conf/nginx.conf does): JSON for nginx's answers
+# before routing. Copied beside each rendered nginx.conf, where a relative include finds it.
+NGINX_JSON_ERRORS = REPO / "conf" / "paygate-json-errors.conf"
 SKY_SANDBOX = REPO / "tests" / "sandboxes" / "sky_technologies.py"
 # The sandboxes need Debian's python3-cryptography, which only Debian's interpreter sees.
 SANDBOX_PYTHON = os.environ.get("PAYGATE_SANDBOX_PYTHON", "/usr/bin/python3")
@@ -1030,7 +1033,8 @@ class Stack:
                     server_extra: str = "", name: str = "nginx", timeout: float = 30.0,
                     main_extra: str = "", tls: bool = False, h2c: bool = False,
                     **directives) -> Nginx:
-        """Renders conf/nginx.dev.conf.in into <root>/<name>/ and starts nginx with the module.
+        """Renders conf/nginx.dev.conf.in into <root>/<name>/ (with conf/paygate-json-errors.conf,
+        which it includes) and starts nginx with the module.
 
         daemons: names whose endpoints get `paygate_daemon` lines (default: every daemon started
         so far). Other keyword arguments are http-level directives: paygate_timeout="1s",
@@ -1050,6 +1054,7 @@ class Stack:
         if name == "nginx" and self.temporary and name not in self.nginxes and not port_is_free(port):
             port = self.http_port = free_port()  # taken since __init__: any free port will do
         prefix = self._nginx_prefix(name)
+        shutil.copyfile(NGINX_JSON_ERRORS, prefix / "conf" / NGINX_JSON_ERRORS.name)
         env = self._san_env(name, nginx=True)
         if self.sanitized:
             env["LD_PRELOAD"] = libasan_path()
@@ -1083,6 +1088,25 @@ class Stack:
                 else:
                     time.sleep(0.5 * attempt)
         raise StackError("unreachable")
+
+    def check_nginx_conf(self, name: str = "conftest", **directives) -> tuple[int, str]:
+        """`nginx -t` of conf/nginx.dev.conf.in rendered with `directives` (http level, as in
+        start_nginx) in a prefix of its own: nothing starts. Returns (exit status, nginx's
+        output). Leak checking is off: a refused configuration's memory is never freed."""
+        self._require(self.module)
+        prefix = self._nginx_prefix(name)
+        shutil.copyfile(NGINX_JSON_ERRORS, prefix / "conf" / NGINX_JSON_ERRORS.name)
+        conf = prefix / "conf" / "nginx.conf"
+        conf.write_text(self.render_nginx_conf(port=free_port(), prefix=prefix, daemons=list(self.daemons),
+                                               directives=directives))
+        env = self._san_env(name, nginx=True)
+        env["ASAN_OPTIONS"] += ":detect_leaks=0"
+        if self.sanitized:
+            env["LD_PRELOAD"] = libasan_path()
+        p = subprocess.run([NGINX_BIN, "-t", "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "logs" / "error.log")],
+                           stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env, cwd=prefix,
+                           timeout=60)
+        return p.returncode, p.stdout + p.stderr
 
     def start_plain_nginx(self, name: str, server_body: str, *, worker_processes: int = 1,
                           http_extra: str = "", timeout: float = 30.0) -> Nginx:

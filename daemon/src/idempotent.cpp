@@ -74,6 +74,7 @@ ipc::Reply replayed_reply(std::uint64_t id, const StoredOutcome& stored) {
     add_header(reply, "content-type", "application/json");
     add_header(reply, idempotency::kReplayedHeader, "true");
     add_header(reply, idempotency::kOutcomeHeader, idempotency::kOutcomeReplayed);
+    reply.record_expires_in_ms = stored.expires_in_ms;   // a cached copy must not outlive the row
     reply.body = stored.body;
     return reply;
 }
@@ -142,6 +143,8 @@ ipc::Reply run_idempotent(const ipc::Request& request, WorkerContext& ctx, const
     s.commit();
     after_commit(request, ctx);
     add_header(reply, idempotency::kOutcomeHeader, idempotency::kOutcomeStored);
+    // The row's expires_at is now() + retention in this very transaction.
+    reply.record_expires_in_ms = std::uint64_t{ctx.idempotency_retention_s} * 1000;
     return reply;
 }
 

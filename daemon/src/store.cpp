@@ -323,7 +323,8 @@ KeyLookup lock_and_find_key(Session& s, const std::string& scope) {
     // sees an outcome committed by whoever held the lock before us.
     std::vector<PgResult> r = s.exec_all({
         {"SELECT pg_try_advisory_xact_lock(hashtextextended($1::text, 0))", {scope}},
-        {"SELECT request_hash, response_status, response_body FROM idempotency_keys"
+        {"SELECT request_hash, response_status, response_body,"
+         " floor(extract(epoch FROM expires_at - now()) * 1000)::bigint FROM idempotency_keys"
          " WHERE scope = $1::text AND expires_at > now()",
          {scope}},
     });
@@ -337,6 +338,8 @@ KeyLookup lock_and_find_key(Session& s, const std::string& scope) {
     if (status < 100 || status > 599) throw DbError("", "idempotency key with a bad response_status");
     stored.status = static_cast<std::uint16_t>(status);
     stored.body = value(r[1].get(), 0, 2);
+    long long left_ms = std::atoll(PQgetvalue(r[1].get(), 0, 3));
+    stored.expires_in_ms = left_ms > 0 ? static_cast<std::uint64_t>(left_ms) : 0;
     out.stored = std::move(stored);
     return out;
 }

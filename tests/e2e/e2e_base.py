@@ -215,6 +215,17 @@ def create_body(currency: str = "USD", amount="12.50", method_id: str = "card-77
     return body
 
 
+def padded_json(body: dict, size: int) -> bytes:
+    """`body` as JSON, padded with spaces inside the object to exactly `size` bytes: the closing
+    brace comes last, so only a body that arrived whole parses."""
+    text = json.dumps(body).encode()
+    assert text.endswith(b"}") and len(text) <= size
+    return text[:-1] + b" " * (size - len(text)) + b"}"
+
+
+__all__ += ["padded_json"]
+
+
 class RawNumber(str):
     """A JSON number lexeme written as is by PaymentStackTestCase.encode ("1.000000000000000001"),
     so Python floats never touch an amount."""

@@ -139,14 +139,22 @@ class H2Connection:
     def frame(ftype: int, flags: int, sid: int, payload: bytes) -> bytes:
         return struct.pack(">I", len(payload))[1:] + bytes([ftype, flags]) + struct.pack(">I", sid) + payload
 
-    def request(self, method: str, path: str, headers=()) -> int:
+    def request(self, method: str, path: str, headers=(), body: bytes = b"") -> int:
+        """Opens a stream. A `body` goes in DATA frames of at most 16384 bytes (the default
+        SETTINGS_MAX_FRAME_SIZE), with no content-length unless `headers` has one; it must fit
+        the default stream window (65535 bytes): this client never waits for WINDOW_UPDATE."""
+        if len(body) > 65535:
+            raise ValueError("body larger than the initial flow-control window")
         sid = self.next_id
         self.next_id += 2
         fields = [(":method", method), (":scheme", self.scheme), (":path", path),
                   (":authority", self.authority), *headers]
         block = b"".join(hpack_literal(n, v) for n, v in fields)
         self.streams[sid] = H2Stream()
-        self.sock.sendall(self.frame(HEADERS, END_STREAM | END_HEADERS, sid, block))
+        self.sock.sendall(self.frame(HEADERS, (0 if body else END_STREAM) | END_HEADERS, sid, block))
+        for at in range(0, len(body), 16384):
+            last = at + 16384 >= len(body)
+            self.sock.sendall(self.frame(DATA, END_STREAM if last else 0, sid, body[at:at + 16384]))
         return sid
 
     def reset(self, sid: int, code: int = CANCEL) -> None:

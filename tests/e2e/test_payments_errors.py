@@ -6,7 +6,7 @@ import json
 import unittest
 
 from e2e_base import (PAYMENT_API, TOO_LARGE_BODY, UNKNOWN_PAYMENT, PaymentStackTestCase, RawNumber, create_body,
-                      new_uuid)
+                      new_uuid, padded_json)
 
 DELETE = object()
 
@@ -400,10 +400,7 @@ class NotFoundAndProtocolTest(PaymentStackTestCase):
         self.assertUnchanged(pid, before)
 
     def padded(self, body: dict, size: int) -> bytes:
-        """`body` as JSON, padded with spaces inside the object to exactly `size` bytes."""
-        text = json.dumps(body).encode()
-        assert text.endswith(b"}") and len(text) <= size
-        return text[:-1] + b" " * (size - len(text)) + b"}"
+        return padded_json(body, size)
 
     def test_body_over_64k_is_413(self):
         self.stack.allow_log(TOO_LARGE_BODY, "the test sends oversized bodies", "nginx")

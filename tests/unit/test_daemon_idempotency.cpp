@@ -67,9 +67,11 @@ void replay_is_byte_identical_with_headers(void**) {
     stored.status = 200;
     // Exact number lexemes, escapes and non-ASCII text come back as they were sent.
     stored.body = "{\"transaction_id\":\"6f1c2b9e-0d7a-4f3e-8b5c-1a2d3e4f5a6b\",\"amount\":1.50,\"x\":\"\\u00e9\xc3\xa9\"}";
+    stored.expires_in_ms = 4321;
     ipc::Reply r = replayed_reply(9, stored);
     assert_int_equal(r.id, 9);
     assert_int_equal(r.status, 200);
+    assert_int_equal(r.record_expires_in_ms, 4321);   // the module's copy lives no longer than the row
     assert_true(r.body == stored.body);
     const std::string* ct = header(r, "content-type");
     assert_non_null(ct);

@@ -60,6 +60,7 @@ void reply_round_trip(void**) {
     Reply in;
     in.id = 7;
     in.status = 201;
+    in.record_expires_in_ms = 86'400'000ULL * 365;
     in.headers = {{"content-type", "application/json"}};
     in.body = std::string(100000, 'x');
     Reply out;
@@ -67,6 +68,7 @@ void reply_round_trip(void**) {
     assert_true(decode(encode(in), out, error));
     assert_true(out.id == 7);
     assert_int_equal(out.status, 201);
+    assert_true(out.record_expires_in_ms == in.record_expires_in_ms);
     assert_true(out.headers == in.headers);
     assert_true(out.body == in.body);
 }

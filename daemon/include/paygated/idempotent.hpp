@@ -59,7 +59,8 @@ ipc::Reply in_progress_reply(std::uint64_t id);
 // 422 {"code":"idempotency_key_reused",...}: the key was used for a different request.
 ipc::Reply key_reused_reply(std::uint64_t id);
 // The recorded outcome answered again: its status and body, content-type application/json,
-// Idempotent-Replayed: true and x-paygate-idempotency: replayed.
+// Idempotent-Replayed: true and x-paygate-idempotency: replayed, and how long the row has left
+// (record_expires_in_ms).
 ipc::Reply replayed_reply(std::uint64_t id, const StoredOutcome& stored);
 
 }  // namespace paygate::daemon

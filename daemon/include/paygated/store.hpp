@@ -179,6 +179,7 @@ struct StoredOutcome {
     std::string request_hash;
     std::uint16_t status = 0;
     std::string body;
+    std::uint64_t expires_in_ms = 0;   // expires_at - now(): how much longer it is replayed
 };
 
 struct KeyLookup {

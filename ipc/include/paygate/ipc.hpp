@@ -18,7 +18,8 @@
 
 namespace paygate::ipc {
 
-inline constexpr std::uint8_t kVersion = 1;
+// 2: Reply carries record_expires_in_ms.
+inline constexpr std::uint8_t kVersion = 2;
 
 // Bounds that keep a garbage frame from asking for huge allocations.
 inline constexpr std::size_t kMaxFrameBytes = 16 * 1024 * 1024;
@@ -53,6 +54,11 @@ struct Request {
 struct Reply {
     std::uint64_t id = 0;
     std::uint16_t status = 500;
+    // A key's recorded outcome (x-paygate-idempotency: stored or replayed): how much longer
+    // PostgreSQL replays it, in milliseconds (the row's expires_at - now(), counted from the start
+    // of the transaction that read or wrote it). The module's replay zone keeps the reply no longer
+    // than that. 0 on every other reply.
+    std::uint64_t record_expires_in_ms = 0;
     std::vector<NameValue> headers;    // e.g. {"content-type", "application/json"}
     std::string body;
 };
