@@ -19,11 +19,11 @@ CREATE_LUA = Path(__file__).resolve().parent / "create_payment.lua"
 
 
 def wrk(url: str, duration: int, headers: dict = None, script: Path = None,
-        script_args: list = None, stop_when=None) -> dict:
+        script_args: list = None, stop_when=None, threads: int = 1, connections: int = 64) -> dict:
     """One wrk run: requests/s, p99 in ms, non-2xx count, socket errors. `stop_when`: a callable
     polled every 50 ms; once it returns true wrk gets SIGINT, which ends the run early (wrk's own
     thread:stop() does not: wrk sleeps out its whole duration before it reports)."""
-    cmd = ["wrk", "-t1", "-c64", f"-d{duration}s", "--latency"]
+    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency"]
     for k, v in (headers or {}).items():
         cmd += ["-H", f"{k}: {v}"]
     if script:

@@ -170,6 +170,7 @@ PGconn* Db::connection() {
         .kv("server_version", PQserverVersion(conn.get()))
         .kv("ms", std::chrono::duration<double, std::milli>(now - started).count());
     conn_ = std::move(conn);
+    prepared_.clear();
     return conn_.get();
 }
 
@@ -208,6 +209,39 @@ bool Db::usable(PGconn* conn) {
 void Db::lost(const char* why) {
     log::warn("db_connection_lost").kv("worker", who_).kv("reason", why).kv("error", pg_error_line(conn_.get()));
     conn_.reset();
+    prepared_.clear();
+}
+
+namespace {
+
+// Statements worth preparing: queries and DML. Transaction control (BEGIN, COMMIT, SAVEPOINT…)
+// and session settings stay unnamed.
+bool preparable(const char* sql) {
+    for (const char* verb : {"SELECT", "INSERT", "UPDATE", "DELETE", "WITH"}) {
+        std::size_t n = std::strlen(verb);
+        if (std::strncmp(sql, verb, n) == 0 && (sql[n] == ' ' || sql[n] == '\n')) return true;
+    }
+    return false;
+}
+
+}  // namespace
+
+const char* Db::prepared_already(const char* sql) const {
+    auto it = prepared_.find(sql);
+    return it == prepared_.end() ? nullptr : it->second.c_str();
+}
+
+const char* Db::prepared(PGconn* conn, const char* sql) {
+    if (conn != conn_.get() || !preparable(sql)) return nullptr;
+    if (const char* name = prepared_already(sql)) return name;
+    if (prepared_.size() >= kMaxPrepared) return nullptr;
+    std::string name = "pg" + std::to_string(prepared_.size() + 1);
+    PgResult r(PQprepare(conn, name.c_str(), sql, 0, nullptr));
+    if (PQresultStatus(r.get()) != PGRES_COMMAND_OK) {
+        drop_if_broken();
+        return nullptr;
+    }
+    return prepared_.emplace(sql, std::move(name)).first->second.c_str();
 }
 
 bool Db::drop_if_broken() {

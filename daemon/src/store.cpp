@@ -35,6 +35,8 @@ Session::Session(Db& db) : db_(db), conn_(db.connection()) {
 namespace {
 constexpr const char* kBegin = "BEGIN";
 constexpr const char* kSavepoint = "SAVEPOINT paygate_work";
+constexpr const char* kLimits =
+    "SELECT set_config('statement_timeout', $1, true), set_config('lock_timeout', $1, true)";
 }  // namespace
 
 Session::~Session() {
@@ -70,7 +72,15 @@ PgResult Session::exec(const char* sql, const std::vector<SqlParam>& params) {
     std::vector<const char*> values;
     values.reserve(params.size());
     for (const SqlParam& p : params) values.push_back(p ? p->c_str() : nullptr);
-    PgResult r(PQexecParams(conn_, sql, static_cast<int>(values.size()), nullptr, values.data(), nullptr, nullptr, 0));
+    // (A PREPARE fails only where the statement itself would: a missing table or column.)
+    const char* name = db_.prepared(conn_, sql);
+    if (!db_.connection_is(conn_)) {
+        conn_ = nullptr;   // preparing found it broken: freed by Db
+        throw DbUnavailable("connection lost");
+    }
+    PgResult r(name ? PQexecPrepared(conn_, name, static_cast<int>(values.size()), values.data(), nullptr, nullptr, 0)
+                    : PQexecParams(conn_, sql, static_cast<int>(values.size()), nullptr, values.data(), nullptr,
+                                   nullptr, 0));
     ExecStatusType st = PQresultStatus(r.get());
     if (r && (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)) return r;
     fail(r.get());
@@ -81,18 +91,34 @@ std::vector<PgResult> Session::exec_all(const std::vector<Statement>& statements
     if (!conn_) throw DbUnavailable("connection lost");
     std::vector<Statement> all;
     all.reserve(queued_.size() + statements.size());
-    for (const char* q : queued_) all.push_back({q, {}});
+    for (const char* q : queued_) {
+        if (q == kLimits) all.push_back({q, {limits_}});
+        else all.push_back({q, {}});
+    }
     queued_.clear();
     all.insert(all.end(), statements.begin(), statements.end());
 
+    // Prepared before the batch (BEGIN, still queued, has not reached the server yet).
+    std::vector<const char*> names;
+    names.reserve(all.size());
+    for (const Statement& st : all) names.push_back(db_.prepared(conn_, st.sql));
+    if (!db_.connection_is(conn_)) {
+        conn_ = nullptr;
+        throw DbUnavailable("connection lost");
+    }
     if (PQenterPipelineMode(conn_) != 1) fail(nullptr);
     bool sent = true;
-    for (const Statement& st : all) {
+    for (std::size_t k = 0; k < all.size(); ++k) {
+        const Statement& st = all[k];
         std::vector<const char*> values;
         values.reserve(st.params.size());
         for (const SqlParam& p : st.params) values.push_back(p ? p->c_str() : nullptr);
-        if (PQsendQueryParams(conn_, st.sql, static_cast<int>(values.size()), nullptr, values.data(), nullptr,
-                              nullptr, 0) != 1) {
+        const char* name = names[k];
+        int sent_one = name ? PQsendQueryPrepared(conn_, name, static_cast<int>(values.size()), values.data(),
+                                                  nullptr, nullptr, 0)
+                            : PQsendQueryParams(conn_, st.sql, static_cast<int>(values.size()), nullptr,
+                                                values.data(), nullptr, nullptr, 0);
+        if (sent_one != 1) {
             sent = false;
             break;
         }
@@ -132,9 +158,8 @@ void Session::begin() {
         // limits are LOCAL: they end with this transaction, and travel in BEGIN's round trip.
         auto left = std::chrono::duration_cast<std::chrono::milliseconds>(*deadline - std::chrono::steady_clock::now());
         long long ms = std::max<long long>(1, left.count());
-        limits_ = "SELECT set_config('statement_timeout', '" + std::to_string(ms) +
-                  "', true), set_config('lock_timeout', '" + std::to_string(ms) + "', true)";
-        queued_.push_back(limits_.c_str());
+        limits_ = std::to_string(ms);
+        queued_.push_back(kLimits);
     }
 }
 

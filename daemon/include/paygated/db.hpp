@@ -11,6 +11,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <unordered_map>
 
 #include <libpq-fe.h>
 
@@ -80,6 +81,17 @@ public:
     void set_deadline(std::optional<Deadline> deadline) { deadline_ = deadline; }
     const std::optional<Deadline>& deadline() const { return deadline_; }
 
+    // The name of `sql` prepared on the current connection, preparing it on first use (one
+    // round trip, once per connection): the server then skips parsing and planning on every
+    // later run. Only plain DML/queries are prepared (not transaction control), at most
+    // kMaxPrepared per connection; null for anything else, or when preparing failed (the caller
+    // runs the statement unprepared and gets the server's error from that).
+    const char* prepared(PGconn* conn, const char* sql);
+    // The name of `sql` when already prepared on the current connection, else null.
+    const char* prepared_already(const char* sql) const;
+    static constexpr std::size_t kMaxPrepared = 256;
+    bool connection_is(const PGconn* conn) const { return conn_.get() == conn; }
+
 private:
     bool usable(PGconn* conn);
     void lost(const char* why);
@@ -91,6 +103,7 @@ private:
     std::shared_ptr<RetryGate> retry_;
     PgConn conn_;
     std::optional<Deadline> deadline_;
+    std::unordered_map<std::string, std::string> prepared_;   // SQL text -> statement name, of conn_
 };
 
 }  // namespace paygate::daemon

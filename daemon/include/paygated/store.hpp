@@ -80,7 +80,7 @@ private:
     // round trip as the next statement, which saves a round trip each on every transaction.
     std::vector<const char*> queued_;
     bool queued(const char* sql) const;
-    std::string limits_;            // SET LOCAL of the request's deadline, queued after BEGIN
+    std::string limits_;            // ms left of the request's deadline, for kLimits queued after BEGIN
     void fail(const PGresult* r);   // throws DbUnavailable or DbError
 
     Db& db_;
