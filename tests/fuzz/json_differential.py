@@ -176,6 +176,7 @@ def check(record) -> str:
         data = f.read()
     python_error = None
     value = None
+    broken = set()
     try:
         value = python_reads(data.decode("utf-8"))   # strict UTF-8: no BOM skipping, no surrogates
     except RecursionError:
