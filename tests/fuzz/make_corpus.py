@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """Writes the seed corpora in tests/fuzz/corpus/<harness>/ (checked in; run again to regenerate).
 
-    python3 tests/fuzz/make_corpus.py [--seeds DIR]
+    python3 tests/fuzz/make_corpus.py [--seeds DIR] [--clean]
 
 Sources: the JSON examples of the design seeds (DIR, default /work/shared/seeds; skipped when
 absent) and of docs/*.md, the e2e tests' request bodies (tests/e2e: the ~100 malformed create
 bodies of test_payments_errors, the replay forms of test_idempotency_replay, the callback
 bodies), plus hand-written edge cases per format. Files are named by the SHA-1 of their content,
 like libFuzzer's own. UUIDs are deterministic, so running it twice gives the same files.
+The corpora also hold inputs kept from fuzz runs (`fuzz_H -merge=1 tests/fuzz/corpus/H
+build-fuzz/work/H`); they stay unless --clean empties each directory first.
 """
 
 import argparse
@@ -286,6 +288,7 @@ def capability_inputs():
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=Path, default=Path("/work/shared/seeds"))
+    parser.add_argument("--clean", action="store_true", help="drop everything else in the corpora first")
     args = parser.parse_args()
 
     bodies = e2e_bodies()
@@ -311,11 +314,12 @@ def main() -> int:
 
     for harness, inputs in sorted(corpus.items()):
         d = HERE / "corpus" / harness
-        shutil.rmtree(d, ignore_errors=True)
-        d.mkdir(parents=True)
+        if args.clean:
+            shutil.rmtree(d, ignore_errors=True)
+        d.mkdir(parents=True, exist_ok=True)
         for data in inputs:
             (d / hashlib.sha1(data).hexdigest()).write_bytes(data)
-        print(f"make_corpus: {harness}: {len(inputs)} inputs")
+        print(f"make_corpus: {harness}: {len(inputs)} seeds ({len(list(d.iterdir()))} inputs in {d.name}/)")
     return 0
 
 
