@@ -4,7 +4,7 @@
 #
 #   fuzz.sh build DIR                    configure DIR with clang++ from tests/fuzz, build it
 #   fuzz.sh run DIR SECONDS [HARNESS...] fuzz each harness (default: all) for SECONDS
-#   fuzz.sh differential DIR             JSON reader vs Python's json over the corpus and DIR/work/json
+#   fuzz.sh differential DIR             JSON reader vs Python's json: corpora, DIR/work/{json,idempotency}
 #   fuzz.sh all DIR SECONDS [HARNESS...] the three above in order
 #
 # A run starts from the checked-in corpus (tests/fuzz/corpus/H, never written) plus DIR/work/H,
@@ -33,7 +33,7 @@ max_len_of() {
 }
 
 usage() {
-    sed -n '4,8p' "${BASH_SOURCE[0]}" >&2
+    sed -n '5,8p' "${BASH_SOURCE[0]}" | sed 's/^# *//' >&2
     exit 2
 }
 
