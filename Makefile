@@ -1,12 +1,16 @@
 # The two commands of the dev stack contract (see README.md):
 #   make run   - install, build, start the whole stack on 127.0.0.1:$(PAYGATE_PORT), foreground
 #   make test  - install, build (Debug, ASan+UBSan), run every test with ctest
+#   make fuzz  - build the libFuzzer harnesses with clang, run each for $(FUZZ_SECONDS) s
 BUILD_DIR    ?= build
 BUILD_TYPE   ?= Debug
 PAYGATE_PORT ?= 8080
 JOBS         ?= $(shell nproc)
+FUZZ_SECONDS ?= 60
+FUZZ_BUILD_DIR ?= build-fuzz
+FUZZ_TARGETS ?=
 
-.PHONY: all deps build test run bench clean
+.PHONY: all deps build test run fuzz bench clean
 
 all: build
 
@@ -19,6 +23,11 @@ build: deps
 
 test: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
+
+# Each harness for FUZZ_SECONDS (FUZZ_TARGETS="json routes" for some), then the JSON differential
+# check; fails on any crash, leak, timeout or out-of-memory (docs/testing.md, "Fuzzing").
+fuzz: deps
+	bash tests/fuzz/fuzz.sh all $(FUZZ_BUILD_DIR) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 run: build
 	PAYGATE_PORT=$(PAYGATE_PORT) python3 scripts/stack.py run --build-dir $(BUILD_DIR) --var-dir var
@@ -33,4 +42,4 @@ bench:
 	bash bench/reads.sh
 
 clean:
-	rm -rf $(BUILD_DIR)
+	rm -rf $(BUILD_DIR) $(FUZZ_BUILD_DIR)

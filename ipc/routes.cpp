@@ -5,35 +5,34 @@ namespace paygate::routes {
 
 namespace {
 
-// Splits off the next '/'-separated segment of `rest`.
-std::string_view next_segment(std::string_view& rest) {
-    std::size_t slash = rest.find('/');
-    std::string_view segment = rest.substr(0, slash);
-    rest = slash == std::string_view::npos ? std::string_view{} : rest.substr(slash + 1);
-    return segment;
-}
-
 std::string_view trim_slashes(std::string_view path) {
     if (!path.empty() && path.front() == '/') path.remove_prefix(1);
     if (!path.empty() && path.back() == '/') path.remove_suffix(1);
     return path;
 }
 
+// Segment by segment. A path has exactly as many segments as it has '/' plus one, empty ones
+// included, so "health/" (what is left of "/health//") is two segments and never "health".
 bool match_pattern(std::string_view pattern, std::string_view path, std::vector<ipc::NameValue>& params) {
     std::string_view pat = trim_slashes(pattern);
     std::string_view got = trim_slashes(path);
     params.clear();
-    while (!pat.empty() && !got.empty()) {
-        std::string_view want = next_segment(pat);
-        std::string_view seg = next_segment(got);
+    while (true) {
+        const std::size_t pat_slash = pat.find('/');
+        const std::size_t got_slash = got.find('/');
+        std::string_view want = pat.substr(0, pat_slash);
+        std::string_view seg = got.substr(0, got_slash);
         if (want.size() > 2 && want.front() == '{' && want.back() == '}') {
             if (seg.empty()) return false;
             params.emplace_back(std::string(want.substr(1, want.size() - 2)), std::string(seg));
         } else if (want != seg) {
             return false;
         }
+        if ((pat_slash == std::string_view::npos) != (got_slash == std::string_view::npos)) return false;
+        if (pat_slash == std::string_view::npos) return true;
+        pat.remove_prefix(pat_slash + 1);
+        got.remove_prefix(got_slash + 1);
     }
-    return pat.empty() && got.empty();
 }
 
 }  // namespace

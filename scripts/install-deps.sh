@@ -8,6 +8,7 @@ packages=(
   libzmq3-dev cppzmq-dev libjansson-dev libpq-dev libcurl4-openssl-dev libcmocka-dev
   postgresql postgresql-contrib postgresql-client
   python3 python3-cryptography openssl curl wrk
+  clang libclang-rt-dev   # the fuzzers: clang++ with libFuzzer's runtime (tests/fuzz)
 )
 
 missing=()

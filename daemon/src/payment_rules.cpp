@@ -371,6 +371,33 @@ std::optional<CancelRequest> validate_cancel(const ipc::Request& request, Invali
 
 namespace {
 
+// numeric reads a number as written (jsonb keeps its text's scale), so the canonical form cannot
+// tell: "0e-20000" is 0 and "1.000...0" (20000 zeros) is 1, yet numeric refuses both. It takes
+// an exponent below INT_MAX / 2 in magnitude and a display scale -- the digits after the point as
+// written, less the exponent -- of at most 16383. We allow 16000 of each.
+constexpr long kMaxWrittenScale = 16000;
+
+const char* numeric_refuses_as_written(std::string_view lexeme) {
+    const std::size_t e_at = lexeme.find_first_of("eE");
+    const std::string_view mantissa = lexeme.substr(0, e_at);
+    const std::size_t dot = mantissa.find('.');
+    const long fraction_digits = dot == std::string_view::npos ? 0 : static_cast<long>(mantissa.size() - dot - 1);
+    long exponent = 0;
+    if (e_at != std::string_view::npos) {
+        std::string_view digits = lexeme.substr(e_at + 1);
+        const bool negative = digits.front() == '-';
+        if (negative || digits.front() == '+') digits.remove_prefix(1);
+        while (digits.size() > 1 && digits.front() == '0') digits.remove_prefix(1);
+        exponent = digits.size() > 6 ? kMaxWrittenScale + 1 : std::stol(std::string(digits));
+        if (exponent > kMaxWrittenScale) return "accept_info: number exponents may be at most 16000 in magnitude";
+        if (negative) exponent = -exponent;
+    }
+    if (fraction_digits - exponent > kMaxWrittenScale) {
+        return "accept_info: numbers may have at most 16000 fraction digits (as written, counting the exponent)";
+    }
+    return nullptr;
+}
+
 // What PostgreSQL's jsonb, which stores accept_info, cannot hold: U+0000 in text, and numbers
 // beyond its numeric range. Refused here as a validation error rather than failing the insert.
 bool storable_in_jsonb(const json::Value& v, Invalid& invalid) {
@@ -380,10 +407,6 @@ bool storable_in_jsonb(const json::Value& v, Invalid& invalid) {
             return true;
         case json::Type::Number: {
             std::string n = json::canonical_number(v.text());
-            std::size_t dot = n.find('.');
-            if (dot != std::string::npos && n.size() - dot > 16000) {   // numeric keeps 16383 fraction digits
-                return fail(invalid, "accept_info: numbers may have at most 16000 fraction digits");
-            }
             std::size_t e = n.find('e');
             // Plain decimals are printed only up to |exponent| 20; beyond, "<digits>e<exponent>".
             if (e != std::string::npos) {
@@ -398,6 +421,7 @@ bool storable_in_jsonb(const json::Value& v, Invalid& invalid) {
                     return fail(invalid, "accept_info: numbers must lie within 1e-300 and 1e300 in magnitude");
                 }
             }
+            if (const char* problem = numeric_refuses_as_written(v.text())) return fail(invalid, problem);
             return true;
         }
         case json::Type::Array:

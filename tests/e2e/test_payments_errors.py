@@ -286,7 +286,12 @@ class MutationValidationTest(PaymentStackTestCase):
                 ("number 1e999999", '{"n": 1e999999}',
                  "accept_info: numbers must lie within 1e-300 and 1e300 in magnitude"),
                 ("number 1e-999999", '{"n": 1e-999999}',
-                 "accept_info: numbers must lie within 1e-300 and 1e300 in magnitude")):
+                 "accept_info: numbers must lie within 1e-300 and 1e300 in magnitude"),
+                # numeric bounds the number as written (fuzz_payment_body found the first one)
+                ("number 0e-3505550503", '{"n": 0e-3505550503}',
+                 "accept_info: number exponents may be at most 16000 in magnitude"),
+                ("number 1.000... (16384 zeros)", '{"n": 1.%s}' % ("0" * 16384),
+                 "accept_info: numbers may have at most 16000 fraction digits (as written, counting the exponent)")):
             with self.subTest(case=label):
                 pid = self.create_payment()
                 before = self.snapshot(pid)

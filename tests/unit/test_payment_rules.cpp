@@ -572,6 +572,27 @@ void accept_rules(void**) {
         Invalid invalid;
         assert_true(validate_accept(post(prefix + "{\"n\":1e300,\"m\":-2.5e-300}}"), invalid).has_value());
     }
+    // Found by fuzz_payment_body ({"note":0e-3505550503}): numeric reads a number as written, so
+    // a zero with a large exponent, or trailing zeros past its scale, made the insert fail (a 500)
+    // although the canonical form ("0", "1") looked harmless.
+    const std::string fraction = "accept_info: numbers may have at most 16000 fraction digits (as written, counting the exponent)";
+    const std::string exponent = "accept_info: number exponents may be at most 16000 in magnitude";
+    expect_invalid(v, prefix + "{\"n\":0e-3505550503}}", exponent.c_str());
+    expect_invalid(v, prefix + "{\"n\":0e99999999999}}", exponent.c_str());
+    expect_invalid(v, prefix + "{\"n\":[0E+16001]}}", exponent.c_str());
+    expect_invalid(v, prefix + "{\"n\":0.0e-16000}}", fraction.c_str());
+    expect_invalid(v, prefix + "{\"n\":1." + std::string(16001, '0') + "}}", fraction.c_str());
+    expect_invalid(v, prefix + "{\"n\":0." + std::string(16001, '1') + "}}", fraction.c_str());
+    expect_invalid(v, prefix + "{\"n\":0." + std::string(15990, '1') + "e-11}}", fraction.c_str());
+    for (const std::string& fine : {std::string("0e-16000"), std::string("0e16000"), "1." + std::string(16000, '0'),
+                                    "0." + std::string(16000, '1'), std::string("12.5e-200"),
+                                    "0." + std::string(400, '0') + "1e400"}) {
+        Invalid invalid;
+        if (!validate_accept(post(prefix + "{\"n\":" + fine + "}}"), invalid)) {
+            print_error("%.40s...: %s\n", fine.c_str(), invalid.message.c_str());
+            fail();
+        }
+    }
 }
 
 // extra_charge and refund share one body: {idempotency_token, amount}; the amount is read in the
