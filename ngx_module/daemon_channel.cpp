@@ -1,7 +1,9 @@
 // The worker's DEALER socket to the daemons (see daemon_channel.hpp).
 #include "daemon_channel.hpp"
 
+#include <algorithm>
 #include <cerrno>
+#include <cstring>
 #include <zmq.h>
 
 namespace paygate::module {
@@ -14,9 +16,17 @@ void set_int(void* socket, int option, int value, const char* name) {
     }
 }
 
+void set_key(void* socket, int option, const std::string& z85, const char* name) {
+    if (zmq_setsockopt(socket, option, z85.data(), z85.size()) != 0) {
+        throw ChannelError(std::string("zmq_setsockopt ") + name + ": " + zmq_strerror(zmq_errno()));
+    }
+}
+
+constexpr const char* kMonitorEndpoint = "inproc://paygate-channel-monitor";
+
 }  // namespace
 
-DaemonChannel::DaemonChannel(const std::vector<std::string>& endpoints, int max_in_flight) {
+DaemonChannel::DaemonChannel(const std::vector<DaemonEndpoint>& endpoints, int max_in_flight, const ClientKeys& keys) {
     context_ = zmq_ctx_new();
     if (context_ == nullptr) throw ChannelError(std::string("zmq_ctx_new: ") + zmq_strerror(zmq_errno()));
     try {
@@ -38,9 +48,28 @@ DaemonChannel::DaemonChannel(const std::vector<std::string>& endpoints, int max_
         // dropped after the heartbeat timeout, so new requests go to the others or get 503.
         set_int(socket_, ZMQ_HEARTBEAT_IVL, 1000, "ZMQ_HEARTBEAT_IVL");
         set_int(socket_, ZMQ_HEARTBEAT_TIMEOUT, 3000, "ZMQ_HEARTBEAT_TIMEOUT");
-        for (const std::string& endpoint : endpoints) {
-            if (zmq_connect(socket_, endpoint.c_str()) != 0) {
-                throw ChannelError("zmq_connect " + endpoint + ": " + zmq_strerror(zmq_errno()));
+        // Handshake outcomes go to a monitor the worker reads on a timer (wrong keys get logged).
+        if (zmq_socket_monitor(socket_, kMonitorEndpoint,
+                               ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+                                   ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) != 0) {
+            throw ChannelError(std::string("zmq_socket_monitor: ") + zmq_strerror(zmq_errno()));
+        }
+        monitor_ = zmq_socket(context_, ZMQ_PAIR);
+        if (monitor_ == nullptr) throw ChannelError(std::string("zmq_socket: ") + zmq_strerror(zmq_errno()));
+        set_int(monitor_, ZMQ_LINGER, 0, "ZMQ_LINGER");
+        if (zmq_connect(monitor_, kMonitorEndpoint) != 0) {
+            throw ChannelError(std::string("zmq_connect monitor: ") + zmq_strerror(zmq_errno()));
+        }
+        bool curve = !keys.secret_key.empty();
+        if (curve) {
+            set_key(socket_, ZMQ_CURVE_PUBLICKEY, keys.public_key, "ZMQ_CURVE_PUBLICKEY");
+            set_key(socket_, ZMQ_CURVE_SECRETKEY, keys.secret_key, "ZMQ_CURVE_SECRETKEY");
+        }
+        for (const DaemonEndpoint& endpoint : endpoints) {
+            // The server key is copied into each connection as it is made: one per daemon.
+            if (curve) set_key(socket_, ZMQ_CURVE_SERVERKEY, endpoint.public_key, "ZMQ_CURVE_SERVERKEY");
+            if (zmq_connect(socket_, endpoint.address.c_str()) != 0) {
+                throw ChannelError("zmq_connect " + endpoint.address + ": " + zmq_strerror(zmq_errno()));
             }
         }
         size_t size = sizeof fd_;
@@ -48,6 +77,7 @@ DaemonChannel::DaemonChannel(const std::vector<std::string>& endpoints, int max_
             throw ChannelError(std::string("ZMQ_FD: ") + zmq_strerror(zmq_errno()));
         }
     } catch (...) {
+        if (monitor_ != nullptr) zmq_close(monitor_);
         if (socket_ != nullptr) zmq_close(socket_);
         zmq_ctx_term(context_);
         throw;
@@ -56,7 +86,27 @@ DaemonChannel::DaemonChannel(const std::vector<std::string>& endpoints, int max_
 
 DaemonChannel::~DaemonChannel() {
     zmq_close(socket_);
+    zmq_close(monitor_);
     zmq_ctx_term(context_);
+}
+
+void DaemonChannel::poll_link_events(const std::function<void(const LinkEvent& event)>& on_event) {
+    for (;;) {
+        unsigned char head[6];
+        int n = zmq_recv(monitor_, head, sizeof head, ZMQ_DONTWAIT);
+        if (n < 0) {
+            if (zmq_errno() == EINTR) continue;
+            return;   // EAGAIN: nothing waiting
+        }
+        char address[512];
+        int len = zmq_recv(monitor_, address, sizeof address, ZMQ_DONTWAIT);   // the second frame
+        if (n != static_cast<int>(sizeof head) || len < 0) continue;
+        LinkEvent event;
+        std::memcpy(&event.event, head, sizeof event.event);
+        std::memcpy(&event.value, head + 2, sizeof event.value);
+        event.endpoint.assign(address, static_cast<std::size_t>(std::min<int>(len, sizeof address)));
+        on_event(event);
+    }
 }
 
 bool DaemonChannel::send(std::string_view frame) {

@@ -6,6 +6,7 @@
 // enough: drain() receives until empty and re-arms the descriptor).
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <stdexcept>
 #include <string>
@@ -18,11 +19,31 @@ struct ChannelError : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
+// One daemon to connect to: its endpoint and, with CURVE, its public key (Z85; "" for plain).
+struct DaemonEndpoint {
+    std::string address;
+    std::string public_key;
+};
+
+// This worker's CURVE key pair (Z85); both empty for a plain link (`paygate_curve off`).
+struct ClientKeys {
+    std::string public_key;
+    std::string secret_key;
+};
+
+// A handshake outcome reported by libzmq's socket monitor (ZMQ_EVENT_HANDSHAKE_*).
+struct LinkEvent {
+    std::uint16_t event = 0;
+    std::uint32_t value = 0;    // errno, ZMQ_PROTOCOL_ERROR_* or the ZAP status code
+    std::string endpoint;
+};
+
 class DaemonChannel {
 public:
-    // Creates the context (one I/O thread) and connects to every endpoint. Throws ChannelError.
+    // Creates the context (one I/O thread) and connects to every endpoint, with CURVE when
+    // `keys` are given (each endpoint then needs its daemon's public key). Throws ChannelError.
     // `max_in_flight` bounds the send queue: beyond it sends fail instead of queueing.
-    DaemonChannel(const std::vector<std::string>& endpoints, int max_in_flight);
+    DaemonChannel(const std::vector<DaemonEndpoint>& endpoints, int max_in_flight, const ClientKeys& keys);
     ~DaemonChannel();
 
     DaemonChannel(const DaemonChannel&) = delete;
@@ -42,9 +63,13 @@ public:
     // ZMQ_EVENTS confirms it (which re-arms fd()).
     void drain(const std::function<void(std::string_view frame)>& on_reply);
 
+    // Hands every handshake event waiting on the monitor to `on_event`; never blocks.
+    void poll_link_events(const std::function<void(const LinkEvent& event)>& on_event);
+
 private:
     void* context_ = nullptr;
     void* socket_ = nullptr;
+    void* monitor_ = nullptr;   // PAIR receiving the socket's handshake events
     int fd_ = -1;
 };
 
