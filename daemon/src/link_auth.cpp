@@ -98,7 +98,8 @@ std::vector<std::string> LinkAuth::on_zap_request(const std::vector<std::string>
         log::debug("curve_accepted").kv("public_key", d.client_key).kv("name", d.name).kv("address", request.address);
     } else {
         unsigned long suppressed = 0;
-        std::string key = d.client_key.empty() ? request.mechanism : d.client_key;
+        // Once per key and source address per interval: a refused module retries every second.
+        std::string key = (d.client_key.empty() ? request.mechanism : d.client_key) + " " + request.address;
         if (refusals_.should_log(key, now, suppressed)) {
             log::Line line = log::warn("curve_refused");
             line.kv("public_key", d.client_key.empty() ? "-" : d.client_key)
@@ -113,17 +114,16 @@ std::vector<std::string> LinkAuth::on_zap_request(const std::vector<std::string>
 void LinkAuth::on_handshake_failed(std::uint16_t event, std::uint32_t value, const std::string& endpoint,
                                    curve::LogThrottle& throttle, Clock::time_point now) {
     if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) return;   // a ZAP refusal: logged as curve_refused
-    if (event != ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) {
-        // A peer that went away mid-handshake (a port probe, a worker that exited): no news.
-        log::debug("link_handshake_failed")
-            .kv("endpoint", endpoint)
-            .kv("reason", std::string("connection lost during the handshake: ") + std::strerror(static_cast<int>(value)));
-        return;
-    }
-    std::string reason = protocol_reason(value);
+    // A protocol error is a peer with the wrong mechanism or keys: a warning. A connection closed
+    // mid-handshake is often the same peer (a plain client may hang up first when it sees that
+    // the mechanisms differ), but also a port probe or a peer that went away: info.
+    bool protocol = event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL;
+    std::string reason = protocol ? protocol_reason(value)
+                                  : std::string("connection closed during the handshake: ") +
+                                        std::strerror(static_cast<int>(value));
     unsigned long suppressed = 0;
     if (!throttle.should_log(endpoint + " " + reason, now, suppressed)) return;
-    log::Line line = log::warn("link_handshake_failed");
+    log::Line line(protocol ? LogLevel::Warn : LogLevel::Info, "link_handshake_failed");
     line.kv("endpoint", endpoint).kv("reason", reason);
     if (suppressed > 0) line.kv("failed_since_last", suppressed);
 }

@@ -11,6 +11,7 @@
 #include "paygated/broker.hpp"
 #include "paygated/config.hpp"
 #include "paygated/db.hpp"
+#include "paygated/link_auth.hpp"
 #include "paygated/log.hpp"
 
 using namespace paygate::daemon;
@@ -67,6 +68,11 @@ int main(int argc, char** argv) {
     }
 #endif
     if (check_only) {
+        // The key files too: a daemon that would refuse to start must not pass the check.
+        if (config.curve && !LinkAuth::load(config, error)) {
+            std::fprintf(stderr, "paygated: %s: %s\n", config_path.c_str(), error.c_str());
+            return 2;
+        }
         std::printf("paygated: configuration file %s is ok\n", config_path.c_str());
         return 0;
     }

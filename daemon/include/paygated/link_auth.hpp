@@ -27,7 +27,7 @@ public:
     std::size_t allowed_count() const { return allowed_.size(); }
 
     // Answers one ZAP request (its frames) and logs the outcome: a refused key is a warning
-    // (curve_refused, throttled per key), an allowed one a debug line. The allow list is re-read
+    // (curve_refused, throttled per key and address), an allowed one a debug line. The allow list is re-read
     // first when its file changed (checked at most once a second).
     std::vector<std::string> on_zap_request(const std::vector<std::string>& frames, Clock::time_point now);
 
