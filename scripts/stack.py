@@ -1579,7 +1579,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         log(f"sky-technologies sandbox on {sandbox} (log {stack.root / 'sky-sandbox.log'}, "
             f"ledger {sandbox}/_sandbox/ledger)")
         d = stack.start_daemon("paygated")
-        log(f"paygated on {d.endpoint} (log {d.logfile})")
+        log(f"paygated on {d.endpoint} (log {d.logfile}); the link to nginx is CURVE, keys in "
+            f"{stack.curve_keys()}")
         ngx = stack.start_nginx(daemons=["paygated"], paygate_idempotency_zone="paygate_replay:16m")
         log(f"nginx on 127.0.0.1:{http_port} (error log {ngx.error_log})")
         base = f"http://127.0.0.1:{http_port}"

@@ -1,4 +1,4 @@
-// paygatectl: administration commands for paygate's database. One table of subcommands.
+// paygatectl: administration commands (database, tokens, tasks, CURVE key pairs). One table of subcommands.
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
