@@ -3,6 +3,8 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <fcntl.h>
+#include <memory>
 #include <string>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -11,9 +13,12 @@
 #include <zmq.h>
 
 #include "paygate/curve.hpp"
+#include "paygated/config.hpp"
 #include "paygated/ctl.hpp"
+#include "paygated/link_auth.hpp"
 
 #include "cmocka.hpp"
+#include "log_capture.hpp"
 #include "test_material.hpp"
 
 using namespace paygate;
@@ -217,6 +222,84 @@ void throttle_logs_once_per_key_per_interval(void**) {
     assert_int_equal(suppressed, 0);
 }
 
+std::vector<std::string> zap_frames(const char* z85_key) {
+    return {"1.0", "req-1", curve::kZapDomain, "10.0.0.9", "", "CURVE", binary_of(z85_key)};
+}
+
+void write_file(const std::string& path, const std::string& text) {
+    FILE* f = std::fopen(path.c_str(), "w");
+    assert_non_null(f);
+    std::fputs(text.c_str(), f);
+    std::fclose(f);
+}
+
+// The daemon's ZAP logic end to end without sockets: answers, the warning naming a refused key
+// (throttled), and the allow list re-read when its file changes (a broken file keeps the old one).
+void link_auth_answers_logs_and_reloads(void**) {
+    using namespace std::chrono;
+    std::string secret = test_material::write_temp(std::string(kSecretA) + "\n");
+    std::string allowed = test_material::write_temp(std::string(kPublicA) + " nginx-1\n");
+    paygate::daemon::Config config;
+    config.curve_secret_key = secret;
+    config.curve_allowed_keys = allowed;
+    std::string error;
+    LogCapture cap;
+    std::unique_ptr<paygate::daemon::LinkAuth> auth = paygate::daemon::LinkAuth::load(config, error);
+    assert_non_null(auth.get());
+    assert_string_equal(auth->keys().public_key.c_str(), kPublicA);
+    assert_int_equal(auth->allowed_count(), 1);
+
+    auto t0 = paygate::daemon::LinkAuth::Clock::now();
+    std::vector<std::string> reply = auth->on_zap_request(zap_frames(kPublicA), t0);
+    assert_string_equal(reply[2].c_str(), "200");
+    reply = auth->on_zap_request(zap_frames(kPublicB), t0);
+    assert_string_equal(reply[2].c_str(), "400");
+    std::string text = cap.text();
+    assert_true(contains(text, "warn event=curve_refused public_key="));
+    assert_true(contains(text, kPublicB));
+    assert_true(contains(text, "address=10.0.0.9"));
+    assert_int_equal(cap.count("event=curve_refused"), 1);
+    auth->on_zap_request(zap_frames(kPublicB), t0 + seconds(1));   // throttled
+    assert_int_equal(cap.count("event=curve_refused"), 1);
+    auth->on_zap_request(zap_frames(kPublicB), t0 + seconds(12));
+    assert_int_equal(cap.count("event=curve_refused"), 2);
+    assert_true(contains(cap.text(), "refused_since_last=1"));
+    // A malformed request still gets an answer (libzmq waits for one).
+    reply = auth->on_zap_request({"1.0", "req-2"}, t0);
+    assert_int_equal(reply.size(), 6);
+    assert_string_equal(reply[1].c_str(), "req-2");
+    assert_string_equal(reply[2].c_str(), "500");
+
+    // B is added to the file: admitted once the daemon looks again (at most once a second).
+    write_file(allowed, std::string(kPublicA) + " nginx-1\n" + kPublicB + " nginx-2\n");
+    struct timespec later[2] = {{0, UTIME_OMIT}, {time(nullptr) + 5, 0}};
+    utimensat(AT_FDCWD, allowed.c_str(), later, 0);   // a distinct mtime even within one tick
+    reply = auth->on_zap_request(zap_frames(kPublicB), t0 + seconds(14));
+    assert_string_equal(reply[2].c_str(), "200");
+    assert_string_equal(reply[4].c_str(), "nginx-2");
+    assert_true(contains(cap.text(), "info event=curve_allowed_keys_reloaded"));
+    // A broken file: an error line, and the keys in force stay.
+    write_file(allowed, "this is not a key\n");
+    later[1].tv_sec += 5;
+    utimensat(AT_FDCWD, allowed.c_str(), later, 0);
+    reply = auth->on_zap_request(zap_frames(kPublicB), t0 + seconds(16));
+    assert_string_equal(reply[2].c_str(), "200");
+    assert_true(contains(cap.text(), "error event=curve_allowed_keys_reload_failed"));
+    assert_true(contains(cap.text(), "kept_keys=2"));
+
+    // Loading fails on a missing or too open secret, or an empty allow list.
+    chmod(secret.c_str(), 0644);
+    assert_null(paygate::daemon::LinkAuth::load(config, error).get());
+    assert_true(contains(error, "curve_secret_key"));
+    chmod(secret.c_str(), 0600);
+    write_file(allowed, "# nobody\n");
+    assert_null(paygate::daemon::LinkAuth::load(config, error).get());
+    assert_true(contains(error, "curve_allowed_keys"));
+    assert_true(contains(error, "no key in the file"));
+    unlink(secret.c_str());
+    unlink(allowed.c_str());
+}
+
 }  // namespace
 
 int main() {
@@ -228,6 +311,7 @@ int main() {
         cmocka_unit_test(generated_pair_round_trips_through_its_files),
         cmocka_unit_test(zap_allows_listed_keys_only),
         cmocka_unit_test(throttle_logs_once_per_key_per_interval),
+        cmocka_unit_test(link_auth_answers_logs_and_reloads),
     };
     return cmocka_run_group_tests(tests, nullptr, nullptr);
 }
