@@ -1,7 +1,9 @@
 // The worker's DEALER socket to the daemons (see daemon_channel.hpp).
 #include "daemon_channel.hpp"
 
+#include <algorithm>
 #include <cerrno>
+#include <cstring>
 #include <csignal>
 #include <exception>
 #include <pthread.h>
@@ -37,15 +39,22 @@ void set_int(void* socket, int option, int value, const char* name) {
     }
 }
 
+void set_key(void* socket, int option, const std::string& z85, const char* name) {
+    if (zmq_setsockopt(socket, option, z85.data(), z85.size()) != 0) {
+        throw ChannelError(std::string("zmq_setsockopt ") + name + ": " + zmq_strerror(zmq_errno()));
+    }
+}
+
 }  // namespace
 
-DaemonChannel::DaemonChannel(const std::vector<std::string>& endpoints, int max_in_flight) {
+DaemonChannel::DaemonChannel(const std::vector<DaemonEndpoint>& endpoints, int max_in_flight, const ClientKeys& keys) {
     SignalsBlocked blocked;   // the context starts its threads with the first socket, below
     context_ = zmq_ctx_new();
     if (context_ == nullptr) throw ChannelError(std::string("zmq_ctx_new: ") + zmq_strerror(zmq_errno()));
     try {
         zmq_ctx_set(context_, ZMQ_IO_THREADS, 1);
-        for (const std::string& endpoint : endpoints) {
+        bool curve = !keys.secret_key.empty();
+        for (const DaemonEndpoint& endpoint : endpoints) {
             Socket s;
             s.handle = zmq_socket(context_, ZMQ_DEALER);
             if (s.handle == nullptr) throw ChannelError(std::string("zmq_socket: ") + zmq_strerror(zmq_errno()));
@@ -66,8 +75,28 @@ DaemonChannel::DaemonChannel(const std::vector<std::string>& endpoints, int max_
             // is dropped after the heartbeat timeout, so new requests go to the others or get 503.
             set_int(s.handle, ZMQ_HEARTBEAT_IVL, 1000, "ZMQ_HEARTBEAT_IVL");
             set_int(s.handle, ZMQ_HEARTBEAT_TIMEOUT, 3000, "ZMQ_HEARTBEAT_TIMEOUT");
-            if (zmq_connect(s.handle, endpoint.c_str()) != 0) {
-                throw ChannelError("zmq_connect " + endpoint + ": " + zmq_strerror(zmq_errno()));
+            // Handshake outcomes go to a monitor the worker reads on a timer (wrong keys get logged).
+            std::string monitor_endpoint = "inproc://paygate-channel-monitor-" + std::to_string(sockets_.size());
+            if (zmq_socket_monitor(s.handle, monitor_endpoint.c_str(),
+                                   ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+                                       ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) != 0) {
+                throw ChannelError(std::string("zmq_socket_monitor: ") + zmq_strerror(zmq_errno()));
+            }
+            sockets_.back().monitor = zmq_socket(context_, ZMQ_PAIR);
+            if (sockets_.back().monitor == nullptr) {
+                throw ChannelError(std::string("zmq_socket: ") + zmq_strerror(zmq_errno()));
+            }
+            set_int(sockets_.back().monitor, ZMQ_LINGER, 0, "ZMQ_LINGER");
+            if (zmq_connect(sockets_.back().monitor, monitor_endpoint.c_str()) != 0) {
+                throw ChannelError(std::string("zmq_connect monitor: ") + zmq_strerror(zmq_errno()));
+            }
+            if (curve) {
+                set_key(s.handle, ZMQ_CURVE_PUBLICKEY, keys.public_key, "ZMQ_CURVE_PUBLICKEY");
+                set_key(s.handle, ZMQ_CURVE_SECRETKEY, keys.secret_key, "ZMQ_CURVE_SECRETKEY");
+                set_key(s.handle, ZMQ_CURVE_SERVERKEY, endpoint.public_key, "ZMQ_CURVE_SERVERKEY");
+            }
+            if (zmq_connect(s.handle, endpoint.address.c_str()) != 0) {
+                throw ChannelError("zmq_connect " + endpoint.address + ": " + zmq_strerror(zmq_errno()));
             }
             size_t size = sizeof s.fd;
             if (zmq_getsockopt(s.handle, ZMQ_FD, &sockets_.back().fd, &size) != 0) {
@@ -75,15 +104,42 @@ DaemonChannel::DaemonChannel(const std::vector<std::string>& endpoints, int max_
             }
         }
     } catch (...) {
-        for (Socket& s : sockets_) zmq_close(s.handle);
+        for (Socket& s : sockets_) {
+            if (s.monitor != nullptr) zmq_close(s.monitor);
+            zmq_close(s.handle);
+        }
         zmq_ctx_term(context_);
         throw;
     }
 }
 
 DaemonChannel::~DaemonChannel() {
-    for (Socket& s : sockets_) zmq_close(s.handle);
+    for (Socket& s : sockets_) {
+        zmq_close(s.handle);
+        zmq_close(s.monitor);
+    }
     zmq_ctx_term(context_);
+}
+
+void DaemonChannel::poll_link_events(const std::function<void(const LinkEvent& event)>& on_event) {
+    for (Socket& s : sockets_) {
+        for (;;) {
+            unsigned char head[6];
+            int n = zmq_recv(s.monitor, head, sizeof head, ZMQ_DONTWAIT);
+            if (n < 0) {
+                if (zmq_errno() == EINTR) continue;
+                break;   // EAGAIN: nothing waiting
+            }
+            char address[512];
+            int len = zmq_recv(s.monitor, address, sizeof address, ZMQ_DONTWAIT);   // the second frame
+            if (n != static_cast<int>(sizeof head) || len < 0) continue;
+            LinkEvent event;
+            std::memcpy(&event.event, head, sizeof event.event);
+            std::memcpy(&event.value, head + 2, sizeof event.value);
+            event.endpoint.assign(address, static_cast<std::size_t>(std::min<int>(len, sizeof address)));
+            on_event(event);
+        }
+    }
 }
 
 bool DaemonChannel::try_send(Socket& s, std::string_view frame) {

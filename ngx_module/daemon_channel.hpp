@@ -11,6 +11,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <stdexcept>
 #include <string>
@@ -23,14 +24,34 @@ struct ChannelError : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
+// One daemon to connect to: its endpoint and, with CURVE, its public key (Z85; "" for plain).
+struct DaemonEndpoint {
+    std::string address;
+    std::string public_key;
+};
+
+// This worker's CURVE key pair (Z85); both empty for a plain link (`paygate_curve off`).
+struct ClientKeys {
+    std::string public_key;
+    std::string secret_key;
+};
+
+// A handshake outcome reported by libzmq's socket monitor (ZMQ_EVENT_HANDSHAKE_*).
+struct LinkEvent {
+    std::uint16_t event = 0;
+    std::uint32_t value = 0;    // errno, ZMQ_PROTOCOL_ERROR_* or the ZAP status code
+    std::string endpoint;
+};
+
 class DaemonChannel {
 public:
     using Clock = std::chrono::steady_clock;
 
     // Creates the context (one I/O thread, started with every signal blocked: signals are for
-    // the caller's thread) and one socket per endpoint. Throws ChannelError.
-    // `max_in_flight` bounds each send queue: beyond it sends fail instead of queueing.
-    DaemonChannel(const std::vector<std::string>& endpoints, int max_in_flight);
+    // the caller's thread) and one socket per endpoint, with CURVE when `keys` are given (each
+    // endpoint then needs its daemon's public key). Throws ChannelError. `max_in_flight` bounds
+    // each send queue: beyond it sends fail instead of queueing.
+    DaemonChannel(const std::vector<DaemonEndpoint>& endpoints, int max_in_flight, const ClientKeys& keys);
     ~DaemonChannel();
 
     DaemonChannel(const DaemonChannel&) = delete;
@@ -56,9 +77,13 @@ public:
     // still goes on to the end and then rethrows the first exception.
     void drain(std::size_t i, const std::function<void(std::string_view frame)>& on_reply);
 
+    // Hands every handshake event waiting on the monitors to `on_event`; never blocks.
+    void poll_link_events(const std::function<void(const LinkEvent& event)>& on_event);
+
 private:
     struct Socket {
         void* handle = nullptr;
+        void* monitor = nullptr;   // PAIR receiving the socket's handshake events
         int fd = -1;
         Clock::time_point rest_until{};
     };

@@ -26,14 +26,16 @@ void* create_main_conf(ngx_conf_t* cf) {
     if (conf == nullptr) return nullptr;
     conf->daemons = static_cast<ngx_array_t*>(NGX_CONF_UNSET_PTR);
     conf->max_in_flight = NGX_CONF_UNSET;
+    conf->curve = NGX_CONF_UNSET;
     return conf;
 }
 
 char* init_main_conf(ngx_conf_t* cf, void* data) {
     auto* conf = static_cast<MainConf*>(data);
     ngx_conf_init_value(conf->max_in_flight, 1024);
+    ngx_conf_init_value(conf->curve, 1);
     if (conf->daemons != NGX_CONF_UNSET_PTR) warn_about_missing_callback_keys(cf, *conf);
-    return NGX_CONF_OK;
+    return check_link_keys(cf, *conf);
 }
 
 void* create_loc_conf(ngx_conf_t* cf) {
@@ -90,25 +92,6 @@ char* merge_loc_conf(ngx_conf_t* cf, void* parent, void* child) {
             return static_cast<char*>(NGX_CONF_ERROR);
         }
     }
-    return NGX_CONF_OK;
-}
-
-char* set_daemon(ngx_conf_t* cf, ngx_command_t*, void* data) {
-    auto* conf = static_cast<MainConf*>(data);
-    ngx_str_t* value = static_cast<ngx_str_t*>(cf->args->elts);
-    std::string_view endpoint = view(value[1]);
-    if (endpoint.rfind("tcp://", 0) != 0 && endpoint.rfind("ipc://", 0) != 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "paygate_daemon \"%V\": expected tcp://host:port or ipc:///path",
-                           &value[1]);
-        return static_cast<char*>(NGX_CONF_ERROR);
-    }
-    if (conf->daemons == NGX_CONF_UNSET_PTR) {
-        conf->daemons = ngx_array_create(cf->pool, 2, sizeof(ngx_str_t));
-        if (conf->daemons == nullptr) return static_cast<char*>(NGX_CONF_ERROR);
-    }
-    auto* slot = static_cast<ngx_str_t*>(ngx_array_push(conf->daemons));
-    if (slot == nullptr) return static_cast<char*>(NGX_CONF_ERROR);
-    *slot = value[1];
     return NGX_CONF_OK;
 }
 
@@ -194,8 +177,14 @@ void exit_process(ngx_cycle_t*) {
 ngx_conf_num_bounds_t in_flight_bounds = {ngx_conf_check_num_bounds, 1, 1000000};
 
 ngx_command_t commands[] = {
-    {ngx_string("paygate_daemon"), NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1, set_daemon, NGX_HTTP_MAIN_CONF_OFFSET, 0,
+    {ngx_string("paygate_daemon"), NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE12, set_daemon, NGX_HTTP_MAIN_CONF_OFFSET, 0,
      nullptr},
+    {ngx_string("paygate_curve"), NGX_HTTP_MAIN_CONF | NGX_CONF_FLAG, ngx_conf_set_flag_slot, NGX_HTTP_MAIN_CONF_OFFSET,
+     offsetof(MainConf, curve), nullptr},
+    {ngx_string("paygate_curve_secret_key"), NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1, set_curve_secret_key,
+     NGX_HTTP_MAIN_CONF_OFFSET, 0, nullptr},
+    {ngx_string("paygate_daemon_public_key"), NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1, set_daemon_public_key,
+     NGX_HTTP_MAIN_CONF_OFFSET, 0, nullptr},
     {ngx_string("paygate_max_in_flight"), NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1, ngx_conf_set_num_slot,
      NGX_HTTP_MAIN_CONF_OFFSET, offsetof(MainConf, max_in_flight), &in_flight_bounds},
     {ngx_string("paygate_idempotency_zone"), NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE12, set_idempotency_zone,

@@ -27,8 +27,18 @@ namespace paygate::module {
 
 struct CallbackKeys;   // paygate_callbacks.cpp
 
+// One paygate_daemon line.
+struct DaemonConf {
+    ngx_str_t endpoint;
+    ngx_str_t public_key;        // Z85 from its public_key=FILE, else empty (paygate_daemon_public_key)
+};
+
 struct MainConf {
-    ngx_array_t* daemons;        // ngx_str_t endpoints, from paygate_daemon
+    ngx_array_t* daemons;        // DaemonConf, from paygate_daemon
+    ngx_flag_t curve;            // paygate_curve: on (default) or off (plain link, dev only)
+    ngx_str_t curve_public_key;  // this module's key pair (Z85), from paygate_curve_secret_key
+    ngx_str_t curve_secret_key;  //   (zeroed when the configuration's pool goes)
+    ngx_str_t daemon_public_key; // paygate_daemon_public_key: the daemons' key unless a line has its own
     ngx_int_t max_in_flight;     // per worker
     ReplayZone replay;           // paygate_idempotency_zone; replay.shm null when not configured
     CallbackKeys* callbacks;     // paygate_callback_keys / paygate_partner_key; null when none
@@ -49,8 +59,8 @@ constexpr std::uint64_t kInternalId = std::uint64_t{1} << 63;
 
 // Per worker process: created in init_process (never in the master), gone in exit_process.
 struct Worker {
-    Worker(const std::vector<std::string>& endpoints, ngx_uint_t bound)
-        : channel(endpoints, static_cast<int>(bound)), max_in_flight(bound) {}
+    Worker(const std::vector<DaemonEndpoint>& endpoints, ngx_uint_t bound, const ClientKeys& keys)
+        : channel(endpoints, static_cast<int>(bound), keys), max_in_flight(bound) {}
 
     DaemonChannel channel;
     std::vector<ngx_connection_t*> connections;   // wrap the channel's fds (one per daemon) for nginx's event loop
@@ -63,6 +73,9 @@ struct Worker {
     ngx_event_t token_timer{};
     std::uint64_t token_sync_id = 0;          // the auth.tokens request awaited, 0 if none
     TokenCache::Clock::time_point token_sync_sent{};
+
+    ngx_event_t link_timer{};                 // reads the channel's handshake events
+    std::unordered_map<std::string, bool> link_failing;   // endpoint -> a failure was logged
 };
 
 // This process's worker state; null in the master, without paygate_daemon, or when the channel
@@ -163,6 +176,13 @@ void on_token_sync_reply(const ipc::Reply& reply, ngx_log_t* log);
 ngx_int_t open_channel(ngx_cycle_t* cycle, const MainConf& conf);
 // Unregisters and closes the channel; requests still waiting are forgotten. Deletes `worker`.
 void close_channel();
+// paygate_daemon ENDPOINT [public_key=FILE], paygate_curve_secret_key FILE, paygate_daemon_public_key FILE:
+// key files are read here, in the master, at configuration time (docs/security.md).
+char* set_daemon(ngx_conf_t* cf, ngx_command_t* cmd, void* conf);
+char* set_curve_secret_key(ngx_conf_t* cf, ngx_command_t* cmd, void* conf);
+char* set_daemon_public_key(ngx_conf_t* cf, ngx_command_t* cmd, void* conf);
+// After the http block: CURVE unless `paygate_curve off`, with every key it needs, or an emerg.
+char* check_link_keys(ngx_conf_t* cf, MainConf& conf);
 // Queues `request` for the next daemon in turn (never daemon `avoid`) without blocking; returns
 // the daemon's index, or -1 when none is connected or every queue is full. Schedules a drain of
 // that daemon's socket (a send can swallow ZMQ_FD's edge).

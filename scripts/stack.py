@@ -620,6 +620,7 @@ class Stack:
         # (source, compiled pattern, reason): error lines a test declared expected (allow_log)
         self._allowed_lines: list[tuple[str, re.Pattern, str]] = []
         self.keys_dir = self.root / "keys"
+        self._daemon_key_name: dict[str, str] = {}   # daemon -> its own CURVE key pair name
         self.sandbox: Optional[subprocess.Popen] = None
         self.sandbox_url: Optional[str] = None
 
@@ -854,10 +855,55 @@ class Stack:
             "callback_base_url": f"http://127.0.0.1:{self.http_port}/callbacks",
             "callback_keys": str(keys / "callback.keys"),
         }
-        cfg.update({k: str(v) for k, v in extra.items()})
+        # The link to nginx is authenticated (CURVE) unless a test says curve="off".
+        curve = self.curve_keys()
+        pair = self._daemon_key_name.get(name, "paygated")
+        if extra.get("curve") != "off":
+            cfg["curve_secret_key"] = str(curve / f"{pair}.key")
+            cfg["curve_allowed_keys"] = str(curve / "modules.keys")
+        cfg.update(extra)
         lines = [f"# paygated config for {name!r}, rendered by scripts/stack.py"]
-        lines += [f"{k} = {v}" for k, v in cfg.items()]
+        for k, v in cfg.items():
+            if v is None:          # a test leaves a key out
+                continue
+            for item in (v if isinstance(v, (list, tuple)) else [v]):   # a list repeats the key
+                lines.append(f"{k} = {item}")
         return "\n".join(lines) + "\n"
+
+    def curve_keys(self) -> Path:
+        """CURVE key pairs of the nginx <-> paygated link (docs/security.md), made once per stack
+        in <root>/keys/curve with `paygatectl keys generate`: paygated.key/.pub (every daemon's
+        unless start_daemon(curve_key=NAME)), nginx.key/.pub (the module's) and modules.keys, the
+        daemons' allow list (nginx's public key)."""
+        d = self.keys_dir / "curve"
+        if not (d / "modules.keys").exists():
+            d.mkdir(parents=True, exist_ok=True)
+            os.chmod(self.keys_dir, 0o755)
+            for name in ("paygated", "nginx"):
+                self.make_key_pair(name)
+            _write_private(d / "modules.keys", "# module public keys allowed to connect\n"
+                           + (d / "nginx.pub").read_text())
+        return d
+
+    def make_key_pair(self, name: str) -> Path:
+        """`paygatectl keys generate --out <root>/keys/curve --name NAME` (once); returns the
+        directory holding NAME.key (0600) and NAME.pub."""
+        self._require(self.paygatectl)
+        d = self.keys_dir / "curve"
+        d.mkdir(parents=True, exist_ok=True)
+        if not (d / f"{name}.key").exists():
+            res = subprocess.run([str(self.paygatectl), "keys", "generate", "--out", str(d), "--name", name],
+                                 capture_output=True, text=True, env=self._san_env("paygatectl"), timeout=60)
+            if res.returncode != 0:
+                raise StackError(f"paygatectl keys generate failed ({res.returncode}):\n{res.stdout}{res.stderr}")
+        return d
+
+    def public_key(self, name: str) -> str:
+        """The Z85 public key of key pair `name` (the first word of its .pub file's key line)."""
+        for line in (self.keys_dir / "curve" / f"{name}.pub").read_text().splitlines():
+            if line and not line.startswith("# "):
+                return line.split()[0]
+        raise StackError(f"no key in {name}.pub")
 
     def allow_log(self, pattern: str, reason: str, source: str = "any") -> None:
         """Declares error lines this test expects: nginx `[error]`/`[crit]` lines (source "nginx")
@@ -895,12 +941,18 @@ class Stack:
         return problems
 
     def start_daemon(self, name: str = "d1", timeout: float = 30.0, env: Optional[dict] = None,
-                     **config) -> Daemon:
+                     curve_key: Optional[str] = None, **config) -> Daemon:
         """Starts (or restarts) paygated `name` and waits for its `event=ready` log line.
 
         env: extra environment variables for this incarnation only (e.g. the test-only
-        {"PAYGATED_TEST_FAULT": "kill-after-commit"}); a restart without env= drops them."""
+        {"PAYGATED_TEST_FAULT": "kill-after-commit"}); a restart without env= drops them.
+        curve_key: the name of this daemon's own CURVE key pair (made on first use; nginx then
+        gets `public_key=` on its paygate_daemon line); default: the stack's shared "paygated".
+        Config values: a list repeats the key (listen=[ipc, tcp]), None leaves a key out."""
         self._require(self.paygated)
+        if curve_key is not None:
+            self.make_key_pair(curve_key)
+            self._daemon_key_name[name] = curve_key
         d = self.daemons.get(name)
         if d is None:
             endpoint = self.endpoint(name)
@@ -1013,7 +1065,8 @@ class Stack:
             "LISTEN_PARAMS": " ssl http2" if tls is not None else "",
             "LISTEN_EXTRA": "\n".join(listen_extra),
             "ACCESS_LOG": access_log,
-            "DAEMONS": "\n".join(f"    paygate_daemon {self.endpoint(n)};" for n in daemons),
+            "DAEMONS": "\n".join(f"    paygate_daemon {self.endpoint(n)}{self._daemon_key_param(n)};"
+                                 for n in daemons),
             "HTTP_DIRECTIVES": "\n".join(lines),
             "HTTP_EXTRA": http_extra,
             "SERVER_EXTRA": server_extra,
@@ -1027,6 +1080,11 @@ class Stack:
                     raise StackError(f"unknown placeholder in {NGINX_TEMPLATE}: {line.strip()}")
             out.append(line)
         return "\n".join(out) + "\n"
+
+    def _daemon_key_param(self, name: str) -> str:
+        """` public_key=FILE` for a daemon with a key pair of its own (start_daemon(curve_key=))."""
+        pair = self._daemon_key_name.get(name)
+        return f" public_key={self.keys_dir / 'curve' / (pair + '.pub')}" if pair else ""
 
     def start_nginx(self, *, daemons: Optional[Iterable[str]] = None, worker_processes: int = 2,
                     access_log: str = "logs/access.log", http_extra: str = "",
@@ -1050,6 +1108,11 @@ class Stack:
         keys = self.provider_keys()
         directives.setdefault("paygate_callback_keys", str(keys / "callback.keys"))
         directives.setdefault("paygate_partner_key", f"sky-technologies v1e:sky-sandbox:{keys / 'callback.pub'}")
+        # The authenticated link (docs/security.md); paygate_curve="off" (with no keys) for plain.
+        if directives.get("paygate_curve") != "off":
+            curve = self.curve_keys()
+            directives.setdefault("paygate_curve_secret_key", str(curve / "nginx.key"))
+            directives.setdefault("paygate_daemon_public_key", str(curve / "paygated.pub"))
         port = self.http_port if name == "nginx" else free_port()
         if name == "nginx" and self.temporary and name not in self.nginxes and not port_is_free(port):
             port = self.http_port = free_port()  # taken since __init__: any free port will do
@@ -1540,7 +1603,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         log(f"sky-technologies sandbox on {sandbox} (log {stack.root / 'sky-sandbox.log'}, "
             f"ledger {sandbox}/_sandbox/ledger)")
         d = stack.start_daemon("paygated")
-        log(f"paygated on {d.endpoint} (log {d.logfile})")
+        log(f"paygated on {d.endpoint} (log {d.logfile}); the link to nginx is CURVE, keys in "
+            f"{stack.curve_keys()}")
         ngx = stack.start_nginx(daemons=["paygated"], paygate_idempotency_zone="paygate_replay:16m")
         log(f"nginx on 127.0.0.1:{http_port} (error log {ngx.error_log})")
         base = f"http://127.0.0.1:{http_port}"

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <csignal>
+#include <cstring>
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
@@ -31,6 +32,7 @@
 #include "paygated/handlers.hpp"
 #include "paygated/http_client.hpp"
 #include "paygated/janitor.hpp"
+#include "paygated/link_auth.hpp"
 #include "paygated/tasks.hpp"
 #include "paygated/log.hpp"
 #include "paygated/worker.hpp"
@@ -57,6 +59,10 @@ constexpr auto kReplyGrace = std::chrono::milliseconds(250);
 constexpr auto kDrainQuiet = std::chrono::milliseconds(300);
 // Front-end messages read per pass, so that replies from the workers are never starved.
 constexpr int kFrontBatch = 256;
+
+// libzmq asks the ZAP handler bound here (RFC 27) about every CURVE peer of the context.
+constexpr const char* kZapEndpoint = "inproc://zeromq.zap.01";
+constexpr const char* kFrontMonitorEndpoint = "inproc://paygated-front-monitor";
 
 std::string join(const std::vector<std::string>& items) {
     std::string out;
@@ -94,8 +100,9 @@ struct Job {
 
 class Broker {
 public:
-    explicit Broker(const Config& config)
+    Broker(const Config& config, std::unique_ptr<LinkAuth> auth)
         : config_(config), ctx_(1), front_(ctx_, zmq::socket_type::router), back_(ctx_, zmq::socket_type::router),
+          auth_(std::move(auth)),
           inline_db_(config.database, std::make_shared<RetryGate>(std::chrono::milliseconds(config.db_retry_max_ms)), 0),
           inline_ctx_{0, inline_db_},
           janitor_(JanitorSettings{config.database, std::chrono::seconds(config.idempotency_purge_interval_s),
@@ -121,6 +128,7 @@ public:
         front_.set(zmq::sockopt::router_mandatory, 1);  // an undeliverable reply is an error we log
         front_.set(zmq::sockopt::maxmsgsize, static_cast<std::int64_t>(ipc::kMaxFrameBytes) + 1024);
         front_.set(zmq::sockopt::tcp_keepalive, 1);
+        if (!secure_front()) return false;
         for (const std::string& endpoint : config_.listen) {
             std::string path = ipc_socket_path(endpoint);
             std::string error;
@@ -164,12 +172,17 @@ public:
     int loop(int stop_fd) {
         bool stopping = false;
         for (;;) {
-            zmq::pollitem_t items[3] = {
+            // The ZAP handler and the monitor are always served: a connecting peer's handshake
+            // waits for the ZAP answer, whether or not a worker is idle.
+            zmq::pollitem_t items[5] = {
                 {nullptr, stop_fd, static_cast<short>(stopping ? 0 : ZMQ_POLLIN), 0},  // later signals: ignored
                 {back_.handle(), 0, ZMQ_POLLIN, 0},
+                {monitor_.handle(), 0, ZMQ_POLLIN, 0},
+                // without a ZAP socket (curve = off) the slot watches nothing
+                {auth_ ? zap_.handle() : monitor_.handle(), 0, static_cast<short>(auth_ ? ZMQ_POLLIN : 0), 0},
                 {front_.handle(), 0, ZMQ_POLLIN, 0},
             };
-            zmq::poll(items, 3, next_wakeup(stopping));
+            zmq::poll(items, 5, next_wakeup(stopping));
 
             if (items[0].revents & ZMQ_POLLIN) {
                 std::string why = drain_stop_fd(stop_fd);
@@ -179,7 +192,9 @@ public:
                 while (!queue_.empty()) refuse_front(ipc::NotExecuted::Draining, "draining");
             }
             if (items[1].revents & ZMQ_POLLIN) from_workers();
-            if (items[2].revents & ZMQ_POLLIN) from_front(stopping);
+            if (items[2].revents & ZMQ_POLLIN) from_monitor();
+            if (auth_ && (items[3].revents & ZMQ_POLLIN)) from_zap();
+            if (items[4].revents & ZMQ_POLLIN) from_front(stopping);
             shed_old(Clock::now());
             dispatch();
 
@@ -221,6 +236,59 @@ private:
     }
 
     static constexpr const char* kBackEndpoint = "inproc://paygated-workers";
+
+    // CURVE server on the front end with the ZAP handler bound first (libzmq lets every peer in
+    // when no handler is bound), and a monitor that reports failed handshakes either way.
+    bool secure_front() {
+        monitor_ = zmq::socket_t(ctx_, zmq::socket_type::pair);
+        monitor_.set(zmq::sockopt::linger, 0);
+        int events = ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                     ZMQ_EVENT_HANDSHAKE_FAILED_AUTH;
+        if (zmq_socket_monitor(front_.handle(), kFrontMonitorEndpoint, events) != 0) {
+            return bind_failed("monitor", zmq_strerror(zmq_errno()));
+        }
+        monitor_.connect(kFrontMonitorEndpoint);
+        if (!auth_) return true;
+        zap_ = zmq::socket_t(ctx_, zmq::socket_type::rep);
+        zap_.set(zmq::sockopt::linger, 0);
+        try {
+            zap_.bind(kZapEndpoint);
+        } catch (const zmq::error_t& e) {
+            return bind_failed(kZapEndpoint, e.what());
+        }
+        front_.set(zmq::sockopt::curve_server, 1);
+        front_.set(zmq::sockopt::curve_secretkey, auth_->keys().secret_key);
+        front_.set(zmq::sockopt::zap_domain, curve::kZapDomain);
+        return true;
+    }
+
+    void from_zap() {
+        std::vector<zmq::message_t> msg;
+        for (;;) {
+            msg.clear();
+            if (!zmq::recv_multipart(zap_, std::back_inserter(msg), zmq::recv_flags::dontwait)) return;
+            std::vector<std::string> frames;
+            for (const zmq::message_t& m : msg) frames.push_back(m.to_string());
+            std::vector<std::string> reply = auth_->on_zap_request(frames, Clock::now());
+            for (std::size_t i = 0; i < reply.size(); ++i) {
+                zap_.send(zmq::buffer(reply[i]), i + 1 < reply.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
+            }
+        }
+    }
+
+    void from_monitor() {
+        std::vector<zmq::message_t> msg;
+        for (;;) {
+            msg.clear();
+            if (!zmq::recv_multipart(monitor_, std::back_inserter(msg), zmq::recv_flags::dontwait)) return;
+            if (msg.size() != 2 || msg[0].size() < 6) continue;
+            std::uint16_t event = 0;
+            std::uint32_t value = 0;
+            std::memcpy(&event, msg[0].data(), sizeof event);
+            std::memcpy(&value, static_cast<const char*>(msg[0].data()) + 2, sizeof value);
+            LinkAuth::on_handshake_failed(event, value, msg[1].to_string(), handshake_log_, Clock::now());
+        }
+    }
 
     bool bind_failed(const std::string& endpoint, const std::string& error) {
         log::error("bind_failed").kv("endpoint", endpoint).kv("error", error);
@@ -361,6 +429,8 @@ private:
         front_.close();
         janitor_.stop();  // prompt: cancels a purge in progress
         if (tasks_) tasks_->stop();  // the task in hand finishes (its provider call is bounded)
+        monitor_.close();
+        if (auth_) zap_.close();
         for (const std::string& worker : known_) {
             back_.send(zmq::buffer(worker), zmq::send_flags::sndmore);
             back_.send(zmq::message_t(), zmq::send_flags::none);
@@ -399,6 +469,10 @@ private:
     zmq::context_t ctx_;
     zmq::socket_t front_;
     zmq::socket_t back_;
+    std::unique_ptr<LinkAuth> auth_;   // null with `curve = off`
+    zmq::socket_t zap_;                // REP on kZapEndpoint, with auth_
+    zmq::socket_t monitor_;            // the front end's handshake failures
+    curve::LogThrottle handshake_log_{std::chrono::seconds(10)};
     std::vector<std::thread> threads_;
     std::vector<SocketFile> socket_files_;
     std::vector<std::string> bound_;
@@ -432,6 +506,15 @@ private:
 }  // namespace
 
 int run_daemon(const Config& config, int stop_fd) {
+    std::unique_ptr<LinkAuth> auth;
+    if (config.curve) {
+        std::string error;
+        auth = LinkAuth::load(config, error);
+        if (!auth) {
+            log::error("curve_config_failed").kv("what", error);
+            return 2;
+        }
+    }
     log::info("start")
         .kv("version", PAYGATE_VERSION)
         .kv("pid", static_cast<long long>(::getpid()))
@@ -439,7 +522,14 @@ int run_daemon(const Config& config, int stop_fd) {
         .kv("workers", config.workers)
         .kv("db", describe_conninfo(config.database))
         .kv("idempotency_retention_s", config.idempotency_retention_s)
-        .kv("idempotency_lease_ms", config.idempotency_lease_ms);
+        .kv("idempotency_lease_ms", config.idempotency_lease_ms)
+        .kv("curve", config.curve ? "on" : "off");
+    if (auth) {
+        log::info("curve_enabled").kv("public_key", auth->keys().public_key).kv("allowed_keys", auth->allowed_count());
+    } else {
+        log::warn("curve_off").kv("note", "the link to nginx is not authenticated (curve = off): development only");
+    }
+#ifdef PAYGATED_TEST_HOOKS
     if (config.test_fault == TestFault::KillAfterCommit) {
         log::warn("test_fault_armed")
             .kv("fault", "kill-after-commit")
@@ -449,7 +539,8 @@ int run_daemon(const Config& config, int stop_fd) {
             .kv("fault", "stop-before-commit")
             .kv("note", "test only: the daemon SIGSTOPs itself before its first idempotent COMMIT");
     }
-    Broker broker(config);
+#endif
+    Broker broker(config, std::move(auth));
     try {
         broker.build_task_runner();
     } catch (const std::exception& e) {

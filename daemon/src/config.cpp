@@ -228,6 +228,24 @@ bool set_callback_keys(std::string_view v, Config& c, std::string&) {
     return true;
 }
 
+bool set_curve(std::string_view v, Config& c, std::string& why) {
+    if (v == "on") c.curve = true;
+    else if (v == "off") c.curve = false;
+    else {
+        why = "expected on or off";
+        return false;
+    }
+    return true;
+}
+bool set_curve_secret_key(std::string_view v, Config& c, std::string&) {
+    c.curve_secret_key = std::string(v);
+    return true;
+}
+bool set_curve_allowed_keys(std::string_view v, Config& c, std::string&) {
+    c.curve_allowed_keys = std::string(v);
+    return true;
+}
+
 struct KeyDef {
     ConfigKey key;
     bool (*set)(std::string_view value, Config& config, std::string& why);
@@ -284,6 +302,12 @@ const KeyDef kKeys[] = {
      set_callback_base_url},
     {{"callback_keys", false, "capability keyring file (first key signs new callback URLs; nginx verifies with all)"},
      set_callback_keys},
+    {{"curve", false, "on (default): the link to nginx uses CURVE and needs the two key files; off: plain, dev only"},
+     set_curve},
+    {{"curve_secret_key", false, "this daemon's CURVE secret key file (mode 0600; paygatectl keys generate)"},
+     set_curve_secret_key},
+    {{"curve_allowed_keys", false, "file of the module public keys allowed to connect (Z85, one per line)"},
+     set_curve_allowed_keys},
 };
 
 std::string known_keys() {
@@ -316,6 +340,7 @@ const char* log_level_name(LogLevel level) {
     return "info";
 }
 
+#ifdef PAYGATED_TEST_HOOKS
 bool parse_test_fault(const char* value, TestFault& out) {
     std::string_view v = value ? value : "";
     if (v.empty()) out = TestFault::None;
@@ -325,6 +350,7 @@ bool parse_test_fault(const char* value, TestFault& out) {
     else return false;
     return true;
 }
+#endif
 
 const std::vector<ConfigKey>& config_keys() {
     static const std::vector<ConfigKey> keys = [] {
@@ -412,6 +438,16 @@ bool validate_for_daemon(const Config& config, std::string& error) {
     }
     if (config.database.empty()) {
         error = "no 'database' configured";
+        return false;
+    }
+    // Fail closed: without keys the link is only plain when the file says `curve = off`.
+    if (config.curve && (config.curve_secret_key.empty() || config.curve_allowed_keys.empty())) {
+        error = "the link to nginx needs 'curve_secret_key' and 'curve_allowed_keys' (or 'curve = off' "
+                "for a development setup without authentication)";
+        return false;
+    }
+    if (!config.curve && (!config.curve_secret_key.empty() || !config.curve_allowed_keys.empty())) {
+        error = "'curve = off' contradicts 'curve_secret_key'/'curve_allowed_keys': remove one or the other";
         return false;
     }
     for (const auto& route : config.provider_routes) {

@@ -18,6 +18,7 @@ void add_header(ipc::Reply& reply, std::string_view name, std::string_view value
     reply.headers.emplace_back(std::string(name), std::string(value));
 }
 
+#ifdef PAYGATED_TEST_HOOKS
 // The test-only fault switch (PAYGATED_TEST_FAULT=kill-after-commit): the outcome is committed,
 // the reply has not left. SIGKILL, so nothing else runs (no destructors, no reply).
 void after_commit(const ipc::Request& request, const WorkerContext& ctx) {
@@ -49,6 +50,11 @@ void before_commit(const ipc::Request& request, const WorkerContext& ctx) {
     // the group stop reaches it. A signal pending on this thread stops it before raise returns.
     ::raise(SIGSTOP);  // returns after SIGCONT
 }
+#else
+// A release build has no fault switch (PAYGATED_TEST_HOOKS is defined by the Debug build only).
+void after_commit(const ipc::Request&, const WorkerContext&) {}
+void before_commit(const ipc::Request&, const WorkerContext&) {}
+#endif
 
 }  // namespace
 

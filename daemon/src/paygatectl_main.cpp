@@ -1,4 +1,4 @@
-// paygatectl: administration commands for paygate's database. One table of subcommands.
+// paygatectl: administration commands (database, tokens, tasks, CURVE key pairs). One table of subcommands.
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "paygate/curve.hpp"
 #include "paygated/ctl.hpp"
 #include "paygated/db.hpp"
 #include "paygated/migrate.hpp"
@@ -264,6 +265,50 @@ int cmd_tasks(const std::vector<std::string>& all) {
     return 0;
 }
 
+constexpr const char* kKeysUsage =
+    "paygatectl keys generate --out DIR --name NAME\n"
+    "       paygatectl keys public --key FILE\n"
+    "  generate: a new CURVE key pair for the nginx <-> paygated link (docs/security.md):\n"
+    "            DIR/NAME.key, the secret key (mode 0600), and DIR/NAME.pub, its public key\n"
+    "            labelled NAME (mode 0644); prints the public key. Never replaces a file.\n"
+    "            e.g. NAME paygated for a daemon, nginx-1 for a module.\n"
+    "  public:   prints the public key line of a secret key FILE (for curve_allowed_keys).";
+
+int cmd_keys(const std::vector<std::string>& all) {
+    if (all.empty()) return usage_error("keys: which action? (generate, public)", kKeysUsage);
+    const std::string action = all.front();
+    std::vector<std::string> args(all.begin() + 1, all.end());
+    std::map<std::string, std::string> options;
+    std::string error;
+    if (action == "generate") {
+        if (!parse_options(args, {"out", "name"}, options, error)) return usage_error("keys generate: " + error, kKeysUsage);
+        if (!options.count("out") || !options.count("name")) {
+            return usage_error("keys generate: --out DIR and --name NAME are required", kKeysUsage);
+        }
+        if (!is_key_name(options["name"])) {
+            return usage_error("keys generate: bad name '" + options["name"] +
+                                   "' (1-64 characters of A-Z a-z 0-9 . _ -, not starting with '.')",
+                               kKeysUsage);
+        }
+        std::string public_key;
+        if (!write_key_pair(options["out"], options["name"], public_key, error)) return fail("keys generate: " + error);
+        std::cerr << "paygatectl: wrote " << options["out"] << "/" << options["name"] << ".key (secret, 0600) and "
+                  << options["out"] << "/" << options["name"] << ".pub" << std::endl;
+        std::cout << public_key << " " << options["name"] << std::endl;
+        return 0;
+    }
+    if (action == "public") {
+        if (!parse_options(args, {"key"}, options, error) || !options.count("key")) {
+            return usage_error("keys public: --key FILE is required", kKeysUsage);
+        }
+        paygate::curve::KeyPair pair;
+        if (!paygate::curve::load_secret_key(options["key"], pair, error)) return fail("keys public: " + error);
+        std::cout << pair.public_key << std::endl;
+        return 0;
+    }
+    return usage_error("keys: unknown action '" + action + "'", kKeysUsage);
+}
+
 struct Command {
     const char* name;
     const char* summary;
@@ -275,6 +320,7 @@ const Command kCommands[] = {
     {"migrate", "apply pending database migrations", kMigrateUsage, cmd_migrate},
     {"token", "create, revoke and list client API tokens", kTokenUsage, cmd_token},
     {"tasks", "list, show, retry and cancel durable tasks", kTasksUsage, cmd_tasks},
+    {"keys", "generate CURVE key pairs of the nginx <-> paygated link", kKeysUsage, cmd_keys},
 };
 
 void print_help(std::ostream& out) {

@@ -11,6 +11,7 @@
 #include "paygated/broker.hpp"
 #include "paygated/config.hpp"
 #include "paygated/db.hpp"
+#include "paygated/link_auth.hpp"
 #include "paygated/log.hpp"
 
 using namespace paygate::daemon;
@@ -60,11 +61,18 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "paygated: %s: bad 'database': %s\n", config_path.c_str(), error.c_str());
         return 2;
     }
+#ifdef PAYGATED_TEST_HOOKS
     if (!parse_test_fault(std::getenv(kTestFaultEnv), config.test_fault)) {
         std::fprintf(stderr, "paygated: %s: unknown fault (known: kill-after-commit, stop-before-commit, janitor-stall)\n", kTestFaultEnv);
         return 2;
     }
+#endif
     if (check_only) {
+        // The key files too: a daemon that would refuse to start must not pass the check.
+        if (config.curve && !LinkAuth::load(config, error)) {
+            std::fprintf(stderr, "paygated: %s: %s\n", config_path.c_str(), error.c_str());
+            return 2;
+        }
         std::printf("paygated: configuration file %s is ok\n", config_path.c_str());
         return 0;
     }

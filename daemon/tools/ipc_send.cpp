@@ -2,8 +2,11 @@
 //
 //   paygate-ipc-send ENDPOINT ROUTE [--method M] [--request-id ID] [--timeout-ms N] [--body TEXT]
 //                    [--principal ID] [--param NAME=VALUE]... [--header NAME=VALUE]... [--count N]
-//                    [--wait-ms N] [--garbage]
+//                    [--wait-ms N] [--garbage] [--curve-key FILE --server-key FILE]
 //
+// --curve-key names this client's CURVE secret key file and --server-key the daemon's public key
+// file (docs/security.md): a daemon with `curve = on` answers only a client whose public key is
+// in its curve_allowed_keys. Without them the client speaks plain ZeroMQ.
 // --principal sets what the module sends for an authenticated client (its id, e.g. 12).
 //
 // Prints "status=<s> id=<id> body=<body>" per reply (with --count N > 1 only a summary). --garbage
@@ -16,6 +19,7 @@
 
 #include <zmq.hpp>
 
+#include "paygate/curve.hpp"
 #include "paygate/ipc.hpp"
 
 using namespace paygate;
@@ -26,7 +30,7 @@ int usage() {
     std::fprintf(stderr,
                  "usage: paygate-ipc-send ENDPOINT ROUTE [--method M] [--request-id ID] [--timeout-ms N]\n"
                  "         [--body TEXT] [--principal ID] [--param NAME=VALUE]... [--header NAME=VALUE]...\n"
-                 "         [--count N] [--wait-ms N] [--garbage]\n");
+                 "         [--count N] [--wait-ms N] [--garbage] [--curve-key FILE --server-key FILE]\n");
     return 2;
 }
 
@@ -48,6 +52,7 @@ int main(int argc, char** argv) {
     long count = 1;
     long wait_ms = 5000;
     bool garbage = false;
+    std::string curve_key_file, server_key_file;
     for (int i = 3; i < argc; ++i) {
         std::string arg = argv[i];
         auto value = [&]() -> const char* { return i + 1 < argc ? argv[++i] : nullptr; };
@@ -73,15 +78,32 @@ int main(int argc, char** argv) {
             count = std::strtol(v, nullptr, 10);
         } else if (arg == "--wait-ms" && (v = value())) {
             wait_ms = std::strtol(v, nullptr, 10);
+        } else if (arg == "--curve-key" && (v = value())) {
+            curve_key_file = v;
+        } else if (arg == "--server-key" && (v = value())) {
+            server_key_file = v;
         } else {
             return usage();
         }
     }
     if (count < 1 || wait_ms < 0) return usage();
+    if (curve_key_file.empty() != server_key_file.empty()) return usage();
+    curve::KeyPair keys;
+    std::string server_key, key_error;
+    if (!curve_key_file.empty() && (!curve::load_secret_key(curve_key_file, keys, key_error) ||
+                                    !curve::load_public_key(server_key_file, server_key, key_error))) {
+        std::fprintf(stderr, "paygate-ipc-send: %s\n", key_error.c_str());
+        return 2;
+    }
 
     zmq::context_t ctx(1);
     zmq::socket_t sock(ctx, zmq::socket_type::dealer);
     sock.set(zmq::sockopt::linger, 0);
+    if (!server_key.empty()) {
+        sock.set(zmq::sockopt::curve_serverkey, server_key);
+        sock.set(zmq::sockopt::curve_publickey, keys.public_key);
+        sock.set(zmq::sockopt::curve_secretkey, keys.secret_key);
+    }
     sock.connect(endpoint);
     if (garbage) sock.send(zmq::str_buffer("not a paygate frame"), zmq::send_flags::none);
 

@@ -58,7 +58,8 @@ def problems_reported(test: unittest.TestCase) -> int:
 class StackTestCase(unittest.TestCase):
     """Each test runs against its own stack, started in setUp and checked at teardown.
 
-    Class attributes tune the stack: `daemons` (names, each its own ipc endpoint), `nginx`
+    Class attributes tune the stack: `daemons` (names, each its own ipc endpoint), `daemon_config`
+    (their extra config keys), `nginx`
     (keyword arguments of Stack.start_nginx, e.g. paygate_timeout="1s"), `with_postgres`.
     At teardown everything is stopped (daemons must exit 0 on SIGTERM) and Stack.check_logs()
     must find no nginx alert and no sanitizer report; otherwise the test errors and the stack
@@ -66,6 +67,7 @@ class StackTestCase(unittest.TestCase):
     """
 
     daemons = ("d1",)
+    daemon_config: dict = {}   # extra paygated config keys of every daemon started in setUp
     nginx: dict = {}
     with_postgres = True
     start_nginx_in_setup = True
@@ -78,7 +80,7 @@ class StackTestCase(unittest.TestCase):
             self.stack.start_postgres()
             self.stack.migrate()
         for name in self.daemons:
-            self.stack.start_daemon(name)
+            self.stack.start_daemon(name, **self.daemon_config)
         if self.start_nginx_in_setup:
             self.stack.start_nginx(**self.nginx)
 

@@ -336,6 +336,9 @@ class ListScaleTest(TokenSyncTestCase):
 
     SCALE = 200_000
     CONTROL = 1_000   # the same checks at a size today's full-list sync handles in a Debug build
+    # When the stack stops, the Debug daemon may still be building two 200,000-token lists (several
+    # seconds each on a busy machine): give its SIGTERM drain more than the harness's 5 s.
+    daemon_config = {"shutdown_timeout_ms": "30000"}
 
     def insert_tokens(self, client: str, count: int, seed: str) -> None:
         """`count` live tokens for `client` in one statement, as paygatectl stores them: the

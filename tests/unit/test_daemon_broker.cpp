@@ -18,9 +18,11 @@
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
+#include "paygate/curve.hpp"
 #include "paygate/ipc.hpp"
 #include "paygate/json_error.hpp"
 #include "paygated/broker.hpp"
+#include "paygated/ctl.hpp"
 #include "paygated/log.hpp"
 #include "paygated/worker.hpp"
 
@@ -102,6 +104,7 @@ void daemon_serves_and_stops(void**) {
     config.database = "host=127.0.0.1 port=1 dbname=none user=none password=hunter2";
     config.socket_mode = 0600;
     config.shutdown_timeout_ms = 5000;
+    config.curve = false;   // the plain link; curve_link_admits_only_allowed_keys does CURVE
 
     LogCapture cap;
     int stop[2];
@@ -187,6 +190,148 @@ bool not_executed(const ipc::Reply& reply, std::string_view why) {
         if (name == ipc::kNotExecutedHeader) return reply.status == 503 && value == why;
     }
     return false;
+}
+
+// A DEALER of the test, with CURVE when `keys` is given (secret key file, daemon public key file).
+zmq::socket_t dealer(zmq::context_t& ctx, const std::string& endpoint, const std::string& secret_file = "",
+                     const std::string& server_file = "") {
+    zmq::socket_t s(ctx, zmq::socket_type::dealer);
+    s.set(zmq::sockopt::linger, 0);
+    if (!secret_file.empty()) {
+        curve::KeyPair pair;
+        std::string server, error;
+        assert_true(curve::load_secret_key(secret_file, pair, error));
+        assert_true(curve::load_public_key(server_file, server, error));
+        s.set(zmq::sockopt::curve_serverkey, server);
+        s.set(zmq::sockopt::curve_publickey, pair.public_key);
+        s.set(zmq::sockopt::curve_secretkey, pair.secret_key);
+    }
+    s.connect(endpoint);
+    return s;
+}
+
+// The daemon's line about `event` that names `text`, or "".
+std::string line_with(const LogCapture& cap, const std::string& event, const std::string& text) {
+    std::string all = cap.text();
+    std::size_t at = 0;
+    while (at < all.size()) {
+        std::size_t nl = all.find('\n', at);
+        std::string line = all.substr(at, nl == std::string::npos ? std::string::npos : nl - at);
+        if (line.find("event=" + event) != std::string::npos && line.find(text) != std::string::npos) return line;
+        if (nl == std::string::npos) break;
+        at = nl + 1;
+    }
+    return {};
+}
+
+bool wait_line(const LogCapture& cap, const std::string& event, const std::string& text) {
+    auto until = std::chrono::steady_clock::now() + milliseconds(5000);
+    while (std::chrono::steady_clock::now() < until) {
+        if (!line_with(cap, event, text).empty()) return true;
+        std::this_thread::sleep_for(milliseconds(10));
+    }
+    return false;
+}
+
+// CURVE with the ZAP handler: an allowed module key is served over ipc:// and tcp://; an unknown
+// key, a plain peer and a peer holding another daemon public key get no answer and are logged;
+// a key added to the allow list file is admitted without a restart.
+void curve_link_admits_only_allowed_keys(void**) {
+    char dir_template[] = "/tmp/test_daemon_curve_XXXXXX";
+    std::string dir = mkdtemp(dir_template);
+    std::string pub;
+    std::string error;
+    for (const char* name : {"paygated", "nginx", "stranger", "other-daemon"}) {
+        if (!write_key_pair(dir, name, pub, error)) {
+            std::fprintf(stderr, "%s\n", error.c_str());
+            fail();
+        }
+    }
+    std::string allowed = dir + "/modules.keys";
+    {
+        std::string text;
+        assert_true(read_text_file(dir + "/nginx.pub", text, error));
+        FILE* f = std::fopen(allowed.c_str(), "w");
+        std::fputs(("# modules allowed to connect\n" + text).c_str(), f);
+        std::fclose(f);
+    }
+    std::string ipc_ep = "ipc://" + dir + "/d.sock";
+    std::string tcp_ep = "tcp://127.0.0.1:" + std::to_string(free_tcp_port());
+    Config config;
+    config.listen = {ipc_ep, tcp_ep};
+    config.workers = 1;
+    config.database = "host=127.0.0.1 port=1 dbname=none user=none";
+    config.shutdown_timeout_ms = 5000;
+    config.curve_secret_key = dir + "/paygated.key";
+    config.curve_allowed_keys = allowed;
+
+    LogCapture cap;
+    int stop[2];
+    assert_int_equal(pipe(stop), 0);
+    int rc = -1;
+    std::thread daemon([&] { rc = run_daemon(config, stop[0]); });
+    assert_true(cap.wait_for("event=ready", milliseconds(10000)));
+    assert_true(cap.text().find("event=curve_enabled") != std::string::npos);
+
+    zmq::context_t ctx(1);
+    const std::string daemon_pub = dir + "/paygated.pub";
+    for (const std::string& ep : {ipc_ep, tcp_ep}) {
+        zmq::socket_t module = dealer(ctx, ep, dir + "/nginx.key", daemon_pub);
+        assert_int_equal(call(module, "ping", 1).status, 200);
+    }
+
+    // An unknown key: the handshake is refused, the request never reaches a handler.
+    curve::KeyPair stranger;
+    assert_true(curve::load_secret_key(dir + "/stranger.key", stranger, error));
+    zmq::socket_t intruder = dealer(ctx, tcp_ep, dir + "/stranger.key", daemon_pub);
+    send_request(intruder, request("auth.tokens", 7));
+    assert_false(receive(intruder, milliseconds(1000)).has_value());
+    assert_true(wait_line(cap, "curve_refused", stranger.public_key));
+    assert_true(line_with(cap, "curve_refused", stranger.public_key).find("address=127.0.0.1") != std::string::npos);
+    assert_true(line_with(cap, "request", "request_id=t7").empty());
+
+    // A plain peer and one that holds another daemon's public key: refused in the handshake.
+    zmq::socket_t plain = dealer(ctx, ipc_ep);
+    send_request(plain, request("ping", 8));
+    assert_false(receive(plain, milliseconds(1000)).has_value());
+    // Whichever side reads the other's greeting first hangs up: a mismatch or a closed handshake.
+    assert_true(wait_line(cap, "link_handshake_failed", ipc_ep));
+    std::string plain_line = line_with(cap, "link_handshake_failed", ipc_ep);
+    assert_true(plain_line.find("mechanism mismatch") != std::string::npos ||
+                plain_line.find("closed during the handshake") != std::string::npos);
+    zmq::socket_t confused = dealer(ctx, ipc_ep, dir + "/nginx.key", dir + "/other-daemon.pub");
+    send_request(confused, request("ping", 9));
+    assert_false(receive(confused, milliseconds(1000)).has_value());
+    assert_true(wait_line(cap, "link_handshake_failed", "cryptographic error"));
+
+    // Rotation without a restart: the stranger's key is added to the file (the daemon looks at
+    // most once a second), and a new connection with it is served.
+    std::this_thread::sleep_for(milliseconds(1100));
+    {
+        std::string text;
+        assert_true(read_text_file(dir + "/stranger.pub", text, error));
+        FILE* f = std::fopen(allowed.c_str(), "a");
+        std::fputs(text.c_str(), f);
+        std::fclose(f);
+    }
+    zmq::socket_t welcome = dealer(ctx, tcp_ep, dir + "/stranger.key", daemon_pub);
+    assert_int_equal(call(welcome, "ping", 10).status, 200);
+    assert_true(cap.wait_for("event=curve_allowed_keys_reloaded", milliseconds(1000)));
+
+    assert_int_equal(write(stop[1], "x", 1), 1);
+    daemon.join();
+    assert_int_equal(rc, 0);
+    // A daemon whose key files are missing does not start (exit status 2).
+    config.curve_secret_key = dir + "/missing.key";
+    assert_int_equal(run_daemon(config, stop[0]), 2);
+    assert_true(cap.text().find("event=curve_config_failed") != std::string::npos);
+    close(stop[0]);
+    close(stop[1]);
+    for (const char* f : {"paygated.key", "paygated.pub", "nginx.key", "nginx.pub", "stranger.key", "stranger.pub",
+                          "other-daemon.key", "other-daemon.pub", "modules.keys"}) {
+        unlink((dir + "/" + f).c_str());
+    }
+    rmdir(dir.c_str());
 }
 
 // The worker protocol directly: an expired job is answered "not executed", a fresh one served.
@@ -284,6 +429,7 @@ void daemon_sheds_load_and_drains(void**) {
     config.workers = 1;
     config.database = "host=127.0.0.1 port=" + std::to_string(mute.port) + " dbname=none user=none connect_timeout=2";
     config.db_retry_max_ms = 1;
+    config.curve = false;   // the link's security is not what this test is about
     config.queue_max_depth = 2;
     config.queue_max_age_ms = 600;
     config.shutdown_timeout_ms = 10000;
@@ -354,6 +500,7 @@ void daemon_sheds_load_and_drains(void**) {
 int main() {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(daemon_serves_and_stops),
+        cmocka_unit_test(curve_link_admits_only_allowed_keys),
         cmocka_unit_test(worker_refuses_expired_requests),
         cmocka_unit_test(daemon_sheds_load_and_drains),
     };

@@ -151,7 +151,7 @@ void zmq_threads_start_with_every_signal_blocked(void**) {
     int open_before = threads_created_with_open_mask.load();
     first_unblocked_signal = 0;
     {
-        DaemonChannel channel({router.endpoint}, 4);
+        DaemonChannel channel({{router.endpoint, ""}}, 4, paygate::module::ClientKeys{});
         assert_true(threads_created.load() > created_before);   // its I/O thread (and reaper)
         assert_true(same_mask(current_mask(), before));         // the caller's mask is back
         connect(channel, router);
@@ -168,7 +168,7 @@ void zmq_threads_start_with_every_signal_blocked(void**) {
 // read with the queue empty), so a later reply wakes the event loop again.
 void a_throwing_handler_leaves_no_reply_stranded(void**) {
     Router router;
-    DaemonChannel channel({router.endpoint}, 4);
+    DaemonChannel channel({{router.endpoint, ""}}, 4, paygate::module::ClientKeys{});
     connect(channel, router);
     for (const char* frame : {"one", "two", "three"}) router.reply(frame);
     wait_queued(channel);
@@ -201,7 +201,7 @@ void a_throwing_handler_leaves_no_reply_stranded(void**) {
 // a resting daemon while another is connected (the module's resend and drain handling).
 void sends_rotate_avoid_and_pass_over_resting_daemons(void**) {
     Router first, second;
-    DaemonChannel channel({first.endpoint, second.endpoint}, 4);
+    DaemonChannel channel({{first.endpoint, ""}, {second.endpoint, ""}}, 4, paygate::module::ClientKeys{});
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
     // wait until both are connected: ZMQ_IMMEDIATE refuses a daemon before
     std::vector<int> hellos(2, 0);

@@ -45,7 +45,9 @@ void good_file(void**) {
         "shutdown_timeout_ms = 0\n"
         "idempotency_retention_s = 3600\n"
         "idempotency_purge_interval_s = 5\n"
-        "idempotency_lease_ms = 2500\n";
+        "idempotency_lease_ms = 2500\n"
+        "curve_secret_key = /etc/paygate/paygated.key\n"
+        "curve_allowed_keys = /etc/paygate/modules.keys\n";
     Config c;
     std::string error;
     assert_true(parse_config(text, "t.conf", c, error));
@@ -63,6 +65,9 @@ void good_file(void**) {
     assert_int_equal(c.idempotency_purge_interval_s, 5);
     assert_int_equal(c.idempotency_lease_ms, 2500);
     assert_true(c.test_fault == TestFault::None);  // never from the file
+    assert_true(c.curve);
+    assert_string_equal(c.curve_secret_key.c_str(), "/etc/paygate/paygated.key");
+    assert_string_equal(c.curve_allowed_keys.c_str(), "/etc/paygate/modules.keys");
     assert_true(validate_for_daemon(c, error));
 }
 
@@ -145,6 +150,7 @@ void idempotency_keys_bounds(void**) {
     assert_int_equal(c.idempotency_lease_ms, 3600000);
 }
 
+#ifdef PAYGATED_TEST_HOOKS   // the fault switch exists in test (Debug) builds only
 void test_fault_from_environment_value(void**) {
     TestFault f = TestFault::KillAfterCommit;
     assert_true(parse_test_fault(nullptr, f));
@@ -170,6 +176,7 @@ void test_fault_from_environment_value(void**) {
     // Not a configuration key: the file cannot arm it.
     expect_error("test_fault = kill-after-commit\n", "unknown key 'test_fault'");
 }
+#endif
 
 void bad_socket_mode(void**) {
     expect_error("socket_mode = 0689\n", "octal digits");
@@ -241,6 +248,7 @@ void key_table_documents_every_key(void**) {
                             : name == "sky_technologies_url" ? "https://sky.example"
                             : name == "callback_base_url"    ? "https://pay.example/callbacks"
                             : name == "task_lease_ms"        ? "60000"
+                            : name == "curve"                ? "on"
                             : name == "task_workers" || name == "task_max_attempts" ? "2"
                                                              : "200";
         Config c;
@@ -254,7 +262,8 @@ void key_table_documents_every_key(void**) {
 }
 
 void provider_route_needs_its_settings(void**) {
-    const char* base = "listen = tcp://127.0.0.1:9\ndatabase = dbname=x\nprovider_route = USD sky-technologies\n";
+    const char* base =
+        "listen = tcp://127.0.0.1:9\ndatabase = dbname=x\ncurve = off\nprovider_route = USD sky-technologies\n";
     Config c;
     std::string error;
     assert_true(parse_config(base, "t.conf", c, error));
@@ -275,6 +284,34 @@ void provider_route_needs_its_settings(void**) {
     assert_true(validate_for_daemon(c, error));
     c.provider_timeout_ms = c.task_lease_ms / 4;
     assert_false(validate_for_daemon(c, error));   // a call must end before its task's lease
+}
+
+// Fail closed: the link is CURVE unless the file says `curve = off`; keys with `off` are refused.
+void curve_needs_keys_or_off(void**) {
+    const std::string base = "listen = tcp://127.0.0.1:9\ndatabase = dbname=x\n";
+    Config c;
+    std::string error;
+    assert_true(parse_config(base, "t.conf", c, error));
+    assert_true(c.curve);   // the default
+    assert_false(validate_for_daemon(c, error));
+    assert_non_null(std::strstr(error.c_str(), "curve_secret_key"));
+    assert_non_null(std::strstr(error.c_str(), "curve = off"));
+    assert_true(parse_config(base + "curve_secret_key = /k/d.key\n", "t.conf", c, error));
+    assert_false(validate_for_daemon(c, error));   // the allow list too
+    assert_non_null(std::strstr(error.c_str(), "curve_allowed_keys"));
+    assert_true(parse_config(base + "curve_allowed_keys = /k/m.keys\n", "t.conf", c, error));
+    assert_false(validate_for_daemon(c, error));
+    assert_true(parse_config(base + "curve = on\ncurve_secret_key = /k/d.key\ncurve_allowed_keys = /k/m.keys\n",
+                             "t.conf", c, error));
+    assert_true(validate_for_daemon(c, error));
+    assert_true(parse_config(base + "curve = off\n", "t.conf", c, error));
+    assert_false(c.curve);
+    assert_true(validate_for_daemon(c, error));
+    assert_true(parse_config(base + "curve = off\ncurve_secret_key = /k/d.key\n", "t.conf", c, error));
+    assert_false(validate_for_daemon(c, error));
+    assert_non_null(std::strstr(error.c_str(), "contradicts"));
+    expect_error("curve = yes\n", "bad value 'yes' for 'curve': expected on or off");
+    expect_error("curve = off\ncurve = on\n", "'curve' is already set on line 1");
 }
 
 void provider_route_refuses_bad_values(void**) {
@@ -299,7 +336,9 @@ int main() {
         cmocka_unit_test(bad_lines),
         cmocka_unit_test(bad_numbers),
         cmocka_unit_test(idempotency_keys_bounds),
+#ifdef PAYGATED_TEST_HOOKS
         cmocka_unit_test(test_fault_from_environment_value),
+#endif
         cmocka_unit_test(bad_socket_mode),
         cmocka_unit_test(bad_log_level),
         cmocka_unit_test(bad_listen),
@@ -308,6 +347,7 @@ int main() {
         cmocka_unit_test(key_table_documents_every_key),
         cmocka_unit_test(provider_route_needs_its_settings),
         cmocka_unit_test(provider_route_refuses_bad_values),
+        cmocka_unit_test(curve_needs_keys_or_off),
     };
     return cmocka_run_group_tests(tests, nullptr, nullptr);
 }

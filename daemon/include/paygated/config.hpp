@@ -20,12 +20,16 @@ const char* log_level_name(LogLevel level);
 // idempotency key (the transaction holds the key's lock, idle), once per process: a frozen daemon.
 // JanitorStall: the janitor's first purge waits 2 s between opening its session and its first
 // statement, so a test can take PostgreSQL away in that window.
+// The switch exists only in test builds (PAYGATED_TEST_HOOKS, defined by the Debug build): a
+// release build has neither the variable's name nor the faults; test_fault stays None there.
 enum class TestFault { None, KillAfterCommit, StopBeforeCommit, JanitorStall };
+#ifdef PAYGATED_TEST_HOOKS
 inline constexpr const char* kTestFaultEnv = "PAYGATED_TEST_FAULT";
 
 // "" (or unset: pass nullptr) -> None; "kill-after-commit" -> KillAfterCommit;
 // "stop-before-commit" -> StopBeforeCommit; "janitor-stall" -> JanitorStall; anything else false.
 bool parse_test_fault(const char* value, TestFault& out);
+#endif
 
 struct Config {
     std::vector<std::string> listen;       // ZeroMQ endpoints the front ROUTER binds (ipc:// or tcp://)
@@ -41,6 +45,11 @@ struct Config {
     unsigned idempotency_purge_interval_s = 60;  // how often the janitor deletes expired keys
     unsigned idempotency_lease_ms = 10000;       // idle_in_transaction_session_timeout: the in-flight lease
     TestFault test_fault = TestFault::None;      // from $PAYGATED_TEST_FAULT (paygated_main), not the file
+
+    // The link to nginx (docs/security.md): CURVE unless `curve = off` says otherwise, explicitly.
+    bool curve = true;
+    std::string curve_secret_key;                // this daemon's secret key file (0600)
+    std::string curve_allowed_keys;              // the module public keys allowed to connect
 
     // Durable tasks (docs/tasks.md): runner threads have their own connections, apart from the API's.
     unsigned task_workers = 2;                   // 0: this daemon runs no tasks

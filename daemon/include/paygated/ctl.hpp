@@ -28,4 +28,12 @@ bool resolve_database(const std::map<std::string, std::string>& options, const c
 // --dir, else the PAYGATE_SQL_DIR environment value (`env`, may be null), else "sql".
 std::string resolve_sql_dir(const std::map<std::string, std::string>& options, const char* env);
 
+// Key pair names (file names): 1-64 characters of A-Z a-z 0-9 . _ - , not starting with '.'.
+bool is_key_name(const std::string& name);
+
+// `paygatectl keys generate`: a new CURVE key pair as DIR/NAME.key (the secret, mode 0600) and
+// DIR/NAME.pub (the public key with NAME as its label, mode 0644). Refuses to replace either file.
+// `public_key` is the new public key (Z85).
+bool write_key_pair(const std::string& dir, const std::string& name, std::string& public_key, std::string& error);
+
 }  // namespace paygate::daemon
