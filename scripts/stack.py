@@ -1104,15 +1104,7 @@ class Stack:
         self._require(self.module)
         if daemons is None:
             daemons = list(self.daemons)
-        # The callback proxy's keys (docs/callbacks.md); a test passes None to leave one out.
-        keys = self.provider_keys()
-        directives.setdefault("paygate_callback_keys", str(keys / "callback.keys"))
-        directives.setdefault("paygate_partner_key", f"sky-technologies v1e:sky-sandbox:{keys / 'callback.pub'}")
-        # The authenticated link (docs/security.md); paygate_curve="off" (with no keys) for plain.
-        if directives.get("paygate_curve") != "off":
-            curve = self.curve_keys()
-            directives.setdefault("paygate_curve_secret_key", str(curve / "nginx.key"))
-            directives.setdefault("paygate_daemon_public_key", str(curve / "paygated.pub"))
+        self._default_directives(directives)
         port = self.http_port if name == "nginx" else free_port()
         if name == "nginx" and self.temporary and name not in self.nginxes and not port_is_free(port):
             port = self.http_port = free_port()  # taken since __init__: any free port will do
@@ -1152,15 +1144,32 @@ class Stack:
                     time.sleep(0.5 * attempt)
         raise StackError("unreachable")
 
-    def check_nginx_conf(self, name: str = "conftest", **directives) -> tuple[int, str]:
+    def _default_directives(self, directives: dict) -> None:
+        """What every nginx of the stack gets unless the test says otherwise."""
+        # The callback proxy's keys (docs/callbacks.md); a test passes None to leave one out.
+        keys = self.provider_keys()
+        directives.setdefault("paygate_callback_keys", str(keys / "callback.keys"))
+        directives.setdefault("paygate_partner_key", f"sky-technologies v1e:sky-sandbox:{keys / 'callback.pub'}")
+        # The authenticated link (docs/security.md); paygate_curve="off" (with no keys) for plain.
+        if directives.get("paygate_curve") != "off":
+            curve = self.curve_keys()
+            directives.setdefault("paygate_curve_secret_key", str(curve / "nginx.key"))
+            directives.setdefault("paygate_daemon_public_key", str(curve / "paygated.pub"))
+
+    def check_nginx_conf(self, name: str = "conftest", defaults: bool = True,
+                         daemons: Optional[Iterable[str]] = None, **directives) -> tuple[int, str]:
         """`nginx -t` of conf/nginx.dev.conf.in rendered with `directives` (http level, as in
-        start_nginx) in a prefix of its own: nothing starts. Returns (exit status, nginx's
-        output). Leak checking is off: a refused configuration's memory is never freed."""
+        start_nginx, with its defaults unless `defaults=False`) in a prefix of its own: nothing
+        starts. Returns (exit status, nginx's output). Leak checking is off: a refused
+        configuration's memory is never freed."""
         self._require(self.module)
+        if defaults:
+            self._default_directives(directives)
         prefix = self._nginx_prefix(name)
         shutil.copyfile(NGINX_JSON_ERRORS, prefix / "conf" / NGINX_JSON_ERRORS.name)
         conf = prefix / "conf" / "nginx.conf"
-        conf.write_text(self.render_nginx_conf(port=free_port(), prefix=prefix, daemons=list(self.daemons),
+        conf.write_text(self.render_nginx_conf(port=free_port(), prefix=prefix,
+                                               daemons=list(self.daemons) if daemons is None else list(daemons),
                                                directives=directives))
         env = self._san_env(name, nginx=True)
         env["ASAN_OPTIONS"] += ":detect_leaks=0"

@@ -13,7 +13,7 @@ import subprocess
 import unittest
 
 from e2e_base import StackTestCase, wait_until
-from stack import NGINX_BIN, free_port, libasan_path
+from stack import free_port
 
 UNKNOWN_PAYMENT = "/api/v1/payment/00000000-0000-4000-8000-000000000000/retrieve/status"
 # The module's [error] line when the daemon's ZAP handler refuses its key.
@@ -170,15 +170,9 @@ class HalfConfiguredTest(CurveTestCase):
     with_postgres = False
 
     def nginx_t(self, **directives):
-        prefix = self.stack._nginx_prefix("conftest")
-        conf = prefix / "conf" / "nginx.conf"
-        conf.write_text(self.stack.render_nginx_conf(port=free_port(), prefix=prefix, daemons=["d1"],
-                                                     directives=directives))
-        env = dict(os.environ, ASAN_OPTIONS="detect_leaks=0")   # nginx -t never frees its pool
-        if self.stack.sanitized:
-            env["LD_PRELOAD"] = libasan_path()
-        return subprocess.run([NGINX_BIN, "-t", "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "t.log")],
-                              capture_output=True, text=True, env=env, timeout=60)
+        """`nginx -t` with exactly these link directives (none of the harness's defaults)."""
+        code, output = self.stack.check_nginx_conf(defaults=False, daemons=["d1"], **directives)
+        return subprocess.CompletedProcess([], code, "", output)
 
     def test_nginx_refuses_a_half_configured_link(self):
         curve = self.stack.curve_keys()
