@@ -86,6 +86,11 @@ class PackageTest(unittest.TestCase):
         self.assertTrue((self.root / MODULE_SO).is_file(), f"{MODULE_SO} missing from the package")
         self.assertEqual((self.root / MODULE_CONF).read_text(),
                          "load_module modules/ngx_http_paygate_module.so;\n")
+        # The server-level snippet for nginx's own errors, a conffile beside Debian's snippets.
+        self.assertEqual((self.root / "etc/nginx/snippets/paygate-json-errors.conf").read_text(),
+                         (SOURCE_DIR / "conf/paygate-json-errors.conf").read_text())
+        conffiles = run(["dpkg-deb", "--info", str(self.module_deb), "conffiles"]).split()
+        self.assertEqual(conffiles, ["/etc/nginx/snippets/paygate-json-errors.conf"])
         # Debian's nginx resolves modules/ (relative to its prefix /usr/share/nginx) to
         # /usr/lib/nginx/modules, where the package puts the module.
         self.assertEqual(os.path.realpath("/usr/share/nginx/modules"), "/usr/lib/nginx/modules")
