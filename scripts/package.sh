@@ -22,8 +22,25 @@ fi
 src="$out/src/paygate-$version"
 rm -rf "$out/src"
 mkdir -p "$src"
-(cd "$repo" && git ls-files -z --cached --others --exclude-standard) |
-  (cd "$repo" && xargs -0 -r sh -c 'for f; do [ -e "$f" ] && printf "%s\0" "$f"; done' sh) |
+# Never copied: CMake build trees (a CMakeCache.txt at their top) and OUT_DIR itself, wherever
+# they are and whether or not .gitignore knows them.
+skip=()
+for cache in "$repo"/*/CMakeCache.txt; do
+  [ -e "$cache" ] && skip+=("$(basename "$(dirname "$cache")")/")
+done
+case "$out/" in "$repo"/*) skip+=("${out#"$repo"/}/") ;; esac
+list_sources() {
+  if git -C "$repo" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+    git -C "$repo" ls-files -z --cached --others --exclude-standard
+  else   # an unpacked tarball: everything but .git, build trees and var/
+    (cd "$repo" && find . -path ./.git -prune -o -path ./var -prune -o -type f -print0 | sed -z 's|^\./||')
+  fi
+}
+list_sources |
+  while IFS= read -r -d '' f; do
+    for p in "${skip[@]}"; do [[ "$f" == "$p"* ]] && continue 2; done
+    if [ -e "$repo/$f" ]; then printf '%s\0' "$f"; fi   # tracked but deleted here: skipped
+  done |
   tar -C "$repo" --null -T - -cf - | tar -C "$src" -xf -
 cp -r "$repo/packaging/debian" "$src/debian"
 

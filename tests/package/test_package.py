@@ -111,6 +111,10 @@ class PackageTest(unittest.TestCase):
         self.assertIn("is ok", out)
         postinst = run(["dpkg-deb", "--info", str(self.daemon_deb), "postinst"])
         self.assertIn("adduser --system", postinst)
+        prerm = run(["dpkg-deb", "--info", str(self.daemon_deb), "prerm"])
+        self.assertIn("deb-systemd-invoke stop paygated.service", prerm)
+        for page in ("usr/share/man/man8/paygated.8.gz", "usr/share/man/man1/paygatectl.1.gz"):
+            self.assertTrue((self.root / page).is_file(), page)
 
     def test_unit_hardening(self):
         unit = (self.root / "lib/systemd/system/paygated.service").read_text()
