@@ -53,7 +53,10 @@ class PackageTest(unittest.TestCase):
             cls.out = Path(os.environ.get("PAYGATE_PACKAGE_DIR")
                            or tempfile.mkdtemp(prefix="paygate-package-"))
             subprocess.run(["bash", str(SOURCE_DIR / "scripts" / "package.sh"), str(cls.out)],
-                           check=True)
+                           check=True)   # fails on any lintian error
+            lintian = (cls.out / "lintian.log").read_text()
+            if re.search(r"^E: ", lintian, re.M):
+                raise AssertionError(f"lintian errors:\n{lintian}")
         debs = {}
         for deb in cls.out.glob("*.deb"):
             debs[deb_field(deb, "Package")] = deb
