@@ -2,6 +2,7 @@
 #   make run   - install, build, start the whole stack on 127.0.0.1:$(PAYGATE_PORT), foreground
 #   make test  - install, build (Debug, ASan+UBSan), run every test with ctest
 #   make fuzz  - build the libFuzzer harnesses with clang, run each for $(FUZZ_SECONDS) s
+#   make package - the Debian packages (.deb) in $(PACKAGE_DIR), checked by lintian
 BUILD_DIR    ?= build
 BUILD_TYPE   ?= Debug
 PAYGATE_PORT ?= 8080
@@ -9,8 +10,9 @@ JOBS         ?= $(shell nproc)
 FUZZ_SECONDS ?= 60
 FUZZ_BUILD_DIR ?= build-fuzz
 FUZZ_TARGETS ?=
+PACKAGE_DIR  ?= build-package
 
-.PHONY: all deps build test run fuzz bench clean
+.PHONY: all deps build test run fuzz bench package clean
 
 all: build
 
@@ -29,6 +31,11 @@ test: build
 fuzz: deps
 	bash tests/fuzz/fuzz.sh all $(FUZZ_BUILD_DIR) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
+# libnginx-mod-http-paygate and paygated, built by dpkg-buildpackage from a copy of the tree
+# (scripts/package.sh; docs/install.md).
+package: deps
+	bash scripts/package.sh $(PACKAGE_DIR)
+
 run: build
 	PAYGATE_PORT=$(PAYGATE_PORT) python3 scripts/stack.py run --build-dir $(BUILD_DIR) --var-dir var
 
@@ -42,4 +49,4 @@ bench:
 	bash bench/reads.sh
 
 clean:
-	rm -rf $(BUILD_DIR) $(FUZZ_BUILD_DIR)
+	rm -rf $(BUILD_DIR) $(FUZZ_BUILD_DIR) $(PACKAGE_DIR)

@@ -9,6 +9,8 @@ packages=(
   postgresql postgresql-contrib postgresql-client
   python3 python3-cryptography openssl curl wrk
   clang libclang-rt-dev   # the fuzzers: clang++ with libFuzzer's runtime (tests/fuzz)
+  debhelper dpkg-dev fakeroot lintian adduser   # make package (scripts/package.sh)
+  systemd   # systemd-analyze: the package test reads the unit as systemd does (not in minimal images)
 )
 
 missing=()

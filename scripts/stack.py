@@ -574,7 +574,8 @@ class Stack:
     def __init__(self, build_dir: Optional[os.PathLike] = None, root: Optional[os.PathLike] = None,
                  *, pg_port: Optional[int] = None, http_port: Optional[int] = None,
                  fsync: Optional[bool] = None, keep: Optional[bool] = None,
-                 daemon_workers: int = 2, log_level: str = "info"):
+                 daemon_workers: int = 2, log_level: str = "info",
+                 install_root: Optional[os.PathLike] = None):
         self.build_dir = Path(build_dir or os.environ.get("PAYGATE_BUILD_DIR") or REPO / "build").resolve()
         self.temporary = root is None
         if root is None:
@@ -593,6 +594,15 @@ class Stack:
         self.paygated = self.bin_dir / "paygated"
         self.paygatectl = self.bin_dir / "paygatectl"
         self.module = self.build_dir / "modules" / MODULE_NAME
+        self.sql_dir = REPO / "sql"
+        if install_root is not None:
+            # The Debian packages' layout under `install_root` (e.g. debs extracted with
+            # dpkg-deb -x): the installed binaries, module and migrations instead of a build tree.
+            inst = Path(install_root).resolve()
+            self.paygated = inst / "usr/sbin/paygated"
+            self.paygatectl = inst / "usr/bin/paygatectl"
+            self.module = inst / "usr/lib/nginx/modules" / MODULE_NAME
+            self.sql_dir = inst / "usr/share/paygate/sql"
 
         # Directories: runtime (ipc sockets) and sanitizer logs must be reachable by nginx workers.
         self.run_dir = self.root / "run"
@@ -709,7 +719,7 @@ class Stack:
     def migrate(self) -> None:
         self._require(self.paygatectl)
         res = subprocess.run([str(self.paygatectl), "migrate", "--database", self.conninfo,
-                              "--dir", str(REPO / "sql")], capture_output=True, text=True,
+                              "--dir", str(self.sql_dir)], capture_output=True, text=True,
                              env=self._san_env("paygatectl"), timeout=120)
         if res.returncode != 0:
             raise StackError(f"paygatectl migrate failed ({res.returncode}):\n{res.stdout}{res.stderr}")
