@@ -108,12 +108,24 @@ class PackageTest(unittest.TestCase):
             self.assertTrue(os.access(self.root / path, os.X_OK), path)
         shipped = sorted(p.name for p in (self.root / "usr/share/paygate/sql").iterdir())
         self.assertEqual(shipped, sorted(p.name for p in (SOURCE_DIR / "sql").glob("*.sql")))
-        # The shipped configuration is valid as it is (the installed daemon checks it).
-        out = run([str(self.root / "usr/sbin/paygated"), "-t", "-c",
-                   str(self.root / "etc/paygate/paygated.conf")])
+        # The shipped configuration is valid as it is (the installed daemon checks it), once
+        # the key files postinst makes exist (here under the scratch root).
+        keys = self.root / "etc/paygate/keys"
+        keys.mkdir(parents=True, exist_ok=True)
+        ctl = str(self.root / "usr/bin/paygatectl")
+        for name in ("paygated", "nginx"):
+            if not (keys / f"{name}.key").exists():
+                run([ctl, "keys", "generate", "--out", str(keys), "--name", name])
+        (keys / "allowed-modules").write_text((keys / "nginx.pub").read_text())
+        conf = (self.root / "etc/paygate/paygated.conf").read_text()
+        self.assertIn("curve_secret_key = /etc/paygate/keys/paygated.key", conf)
+        rooted = self.root / "etc/paygate/paygated.rooted.conf"
+        rooted.write_text(conf.replace("/etc/paygate/keys/", f"{keys}/"))
+        out = run([str(self.root / "usr/sbin/paygated"), "-t", "-c", str(rooted)])
         self.assertIn("is ok", out)
         postinst = run(["dpkg-deb", "--info", str(self.daemon_deb), "postinst"])
         self.assertIn("adduser --system", postinst)
+        self.assertIn("paygatectl keys generate --out \"$keys\" --name paygated", postinst)
         prerm = run(["dpkg-deb", "--info", str(self.daemon_deb), "prerm"])
         self.assertIn("deb-systemd-invoke stop paygated.service", prerm)
         for page in ("usr/share/man/man8/paygated.8.gz", "usr/share/man/man1/paygatectl.1.gz"):
