@@ -14,9 +14,10 @@
 namespace paygate::daemon {
 
 struct HttpRequest {
+    std::string method = "POST";        // "POST" or "GET" (mserver's status and history reads)
     std::string url;
     std::vector<std::string> headers;   // "Name: value"
-    std::string body;                   // POSTed as is
+    std::string body;                   // POSTed as is (ignored for GET)
     long connect_timeout_ms = 3000;
     long timeout_ms = 10000;            // the whole call
 };
@@ -40,6 +41,7 @@ public:
     HttpClient(const HttpClient&) = delete;
     HttpClient& operator=(const HttpClient&) = delete;
 
+    // Runs `request` (POST or GET, by request.method).
     std::future<HttpResponse> post(HttpRequest request);
 
 private:
