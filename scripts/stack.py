@@ -59,6 +59,10 @@ SKY_SANDBOX = REPO / "tests" / "sandboxes" / "sky_technologies.py"
 # The sandboxes need Debian's python3-cryptography, which only Debian's interpreter sees.
 SANDBOX_PYTHON = os.environ.get("PAYGATE_SANDBOX_PYTHON", "/usr/bin/python3")
 SKY_MERCHANT_ID = "paygate-dev"
+MSERVER_SANDBOX = REPO / "tests" / "sandboxes" / "mserver.py"
+MSERVER_LOGIN = "+79261111111"      # the wallet paygate pays from (HTTP Basic user)
+MSERVER_APP_ID = "paygate-dev"      # notifications: app_id, access_token = sha1(app_id + secret)
+MSERVER_CURRENCY = "RUB"            # routed to mserver when its sandbox runs
 MODULE_NAME = "ngx_http_paygate_module.so"
 DB_NAME = "paygate"
 DB_USER = "paygate"
@@ -622,6 +626,8 @@ class Stack:
         self.keys_dir = self.root / "keys"
         self.sandbox: Optional[subprocess.Popen] = None
         self.sandbox_url: Optional[str] = None
+        self.mserver: Optional[subprocess.Popen] = None
+        self.mserver_url: Optional[str] = None
 
     # -- context manager ----------------------------------------------------------------------
 
@@ -814,6 +820,63 @@ class Stack:
         with urllib.request.urlopen(self.sandbox_url + path, timeout=10) as resp:
             return json.loads(resp.read())
 
+    def mserver_secrets(self) -> Path:
+        """The mserver wallet's HTTP Basic password (paygated reads it) and the notification app
+        secret (nginx reads it), one file each in <root>/keys, made once per stack."""
+        keys = self.provider_keys()
+        if not (keys / "mserver.app_secret").exists():
+            import secrets
+            _write_private(keys / "mserver.password", secrets.token_urlsafe(18) + "\n")
+            _write_private(keys / "mserver.app_secret", secrets.token_urlsafe(24) + "\n")
+        return keys
+
+    def start_mserver(self, timeout: float = 30.0, **options) -> str:
+        """Starts the mserver wallet sandbox (tests/sandboxes/mserver.py) on an ephemeral port,
+        notifying nginx's /callbacks/mserver/notify; paygated routes MSERVER_CURRENCY to it.
+        Options become its flags: processing_seconds=1 -> --processing-seconds 1."""
+        keys = self.mserver_secrets()
+        port_file = self.run_dir / "mserver.port"
+        port_file.unlink(missing_ok=True)
+        args = [SANDBOX_PYTHON, str(MSERVER_SANDBOX), "--host", "127.0.0.1", "--port", "0",
+                "--port-file", str(port_file), "--login", MSERVER_LOGIN,
+                "--password-file", str(keys / "mserver.password"), "--app-id", MSERVER_APP_ID,
+                "--app-secret-file", str(keys / "mserver.app_secret"),
+                "--notify-url", f"http://127.0.0.1:{self.http_port}/callbacks/mserver/notify",
+                "--log", str(self.root / "mserver-sandbox.log")]
+        for k, v in options.items():
+            args += ["--" + k.replace("_", "-"), str(v)]
+        with open(self.root / "mserver-sandbox.stderr", "ab") as err:
+            self.mserver = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                            stderr=err, start_new_session=True,
+                                            preexec_fn=_pdeathsig(signal.SIGTERM))
+
+        def ready():
+            if self.mserver.poll() is not None:
+                raise StackError("mserver sandbox exited:\n" + _tail(self.root / "mserver-sandbox.stderr"))
+            return port_file.exists() and port_file.read_text().strip()
+        port = wait_until(ready, timeout, "mserver sandbox")
+        self.mserver_url = f"http://127.0.0.1:{int(port)}"
+        return self.mserver_url
+
+    def mserver_call(self, method: str, path: str, body=None):
+        """A sandbox-only endpoint of the mserver sandbox (/_sandbox/...), as parsed JSON."""
+        import json
+        import urllib.request
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.mserver_url + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=15) as resp:
+            return json.loads(resp.read())
+
+    def stop_mserver(self) -> None:
+        if self.mserver is not None and self.mserver.poll() is None:
+            self.mserver.terminate()
+            try:
+                self.mserver.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.mserver.kill()
+                self.mserver.wait()
+
     def stop_sandbox(self) -> None:
         if self.sandbox is not None and self.sandbox.poll() is None:
             self.sandbox.terminate()
@@ -837,7 +900,7 @@ class Stack:
             "log_level": self.log_level,
             "db_retry_max_ms": "1000",
             "shutdown_timeout_ms": "5000",
-            "task_workers": "2" if self.sandbox_url else "0",
+            "task_workers": "2" if self.sandbox_url or self.mserver_url else "0",
             "task_poll_ms": "50",
             "task_backoff_base_ms": "200",
             "task_backoff_max_ms": "2000",
@@ -854,8 +917,14 @@ class Stack:
             "callback_base_url": f"http://127.0.0.1:{self.http_port}/callbacks",
             "callback_keys": str(keys / "callback.keys"),
         }
+        if self.mserver_url:
+            keys = self.mserver_secrets()
+            cfg.update({"mserver_url": self.mserver_url, "mserver_login": MSERVER_LOGIN,
+                        "mserver_password_file": str(keys / "mserver.password")})
         cfg.update({k: str(v) for k, v in extra.items()})
         lines = [f"# paygated config for {name!r}, rendered by scripts/stack.py"]
+        if self.mserver_url and "provider_route" not in extra:
+            lines.append(f"provider_route = {MSERVER_CURRENCY} mserver")   # first match wins
         lines += [f"{k} = {v}" for k, v in cfg.items()]
         return "\n".join(lines) + "\n"
 
@@ -1050,6 +1119,8 @@ class Stack:
         keys = self.provider_keys()
         directives.setdefault("paygate_callback_keys", str(keys / "callback.keys"))
         directives.setdefault("paygate_partner_key", f"sky-technologies v1e:sky-sandbox:{keys / 'callback.pub'}")
+        self.mserver_secrets()
+        directives.setdefault("paygate_app_secret", f"mserver {MSERVER_APP_ID} {keys / 'mserver.app_secret'}")
         port = self.http_port if name == "nginx" else free_port()
         if name == "nginx" and self.temporary and name not in self.nginxes and not port_is_free(port):
             port = self.http_port = free_port()  # taken since __init__: any free port will do
@@ -1281,6 +1352,7 @@ http {{
                         d.proc.kill()
                         d.proc.wait()
         self.stop_sandbox()
+        self.stop_mserver()
         try:
             if self.pg.started_by_us or (not self.temporary and self.pg.is_running()):
                 self.pg.stop()
