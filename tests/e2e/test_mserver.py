@@ -242,5 +242,35 @@ class NotificationsTest(MserverTestCase):
                                          " AND operation_id IS NULL"), "1")
 
 
+class ReconcileTest(MserverTestCase):
+
+    def reconcile(self, since: str):
+        conf = self.stack.daemons["d1"].conf
+        return self.stack.ctl("reconcile", "mserver", "--since", since, "--page-size", "2", "--config", str(conf),
+                              check=False)
+
+    def test_reconcile_finds_a_planted_mismatch(self):
+        since = self.stack.psql("SELECT to_char(now() AT TIME ZONE 'UTC' - interval '1 second',"
+                                " 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')")
+        pids = [self.paid(f"{70 + i}.00", OUT) for i in range(3)]
+        for pid in pids:
+            self.wait_status(pid, "completed")
+        res = self.reconcile(since)
+        self.assertEqual(res.returncode, 0, res.stdout + res.stderr)
+        self.assertIn("compared 3 paygate operations with 3 mserver payments", res.stdout)
+        self.assertTrue(res.stdout.rstrip().endswith("0 difference(s)"), res.stdout)
+        # planted: mserver declines one silently (no notification): only reconcile can tell
+        op = self.op(pids[1])
+        self.stack.mserver_call("POST", "/_sandbox/set_status", {"id": int(op["ref"]), "status": "declined",
+                                                                 "decline_reason": "internal_error"})
+        res = self.reconcile(since)
+        self.assertEqual(res.returncode, 3, res.stdout + res.stderr)
+        lines = [ln for ln in res.stdout.splitlines() if "\tours=" in ln]
+        self.assertEqual(lines, [f"{pids[1]}\t{op['id']}\t{op['ref']}\tours=completed\tmserver=declined"])
+        self.assertEqual(self.status_of(pids[1]), "completed")     # reconcile only reports
+        # a bad --since is a usage error
+        self.assertEqual(self.reconcile("yesterday-ish").returncode, 2)
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -180,6 +180,33 @@ void mserver_operations_have_their_own_tasks(void**) {
     assert_string_equal(send_task_kind("charge", "sky-technologies"), "sky_technologies_integration_process_payment");
 }
 
+void reconcile_lists_only_differences(void**) {
+    auto wp = [](const char* id, const char* cid, const char* status) {
+        mserver::WalletPayment w;
+        w.id = id;
+        w.client_payment_id = cid;
+        w.status = status;
+        return w;
+    };
+    std::vector<mserver::OurOperation> ours = {
+        {"c1", "p1", "completed", "completed", "1"},   // agrees
+        {"c2", "p2", "completed", "completed", "2"},   // mserver declined it: differs
+        {"c3", "p3", "completed", "reversed", "3"},    // undone on both sides: agrees
+        {"c4", "p4", "declined", "declined", ""},      // refused by an error code: nothing at mserver
+        {"c5", "p5", "unknown", "bank_processing", "5"},   // open here, final there: differs
+        {"c6", "p6", "processing", "bank_processing", "6"},   // missing at mserver: differs
+    };
+    std::vector<mserver::WalletPayment> theirs = {wp("1", "c1", "completed"), wp("2", "c2", "declined"),
+                                                  wp("3", "c3", "declined"), wp("5", "c5", "completed"),
+                                                  wp("9", "c9", "completed")};   // not ours
+    std::vector<mserver::Difference> d = mserver::compare(ours, theirs);
+    assert_int_equal(d.size(), 4);
+    assert_string_equal((d[0].payment_id + " " + d[0].ours + " " + d[0].theirs).c_str(), "p2 completed declined");
+    assert_string_equal((d[1].payment_id + " " + d[1].ours + " " + d[1].theirs).c_str(), "p5 open:unknown completed");
+    assert_string_equal((d[2].payment_id + " " + d[2].ours + " " + d[2].theirs).c_str(), "p6 open:processing -");
+    assert_string_equal((d[3].client_payment_id + " " + d[3].ours + " " + d[3].theirs).c_str(), "c9 - completed");
+}
+
 }  // namespace
 
 int main() {
@@ -192,6 +219,7 @@ int main() {
         cmocka_unit_test(request_bodies_from_accept_info),
         cmocka_unit_test(access_token_is_sha1_of_app_id_and_secret),
         cmocka_unit_test(mserver_operations_have_their_own_tasks),
+        cmocka_unit_test(reconcile_lists_only_differences),
     };
     return cmocka_run_group_tests(tests, nullptr, nullptr);
 }

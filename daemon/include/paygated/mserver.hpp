@@ -65,6 +65,27 @@ std::optional<std::string> prepare_body(const std::string& accept_info_json, con
                                         const std::string& amount_minor, std::string& why);
 std::string pay_body(const std::string& accept_info_json);
 
+// Reconciliation (paygatectl reconcile mserver): our operations beside mserver's history.
+struct OurOperation {
+    std::string id;               // = client_payment_id
+    std::string payment_id;
+    std::string state;            // provider_operations.state
+    std::string payment_status;   // payments.status
+    std::string provider_ref;     // mserver's id, when known
+};
+struct Difference {
+    std::string payment_id;       // ours, empty when mserver has a payment we never made
+    std::string client_payment_id;
+    std::string mserver_id;
+    std::string ours;             // "completed", "reversed", "open:<state>", "-" (absent)
+    std::string theirs;           // mserver's status, "-" when absent from its history
+};
+// The status mserver should show for `op` (completed; declined also after an undo that reversed
+// the payment; processing while open), or empty when any is fine (an open operation never sent).
+std::string expected_status(const OurOperation& op);
+// Every payment whose status differs between the two sides, plus payments only one side has.
+std::vector<Difference> compare(const std::vector<OurOperation>& ours, const std::vector<WalletPayment>& theirs);
+
 }  // namespace mserver
 
 class Mserver final : public Provider {

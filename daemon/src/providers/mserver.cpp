@@ -5,6 +5,8 @@
 #include "paygated/mserver.hpp"
 
 #include <cctype>
+#include <map>
+#include <set>
 
 #include "paygate/crypto.hpp"
 #include "paygated/log.hpp"
@@ -226,6 +228,40 @@ std::string pay_body(const std::string& accept_info_json) {
         }
     }
     return body + "}";
+}
+
+std::string expected_status(const OurOperation& op) {
+    if (op.state == "completed") return op.payment_status == "reversed" ? "declined" : "completed";
+    if (op.state == "declined") return "declined";
+    if (op.state == "processing") return "processing";
+    return {};   // new / sending / unknown: created, processing or absent are all possible
+}
+
+std::vector<Difference> compare(const std::vector<OurOperation>& ours, const std::vector<WalletPayment>& theirs) {
+    std::vector<Difference> out;
+    std::map<std::string, const WalletPayment*> by_client_id;
+    for (const WalletPayment& w : theirs) by_client_id[w.client_payment_id] = &w;
+    std::set<std::string> seen;
+    for (const OurOperation& op : ours) {
+        seen.insert(op.id);
+        auto it = by_client_id.find(op.id);
+        std::string ours_text = op.state == "completed" || op.state == "declined"
+                                    ? (op.payment_status == "reversed" ? "reversed" : op.state)
+                                    : "open:" + op.state;
+        std::string want = expected_status(op);
+        if (it == by_client_id.end()) {
+            // A decline by an error code leaves nothing at mserver; anything else we sent should be there.
+            if (!op.provider_ref.empty()) out.push_back({op.payment_id, op.id, op.provider_ref, ours_text, "-"});
+            continue;
+        }
+        const WalletPayment& w = *it->second;
+        bool differs = want.empty() ? (w.status == "completed" || w.status == "declined") : w.status != want;
+        if (differs) out.push_back({op.payment_id, op.id, w.id, ours_text, w.status});
+    }
+    for (const WalletPayment& w : theirs) {
+        if (!seen.count(w.client_payment_id)) out.push_back({"", w.client_payment_id, w.id, "-", w.status});
+    }
+    return out;
 }
 
 }  // namespace mserver
