@@ -1527,6 +1527,8 @@ def demo_walkthrough(var_dir: Path) -> str:
             '"money_info": {"method_id": "card-7781", "currency": "EUR", "amount": 9.99}}\'')
     accept = ('\'{"idempotency_token": "\'' + uuid + '\'", "accept_info": {"note": "demo"}}\'')
     cancel = ('\'{"idempotency_token": "\'' + uuid + '\'", "reason": "user_request"}\'')
+    accept_ms = ('\'{"idempotency_token": "\'' + uuid + '\'", "accept_info": {"mserver": '
+                 '{"type": "out", "service": 61, "parameters": {"phoneNumber": "9267101283"}}}}\'')
     refund_part = ('\'{"idempotency_token": "\'' + uuid + '\'", "amount": "4.00"}\'')
     refund_rest = ('\'{"idempotency_token": "\'' + uuid + '\'", "amount": "5.99"}\'')
     api = "$PAYGATE_URL/api/v1/payment"
@@ -1560,7 +1562,15 @@ Payments (demo clients {DEMO_CLIENTS[0]!r} and {DEMO_CLIENTS[1]!r}; new tokens o
     -d {cancel}; echo
   curl -s "{api}/$PAYMENT_ID2/retrieve/status" {auth}; echo    # cancelled
   # another client's payment is refused (403 acces_error)
-  curl -s "{api}/$PAYMENT_ID/retrieve" -H "x_auth_token: $PAYGATE_TOKEN_OTHER"; echo"""
+  curl -s "{api}/$PAYMENT_ID/retrieve" -H "x_auth_token: $PAYGATE_TOKEN_OTHER"; echo
+  # RUB goes to the mserver wallet sandbox (docs/providers/mserver.md): the wallet payment type
+  # and its fields travel in accept_info.mserver; prepare + pay, total includes the commission
+  PAYMENT_ID3=$(curl -s -X POST "{api}/create" {auth} {js} \\
+    -d {create.replace('"USD"', '"RUB"').replace('"12.50"', '"100.00"')} | {pick})
+  curl -s -X POST "{api}/$PAYMENT_ID3/accept" {auth} {js} \\
+    -d {accept_ms}; echo
+  sleep 1
+  curl -s "{api}/$PAYMENT_ID3/retrieve/status" {auth}; echo    # completed"""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1611,6 +1621,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         sandbox = stack.start_sandbox()
         log(f"sky-technologies sandbox on {sandbox} (log {stack.root / 'sky-sandbox.log'}, "
             f"ledger {sandbox}/_sandbox/ledger)")
+        wallet = stack.start_mserver()
+        log(f"mserver wallet sandbox on {wallet} for {MSERVER_CURRENCY} (log {stack.root / 'mserver-sandbox.log'}, "
+            f"ledger {wallet}/_sandbox/ledger)")
         d = stack.start_daemon("paygated")
         log(f"paygated on {d.endpoint} (log {d.logfile})")
         ngx = stack.start_nginx(daemons=["paygated"], paygate_idempotency_zone="paygate_replay:16m")
@@ -1638,6 +1651,10 @@ Ctrl-C stops everything.
                 break
             if stack.sandbox.poll() is not None:
                 log(f"the sky-technologies sandbox exited ({stack.sandbox.returncode}); stopping")
+                rc = 1
+                break
+            if stack.mserver.poll() is not None:
+                log(f"the mserver sandbox exited ({stack.mserver.returncode}); stopping")
                 rc = 1
                 break
             time.sleep(0.3)
