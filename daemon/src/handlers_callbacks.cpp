@@ -84,8 +84,9 @@ ipc::Reply handle_callback_mserver(const ipc::Request& request, WorkerContext& c
             wallet_id.find_first_not_of("0123456789abcdefABCDEF-") != std::string::npos) {
             throw Refusal{400, "validation_error", "payment.id: must be mserver's payment id"};
         }
-        if (type.empty() || type.size() > 32) throw Refusal{400, "validation_error", "type: must be a notification type"};
-        if (created_at.empty() || created_at.size() > 64) throw Refusal{400, "validation_error", "created_at: must be a time"};
+        // Bounded so the inbox key (id|type|created_at) stays within webhook_id's 128 characters.
+        if (type.empty() || type.size() > 16) throw Refusal{400, "validation_error", "type: must be a notification type"};
+        if (created_at.empty() || created_at.size() > 40) throw Refusal{400, "validation_error", "created_at: must be a time"};
         std::optional<std::string> client_id = canonical_uuid(text(payment->find("client_payment_id")));
 
         Session s(ctx.db);

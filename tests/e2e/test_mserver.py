@@ -199,6 +199,28 @@ class NotificationsTest(MserverTestCase):
                                                             "App-Id": "paygate-dev", "Access-Token": token})
         self.assertEqual((st, json.loads(raw)), (200, {"status": "accepted"}), raw)
 
+    def test_malformed_notification_is_400_and_not_stored(self):
+        secret = (self.stack.keys_dir / "mserver.app_secret").read_text().strip()
+        headers = {"Content-Type": "application/json", "App-Id": "paygate-dev",
+                   "Access-Token": hashlib.sha1(("paygate-dev" + secret).encode()).hexdigest()}
+        before = self.stack.psql("SELECT count(*) FROM callback_inbox")
+        for body, field in ((b"not json", "body"), (b"{}", "payment"),
+                            (json.dumps({"payment": {"id": "x y"}, "type": "undo", "created_at": "t"}).encode(), "payment.id"),
+                            (json.dumps({"payment": {"id": 5}, "created_at": "t"}).encode(), "type"),
+                            (json.dumps({"payment": {"id": 5}, "type": "x" * 17, "created_at": "t"}).encode(), "type"),
+                            (json.dumps({"payment": {"id": 5}, "type": "undo", "created_at": "t" * 41}).encode(),
+                             "created_at")):
+            st, _, raw = self.stack.http("POST", NOTIFY, body, headers)
+            self.assertEqual(st, 400, raw)
+            doc = json.loads(raw)
+            self.assertEqual(doc["code"], "validation_error")
+            self.assertTrue(doc["message"].startswith(field), (field, doc))
+        self.assertEqual(self.stack.psql("SELECT count(*) FROM callback_inbox"), before)
+        # the longest accepted key still fits the inbox (64 + 16 + 40 characters)
+        body = json.dumps({"payment": {"id": "9" * 64}, "type": "x" * 16, "created_at": "t" * 40}).encode()
+        st, _, raw = self.stack.http("POST", NOTIFY, body, headers)
+        self.assertEqual((st, json.loads(raw)), (200, {"status": "accepted"}), raw)
+
     def test_duplicate_notification_is_one_inbox_row(self):
         pid, op = self.completed_payment("63.00")
         when = "2026-02-02T10:00:00.000Z"
