@@ -142,6 +142,8 @@ class PaymentsTest(MserverTestCase):
                  ({"type": "out", "service": 61}, "missing_parameters"),
                  ({"type": "out", "parameters": {"a": "b"}}, "missing_service")]
         pids = [(self.paid("5.00", m), code) for m, code in cases]
+        pids.append((self.paid("0.50", OUT), "invalid_amount"))     # below the service's minimum
+        pids.append((self.paid("2000000.00", {"type": "p2p", "destination": "+79261111112"}), "insufficient_funds"))
         for pid, code in pids:
             self.wait_status(pid, "declined")
             self.assertEqual(self.stack.psql(f"SELECT decline_reason FROM payments WHERE id = '{pid}'"), code)
@@ -242,6 +244,25 @@ class NotificationsTest(MserverTestCase):
                                              " AND resolved_at IS NOT NULL"), 15, "resolved")
         self.assertIn("nothing to apply", rows[0])
         self.assertEqual(self.status_of(pid), "completed")
+
+    def test_undo_before_complete_is_resolved_by_the_reread(self):
+        # mserver completes and then undoes a payment; the undo arrives first, the complete later
+        self.stack.mserver_call("POST", "/_sandbox/plan", {"amount": "65.00", "scenario": "stuck"})
+        pid = self.paid("65.00", OUT)
+        op = wait_until(lambda: (lambda o: o["ref"] and o)(self.op(pid)), 15, "prepared")
+        wait_until(lambda: self.wallet(op["id"])[0][0]["status"] == "processing", 15, "paid")
+        self.stack.mserver_call("POST", "/_sandbox/set_status", {"id": int(op["ref"]), "status": "completed"})
+        got = self.notify(op["ref"], "undo", created_at="2026-04-04T00:00:02.000Z")
+        self.assertEqual(got["http_status"], 200)
+        got = self.notify(op["ref"], "complete", change=False, created_at="2026-04-04T00:00:01.000Z")
+        self.assertEqual(got["http_status"], 200)
+        # the re-read says declined: never completed on our side, so the payment is declined
+        self.wait_status(pid, "declined")
+        rows = wait_until(lambda: (lambda r: len(r) == 2 and r)(
+            self.inbox(f"provider_payment_id = '{op['ref']}' AND resolved_at IS NOT NULL")), 15, "both resolved")
+        self.assertEqual(sorted(r.split("|")[0] for r in rows), ["complete", "undo"])
+        self.assertEqual([e for e in self.events(pid) if e.startswith("provider_")],
+                         ["provider_declined:bank_processing>declined:provider:mserver"])
 
     def test_unknown_payment_is_kept_and_logged(self):
         # a wallet payment paygate never made (the sandbox's own create, with Basic auth)
