@@ -122,6 +122,21 @@ class PaymentsTest(MserverTestCase):
         self.assertEqual(ledger["creates"][op["id"]], 2)           # the create came twice, same id
         self.assertIn(f"after create {op['id']}", ledger["dropped"])
         self.assertEqual(ledger["pays"][op["ref"]], 1)
+        # the second create is ours (not libcurl re-sending on its own), with the same id
+        log = self.stack.daemons["d1"].logfile.read_text()
+        self.assertRegex(log, rf"mserver_prepare_retry.*operation_id={op['id']}")
+
+    def test_dropped_pay_is_resolved_by_status_reads_never_paid_twice(self):
+        self.stack.mserver_call("POST", "/_sandbox/plan", {"amount": "78.78", "scenario": "drop_after_pay"})
+        pid = self.paid("78.78", OUT)
+        self.wait_status(pid, "completed")
+        op = self.op(pid)
+        wallet, ledger = self.wallet(op["id"])
+        self.assertEqual(len(wallet), 1, wallet)
+        self.assertIn(f"after pay {op['ref']}", ledger["dropped"])
+        self.assertEqual((ledger["creates"][op["id"]], ledger["pays"][op["ref"]]), (1, 1))   # never paid again
+        checks = self.stack.psql(f"SELECT status_checks FROM provider_operations WHERE id = '{op['id']}'")
+        self.assertGreaterEqual(int(checks), 1)
 
     def test_each_decline_reason(self):
         pids = {}

@@ -212,7 +212,7 @@ class Wallet:
             p = self.find(pid)
             self.pays[p["id"]] = self.pays.get(p["id"], 0) + 1
             if p["status"] != "created":
-                return self.view(p), "get"
+                return self.view(p), "get", False
             if isinstance(body, dict) and body.get("type") == "inout":
                 # The deferred choice: an out payment is paid by card instead (in -> inout).
                 if p["type"] != "out":
@@ -226,7 +226,8 @@ class Wallet:
             self.log(f"pay {p['id']} -> processing scenario={scenario}")
             if scenario != "stuck":
                 threading.Timer(self.args.processing_seconds, self.finish, (p["id"],)).start()
-            return self.view(p), "get"
+            # drop_after_pay: paid, but the caller never hears it (its outcome is unknown)
+            return self.view(p), "get", scenario == "drop_after_pay"
 
     def finish(self, pid: int) -> None:
         with self.lock:
@@ -408,7 +409,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return self.envelope(view, next_action)
             m = re.fullmatch(r"/v1/payments/([0-9]+)/pay", path)
             if method == "POST" and m:
-                view, next_action = w.pay(m.group(1), self.body())
+                view, next_action, drop = w.pay(m.group(1), self.body())
+                if drop:
+                    return self.drop(f"after pay {view['id']}")
                 return self.envelope(view, next_action)
             m = re.fullmatch(r"/v1/payments/([0-9]+)", path)
             if method == "GET" and m:

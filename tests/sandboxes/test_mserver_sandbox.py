@@ -128,6 +128,19 @@ class MserverSandboxTest(unittest.TestCase):
         st, doc = self.call("POST", "/v1/payments", body)
         self.assertEqual((st, doc["data"]["status"], doc["data"]["total"]), (200, "created", 80.11))
 
+    def test_drop_after_pay_records_the_pay(self):
+        self.call("POST", "/_sandbox/plan", {"amount": "78.78", "scenario": "drop_after_pay"})
+        pid = self.call("POST", "/v1/payments", self.out(78.78))[1]["data"]["id"]
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        c.request("POST", f"/v1/payments/{pid}/pay", None, {
+            "Authorization": "Basic " + base64.b64encode(f"{LOGIN}:{PASSWORD}".encode()).decode()})
+        with self.assertRaises((http.client.RemoteDisconnected, ConnectionError)):
+            c.getresponse()
+        self.assertNotEqual(self.call("GET", f"/v1/payments/{pid}")[1]["data"]["status"], "created")
+        st, doc = self.call("POST", f"/v1/payments/{pid}/pay")   # a second pay changes nothing
+        self.assertEqual((st, doc["meta"]["next_action"]), (200, "get"))
+        self.assertEqual(self.call("GET", "/_sandbox/ledger")[1]["pays"][str(pid)], 2)
+
     def test_error_codes(self):
         cases = [({"client_payment_id": str(uuid.uuid4()), "amount": 1}, "missing_type"),
                  ({"type": "out", "amount": 1}, "missing_client_payment_id"),

@@ -20,6 +20,10 @@ struct HttpRequest {
     std::string body;                   // POSTed as is (ignored for GET)
     long connect_timeout_ms = 3000;
     long timeout_ms = 10000;            // the whole call
+    // A connection of its own, closed afterwards. libcurl silently sends a request again when a
+    // reused keep-alive connection dies before any answer; a call that must leave exactly once
+    // per attempt of ours (mserver's prepare and pay) asks for this instead.
+    bool fresh_connection = false;
 };
 
 struct HttpResponse {

@@ -115,6 +115,10 @@ void HttpClient::run() {
             curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, call->request.connect_timeout_ms);
             curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, call->request.timeout_ms);
             curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+            if (call->request.fresh_connection) {
+                curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
+                curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L);
+            }
             curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
             curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
             curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, collect);

@@ -297,7 +297,9 @@ Mserver::Mserver(const Config& config, std::shared_ptr<HttpClient> http)
       timeout_ms_(config.provider_timeout_ms),
       http_(std::move(http)) {
     std::string text, error;
-    if (!read_text_file(config.mserver_password_file, text, error)) throw std::runtime_error("mserver_password_file: " + error);
+    if (!read_text_file(config.mserver_password_file, text, error)) {
+        throw std::runtime_error("mserver_password_file: " + error);
+    }
     std::string password = first_line(text);
     if (password.empty()) throw std::runtime_error("mserver_password_file: the first line is empty");
     authorization_ = "Authorization: Basic " + crypto::base64_encode(config.mserver_login + ":" + password);
@@ -308,7 +310,11 @@ Mserver::Call Mserver::call(const std::string& method, const std::string& path, 
     request.method = method;
     request.url = url_ + path;
     request.headers = {"Accept: application/json", authorization_};
-    if (method == "POST") request.headers.push_back("Content-Type: application/json");
+    if (method == "POST") {
+        request.headers.push_back("Content-Type: application/json");
+        // Sent exactly once per attempt of ours: never re-sent behind our back by libcurl.
+        request.fresh_connection = true;
+    }
     request.body = body;
     request.connect_timeout_ms = connect_timeout_ms_;
     request.timeout_ms = timeout_ms_;
@@ -348,14 +354,16 @@ ProviderAnswer Mserver::charge(const Operation& op) {
             .kv("error", prepared.response.error);
     }
     if (prepared.response.outcome != HttpResponse::Outcome::Answered) {
-        return make(K::NotSent, "prepare: no answer (" + prepared.response.error + "); sent again later with the same client_payment_id");
+        return make(K::NotSent, "prepare: no answer (" + prepared.response.error +
+                                    "); sent again later with the same client_payment_id");
     }
     if (!prepared.parsed) {
         return make(K::NotSent, "prepare: HTTP " + std::to_string(prepared.response.status) + " " + prepared.why);
     }
     const mserver::Envelope& env = prepared.envelope;
     if (prepared.response.status != 200 || env.code != 200) {
-        return mserver::error_answer(env.code ? env.code : prepared.response.status, env.error_type, Phase::Prepare, "prepare");
+        long st = env.code ? env.code : prepared.response.status;
+        return mserver::error_answer(st, env.error_type, Phase::Prepare, "prepare");
     }
     mserver::WalletPayment p;
     if (!mserver::read_payment(env.data, p, why)) return make(K::NotSent, "prepare: " + why);
@@ -411,7 +419,9 @@ ProviderAnswer Mserver::status(const Operation& op) {
     Call c = get("/v1/payments/" + op.provider_ref);
     if (c.response.outcome != HttpResponse::Outcome::Answered) return make(K::Unknown, "status: " + c.response.error);
     if (!c.parsed) return make(K::Unknown, "status: HTTP " + std::to_string(c.response.status) + " " + c.why);
-    if (c.response.status == 404 || c.envelope.code == 404) return make(K::Unknown, "status: mserver does not know payment " + op.provider_ref);
+    if (c.response.status == 404 || c.envelope.code == 404) {
+        return make(K::Unknown, "status: mserver does not know payment " + op.provider_ref);
+    }
     if (c.response.status != 200 || c.envelope.code != 200) {
         return make(K::Unknown, "status: HTTP " + std::to_string(c.response.status) + " " + c.envelope.error_type);
     }

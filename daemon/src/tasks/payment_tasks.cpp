@@ -228,15 +228,21 @@ TaskResult run_mserver_notification(Ctx& c, const TaskRow& task) {
     if (!wallet) return result(Next::Retry, "provider mserver is not configured in this daemon");
 
     Mserver::Call read = wallet->get("/v1/payments/" + wallet_id);
-    if (read.response.outcome != HttpResponse::Outcome::Answered) return result(Next::Retry, "re-read: " + read.response.error);
+    if (read.response.outcome != HttpResponse::Outcome::Answered) {
+        return result(Next::Retry, "re-read: " + read.response.error);
+    }
     if (!read.parsed) return result(Next::Retry, "re-read: " + read.why);
     if (read.envelope.code == 404 || read.response.status == 404) {
-        log::warn("mserver_notification_unknown").kv("inbox_id", inbox_id).kv("mserver_payment_id", wallet_id).kv("why", "mserver does not know it");
+        log::warn("mserver_notification_unknown")
+            .kv("inbox_id", inbox_id)
+            .kv("mserver_payment_id", wallet_id)
+            .kv("why", "mserver does not know it");
         resolve_notification(s, inbox_id, "mserver does not know payment " + wallet_id);
         return result(Next::Done);
     }
     if (read.response.status != 200 || read.envelope.code != 200) {
-        return result(Next::Retry, "re-read: HTTP " + std::to_string(read.response.status) + " " + read.envelope.error_type);
+        return result(Next::Retry,
+                      "re-read: HTTP " + std::to_string(read.response.status) + " " + read.envelope.error_type);
     }
     mserver::WalletPayment w;
     std::string why;
