@@ -51,6 +51,7 @@ const std::vector<Route>& table() {
         {"payment.refund", ipc::Method::Post, "/api/v1/payment/{payment_id}/refund", Access::Client},
         {"callback.sky_technologies", ipc::Method::Post, "/callbacks/sky-technologies/v1/on_payment_completed",
          Access::Partner, "sky-technologies"},
+        {"callback.mserver", ipc::Method::Post, "/callbacks/mserver/notify", Access::AppToken, "mserver"},
     };
     return routes;
 }

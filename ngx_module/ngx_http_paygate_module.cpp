@@ -193,6 +193,8 @@ ngx_command_t commands[] = {
      NGX_HTTP_MAIN_CONF_OFFSET, 0, nullptr},
     {ngx_string("paygate_partner_key"), NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE2, set_partner_key, NGX_HTTP_MAIN_CONF_OFFSET,
      0, nullptr},
+    {ngx_string("paygate_app_secret"), NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE3, set_app_secret, NGX_HTTP_MAIN_CONF_OFFSET,
+     0, nullptr},
     {ngx_string("paygate_pass"), NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS, set_pass, NGX_HTTP_LOC_CONF_OFFSET, 0, nullptr},
     {ngx_string("paygate_timeout"), NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1,
      ngx_conf_set_msec_slot, NGX_HTTP_LOC_CONF_OFFSET, offsetof(LocConf, timeout), nullptr},

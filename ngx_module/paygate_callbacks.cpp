@@ -4,10 +4,12 @@
 // keyring) and paygate_partner_key NAME SPEC (see docs/callbacks.md).
 #include "paygate_module.hpp"
 
+#include <cstdio>
 #include <new>
 #include <string>
 
 #include "paygate/capability.hpp"
+#include "paygate/mserver_token.hpp"
 #include "paygate/webhook.hpp"
 
 namespace paygate::module {
@@ -15,6 +17,16 @@ namespace paygate::module {
 struct CallbackKeys {
     std::optional<capability::Keyring> capability;
     std::vector<std::pair<std::string, std::vector<webhook::Key>>> partners;
+
+    // paygate_app_secret: partner -> (app_id, app_secret) for Access::AppToken routes.
+    std::vector<std::pair<std::string, std::pair<std::string, std::string>>> apps;
+
+    const std::pair<std::string, std::string>* app_of(std::string_view partner) const {
+        for (const auto& [name, app] : apps) {
+            if (name == partner) return &app;
+        }
+        return nullptr;
+    }
 
     const std::vector<webhook::Key>* keys_of(std::string_view partner) const {
         for (const auto& [name, keys] : partners) {
@@ -89,12 +101,82 @@ char* set_partner_key(ngx_conf_t* cf, ngx_command_t*, void* data) {
     return NGX_CONF_OK;
 }
 
+// paygate_app_secret mserver APP_ID FILE: the secret is read from FILE (its first line), never
+// written in nginx.conf itself.
+char* set_app_secret(ngx_conf_t* cf, ngx_command_t*, void* data) {
+    auto* conf = static_cast<MainConf*>(data);
+    auto* value = static_cast<ngx_str_t*>(cf->args->elts);
+    std::string_view partner = view(value[1]);
+    bool known = false;
+    for (const routes::Route& route : routes::table()) {
+        known = known || (route.access == routes::Access::AppToken && route.partner == partner);
+    }
+    if (!known) return conf_error(cf, "paygate_app_secret: no notification route for partner "" + std::string(partner) + """);
+    std::string app_id(view(value[2]));
+    if (app_id.empty() || app_id.size() > 128) return conf_error(cf, "paygate_app_secret: app id must be 1-128 bytes");
+    std::string path(view(value[3]));
+    std::string secret;
+    {
+        FILE* f = std::fopen(path.c_str(), "rb");
+        if (f == nullptr) return conf_error(cf, "paygate_app_secret: cannot open "" + path + """);
+        char buf[1024];
+        std::size_t n = std::fread(buf, 1, sizeof buf, f);
+        std::fclose(f);
+        secret.assign(buf, n);
+    }
+    secret = secret.substr(0, secret.find('\n'));
+    if (!secret.empty() && secret.back() == '\r') secret.pop_back();
+    if (secret.empty()) return conf_error(cf, "paygate_app_secret: \"" + path + "\" has an empty first line");
+    CallbackKeys* keys = keys_for(cf, conf);
+    if (keys == nullptr) return static_cast<char*>(NGX_CONF_ERROR);
+    if (keys->app_of(partner) != nullptr) return const_cast<char*>("is duplicate");
+    keys->apps.emplace_back(std::string(partner), std::make_pair(std::move(app_id), std::move(secret)));
+    return NGX_CONF_OK;
+}
+
+// app_id and access_token travel as headers (App-Id, Access-Token; X-App-Id, X-Access-Token) or
+// as query parameters (?app_id=&access_token=): the seed does not say where. Exactly one source
+// per value; two different ones are refused as ambiguous.
+bool check_app_token(ngx_http_request_t* r, const routes::Route& route, ngx_int_t& rc) {
+    auto* mcf = static_cast<MainConf*>(ngx_http_get_module_main_conf(r, ngx_http_paygate_module));
+    const std::pair<std::string, std::string>* app = mcf->callbacks ? mcf->callbacks->app_of(route.partner) : nullptr;
+    if (app == nullptr) {
+        rc = refuse(r, route.partner, "no app secret configured");
+        return false;
+    }
+    int id_headers = 0, token_headers = 0;
+    std::string_view id = find_header(r, {"app-id", "x-app-id", "app_id"}, id_headers);
+    std::string_view token = find_header(r, {"access-token", "x-access-token", "access_token"}, token_headers);
+    ngx_str_t qid = ngx_null_string, qtoken = ngx_null_string;
+    bool has_qid = ngx_http_arg(r, reinterpret_cast<u_char*>(const_cast<char*>("app_id")), 6, &qid) == NGX_OK;
+    bool has_qtoken = ngx_http_arg(r, reinterpret_cast<u_char*>(const_cast<char*>("access_token")), 12, &qtoken) == NGX_OK;
+    if (id_headers > 1 || token_headers > 1 || (id_headers == 1 && has_qid) || (token_headers == 1 && has_qtoken)) {
+        rc = refuse(r, route.partner, "app_id or access_token given more than once");
+        return false;
+    }
+    if (id_headers == 0 && has_qid) id = view(qid);
+    if (token_headers == 0 && has_qtoken) token = view(qtoken);
+    if (id.empty() || token.empty()) {
+        rc = refuse(r, route.partner, "missing app_id or access_token");
+        return false;
+    }
+    if (!mserver_token::check(app->first, app->second, id, token)) {
+        rc = refuse(r, route.partner, "bad app_id or access_token");
+        return false;
+    }
+    return true;
+}
+
 void warn_about_missing_callback_keys(ngx_conf_t* cf, const MainConf& conf) {
     if (conf.callbacks == nullptr || !conf.callbacks->capability) {
         ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
                            "paygate: no \"paygate_callback_keys\": every partner callback is refused (401)");
     }
     for (const routes::Route& route : routes::table()) {
+        if (route.access == routes::Access::AppToken && (conf.callbacks == nullptr || conf.callbacks->app_of(route.partner) == nullptr)) {
+            ngx_conf_log_error(NGX_LOG_WARN, cf, 0, "paygate: no \"paygate_app_secret %*s\": its notifications are refused (401)",
+                               static_cast<int>(route.partner.size()), route.partner.data());
+        }
         if (route.access != routes::Access::Partner) continue;
         if (conf.callbacks == nullptr || conf.callbacks->keys_of(route.partner) == nullptr) {
             ngx_conf_log_error(NGX_LOG_WARN, cf, 0,

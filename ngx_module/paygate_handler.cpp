@@ -188,6 +188,11 @@ ngx_int_t handle(ngx_http_request_t* r) {
         if (!check_capability(r, *match.route, callback_ref, rc)) return rc;
         principal = "partner:" + std::string(match.route->partner);
     }
+    if (match.route->access == routes::Access::AppToken) {
+        ngx_int_t rc;
+        if (!check_app_token(r, *match.route, rc)) return rc;
+        principal = "partner:" + std::string(match.route->partner);
+    }
     if (match.route->access == routes::Access::Client) {
         // A worker that just started (or came with a reload) has no token list yet: wait for the
         // first one, which is milliseconds away, rather than refuse.

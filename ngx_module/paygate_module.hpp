@@ -154,6 +154,9 @@ std::string_view find_header(ngx_http_request_t* r, std::initializer_list<std::s
 
 char* set_callback_keys(ngx_conf_t* cf, ngx_command_t* cmd, void* conf);   // paygate_callback_keys FILE
 char* set_partner_key(ngx_conf_t* cf, ngx_command_t* cmd, void* conf);     // paygate_partner_key NAME SPEC
+char* set_app_secret(ngx_conf_t* cf, ngx_command_t* cmd, void* conf);      // paygate_app_secret NAME APP_ID FILE
+// Access::AppToken: app_id and access_token (headers or query) match the configured app.
+bool check_app_token(ngx_http_request_t* r, const routes::Route& route, ngx_int_t& rc);
 // [warn] at start-up for each partner whose callbacks will all be refused (no keys).
 void warn_about_missing_callback_keys(ngx_conf_t* cf, const MainConf& conf);
 // Before the body: the URL's capability tag. True with `ref` set; false when answered (401).

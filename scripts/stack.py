@@ -59,6 +59,10 @@ SKY_SANDBOX = REPO / "tests" / "sandboxes" / "sky_technologies.py"
 # The sandboxes need Debian's python3-cryptography, which only Debian's interpreter sees.
 SANDBOX_PYTHON = os.environ.get("PAYGATE_SANDBOX_PYTHON", "/usr/bin/python3")
 SKY_MERCHANT_ID = "paygate-dev"
+MSERVER_SANDBOX = REPO / "tests" / "sandboxes" / "mserver.py"
+MSERVER_LOGIN = "+79261111111"      # the wallet paygate pays from (HTTP Basic user)
+MSERVER_APP_ID = "paygate-dev"      # notifications: app_id, access_token = sha1(app_id + secret)
+MSERVER_CURRENCY = "RUB"            # routed to mserver when its sandbox runs
 MODULE_NAME = "ngx_http_paygate_module.so"
 DB_NAME = "paygate"
 DB_USER = "paygate"
@@ -633,6 +637,8 @@ class Stack:
         self._daemon_key_name: dict[str, str] = {}   # daemon -> its own CURVE key pair name
         self.sandbox: Optional[subprocess.Popen] = None
         self.sandbox_url: Optional[str] = None
+        self.mserver: Optional[subprocess.Popen] = None
+        self.mserver_url: Optional[str] = None
 
     # -- context manager ----------------------------------------------------------------------
 
@@ -825,6 +831,63 @@ class Stack:
         with urllib.request.urlopen(self.sandbox_url + path, timeout=10) as resp:
             return json.loads(resp.read())
 
+    def mserver_secrets(self) -> Path:
+        """The mserver wallet's HTTP Basic password (paygated reads it) and the notification app
+        secret (nginx reads it), one file each in <root>/keys, made once per stack."""
+        keys = self.provider_keys()
+        if not (keys / "mserver.app_secret").exists():
+            import secrets
+            _write_private(keys / "mserver.password", secrets.token_urlsafe(18) + "\n")
+            _write_private(keys / "mserver.app_secret", secrets.token_urlsafe(24) + "\n")
+        return keys
+
+    def start_mserver(self, timeout: float = 30.0, **options) -> str:
+        """Starts the mserver wallet sandbox (tests/sandboxes/mserver.py) on an ephemeral port,
+        notifying nginx's /callbacks/mserver/notify; paygated routes MSERVER_CURRENCY to it.
+        Options become its flags: processing_seconds=1 -> --processing-seconds 1."""
+        keys = self.mserver_secrets()
+        port_file = self.run_dir / "mserver.port"
+        port_file.unlink(missing_ok=True)
+        args = [SANDBOX_PYTHON, str(MSERVER_SANDBOX), "--host", "127.0.0.1", "--port", "0",
+                "--port-file", str(port_file), "--login", MSERVER_LOGIN,
+                "--password-file", str(keys / "mserver.password"), "--app-id", MSERVER_APP_ID,
+                "--app-secret-file", str(keys / "mserver.app_secret"),
+                "--notify-url", f"http://127.0.0.1:{self.http_port}/callbacks/mserver/notify",
+                "--log", str(self.root / "mserver-sandbox.log")]
+        for k, v in options.items():
+            args += ["--" + k.replace("_", "-"), str(v)]
+        with open(self.root / "mserver-sandbox.stderr", "ab") as err:
+            self.mserver = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                            stderr=err, start_new_session=True,
+                                            preexec_fn=_pdeathsig(signal.SIGTERM))
+
+        def ready():
+            if self.mserver.poll() is not None:
+                raise StackError("mserver sandbox exited:\n" + _tail(self.root / "mserver-sandbox.stderr"))
+            return port_file.exists() and port_file.read_text().strip()
+        port = wait_until(ready, timeout, "mserver sandbox")
+        self.mserver_url = f"http://127.0.0.1:{int(port)}"
+        return self.mserver_url
+
+    def mserver_call(self, method: str, path: str, body=None):
+        """A sandbox-only endpoint of the mserver sandbox (/_sandbox/...), as parsed JSON."""
+        import json
+        import urllib.request
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.mserver_url + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=15) as resp:
+            return json.loads(resp.read())
+
+    def stop_mserver(self) -> None:
+        if self.mserver is not None and self.mserver.poll() is None:
+            self.mserver.terminate()
+            try:
+                self.mserver.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.mserver.kill()
+                self.mserver.wait()
+
     def stop_sandbox(self) -> None:
         if self.sandbox is not None and self.sandbox.poll() is None:
             self.sandbox.terminate()
@@ -848,7 +911,7 @@ class Stack:
             "log_level": self.log_level,
             "db_retry_max_ms": "1000",
             "shutdown_timeout_ms": "5000",
-            "task_workers": "2" if self.sandbox_url else "0",
+            "task_workers": "2" if self.sandbox_url or self.mserver_url else "0",
             "task_poll_ms": "50",
             "task_backoff_base_ms": "200",
             "task_backoff_max_ms": "2000",
@@ -865,6 +928,10 @@ class Stack:
             "callback_base_url": f"http://127.0.0.1:{self.http_port}/callbacks",
             "callback_keys": str(keys / "callback.keys"),
         }
+        if self.mserver_url:
+            mkeys = self.mserver_secrets()
+            cfg.update({"mserver_url": self.mserver_url, "mserver_login": MSERVER_LOGIN,
+                        "mserver_password_file": str(mkeys / "mserver.password")})
         # The link to nginx is authenticated (CURVE) unless a test says curve="off".
         curve = self.curve_keys()
         pair = self._daemon_key_name.get(name, "paygated")
@@ -873,6 +940,8 @@ class Stack:
             cfg["curve_allowed_keys"] = str(curve / "modules.keys")
         cfg.update(extra)
         lines = [f"# paygated config for {name!r}, rendered by scripts/stack.py"]
+        if self.mserver_url and "provider_route" not in extra:
+            lines.append(f"provider_route = {MSERVER_CURRENCY} mserver")   # first match wins
         for k, v in cfg.items():
             if v is None:          # a test leaves a key out
                 continue
@@ -1160,6 +1229,9 @@ class Stack:
         keys = self.provider_keys()
         directives.setdefault("paygate_callback_keys", str(keys / "callback.keys"))
         directives.setdefault("paygate_partner_key", f"sky-technologies v1e:sky-sandbox:{keys / 'callback.pub'}")
+        # The wallet's notifications (docs/providers/mserver.md).
+        self.mserver_secrets()
+        directives.setdefault("paygate_app_secret", f"mserver {MSERVER_APP_ID} {keys / 'mserver.app_secret'}")
         # The authenticated link (docs/security.md); paygate_curve="off" (with no keys) for plain.
         if directives.get("paygate_curve") != "off":
             curve = self.curve_keys()
@@ -1363,6 +1435,7 @@ http {{
                         d.proc.kill()
                         d.proc.wait()
         self.stop_sandbox()
+        self.stop_mserver()
         try:
             if self.pg.started_by_us or (not self.temporary and self.pg.is_running()):
                 self.pg.stop()
@@ -1537,6 +1610,8 @@ def demo_walkthrough(var_dir: Path) -> str:
             '"money_info": {"method_id": "card-7781", "currency": "EUR", "amount": 9.99}}\'')
     accept = ('\'{"idempotency_token": "\'' + uuid + '\'", "accept_info": {"note": "demo"}}\'')
     cancel = ('\'{"idempotency_token": "\'' + uuid + '\'", "reason": "user_request"}\'')
+    accept_ms = ('\'{"idempotency_token": "\'' + uuid + '\'", "accept_info": {"mserver": '
+                 '{"type": "out", "service": 61, "parameters": {"phoneNumber": "9267101283"}}}}\'')
     refund_part = ('\'{"idempotency_token": "\'' + uuid + '\'", "amount": "4.00"}\'')
     refund_rest = ('\'{"idempotency_token": "\'' + uuid + '\'", "amount": "5.99"}\'')
     api = "$PAYGATE_URL/api/v1/payment"
@@ -1570,7 +1645,15 @@ Payments (demo clients {DEMO_CLIENTS[0]!r} and {DEMO_CLIENTS[1]!r}; new tokens o
     -d {cancel}; echo
   curl -s "{api}/$PAYMENT_ID2/retrieve/status" {auth}; echo    # cancelled
   # another client's payment is refused (403 acces_error)
-  curl -s "{api}/$PAYMENT_ID/retrieve" -H "x_auth_token: $PAYGATE_TOKEN_OTHER"; echo"""
+  curl -s "{api}/$PAYMENT_ID/retrieve" -H "x_auth_token: $PAYGATE_TOKEN_OTHER"; echo
+  # RUB goes to the mserver wallet sandbox (docs/providers/mserver.md): the wallet payment type
+  # and its fields travel in accept_info.mserver; prepare + pay, total includes the commission
+  PAYMENT_ID3=$(curl -s -X POST "{api}/create" {auth} {js} \\
+    -d {create.replace('"USD"', '"RUB"').replace('"12.50"', '"100.00"')} | {pick})
+  curl -s -X POST "{api}/$PAYMENT_ID3/accept" {auth} {js} \\
+    -d {accept_ms}; echo
+  sleep 1
+  curl -s "{api}/$PAYMENT_ID3/retrieve/status" {auth}; echo    # completed"""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1621,6 +1704,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         sandbox = stack.start_sandbox()
         log(f"sky-technologies sandbox on {sandbox} (log {stack.root / 'sky-sandbox.log'}, "
             f"ledger {sandbox}/_sandbox/ledger)")
+        wallet = stack.start_mserver()
+        log(f"mserver wallet sandbox on {wallet} for {MSERVER_CURRENCY} (log {stack.root / 'mserver-sandbox.log'}, "
+            f"ledger {wallet}/_sandbox/ledger)")
         d = stack.start_daemon("paygated")
         log(f"paygated on {d.endpoint} (log {d.logfile}); the link to nginx is CURVE, keys in "
             f"{stack.curve_keys()}")
@@ -1649,6 +1735,10 @@ Ctrl-C stops everything.
                 break
             if stack.sandbox.poll() is not None:
                 log(f"the sky-technologies sandbox exited ({stack.sandbox.returncode}); stopping")
+                rc = 1
+                break
+            if stack.mserver.poll() is not None:
+                log(f"the mserver sandbox exited ({stack.mserver.returncode}); stopping")
                 rc = 1
                 break
             time.sleep(0.3)

@@ -168,7 +168,7 @@ bool set_provider_timeout_ms(std::string_view v, Config& c, std::string& why) {
     return parse_unsigned(v, 10, 100, 600000, c.provider_timeout_ms, why);
 }
 
-bool is_known_provider(std::string_view name) { return name == "sky-technologies"; }
+bool is_known_provider(std::string_view name) { return name == "sky-technologies" || name == "mserver"; }
 
 // "USD sky-technologies" or "* sky-technologies".
 bool set_provider_route(std::string_view v, Config& c, std::string& why) {
@@ -187,7 +187,7 @@ bool set_provider_route(std::string_view v, Config& c, std::string& why) {
         return false;
     }
     if (!is_known_provider(provider)) {
-        why = "unknown provider (known: sky-technologies)";
+        why = "unknown provider (known: sky-technologies, mserver)";
         return false;
     }
     c.provider_routes.emplace_back(std::string(currency), std::string(provider));
@@ -221,6 +221,20 @@ bool set_sky_payment_key(std::string_view v, Config& c, std::string&) {
 }
 bool set_sky_reversal_key(std::string_view v, Config& c, std::string&) {
     c.sky_technologies_reversal_key = std::string(v);
+    return true;
+}
+bool set_mserver_url(std::string_view v, Config& c, std::string& why) { return set_http_url(v, c.mserver_url, why); }
+bool set_mserver_login(std::string_view v, Config& c, std::string& why) {
+    // HTTP Basic: a ':' would end the user name early.
+    if (v.empty() || v.size() > 128 || v.find(':') != std::string_view::npos) {
+        why = "expected 1-128 bytes without ':'";
+        return false;
+    }
+    c.mserver_login = std::string(v);
+    return true;
+}
+bool set_mserver_password_file(std::string_view v, Config& c, std::string&) {
+    c.mserver_password_file = std::string(v);
     return true;
 }
 bool set_callback_keys(std::string_view v, Config& c, std::string&) {
@@ -292,6 +306,10 @@ const KeyDef kKeys[] = {
      set_provider_connect_timeout_ms},
     {{"provider_timeout_ms", false, "whole-call timeout of provider calls; past it the outcome is unknown (default 10000)"},
      set_provider_timeout_ms},
+    {{"mserver_url", false, "base URL of the mserver wallet API (seed 003), e.g. https://wallet.example"}, set_mserver_url},
+    {{"mserver_login", false, "HTTP Basic user name of paygate at mserver"}, set_mserver_login},
+    {{"mserver_password_file", false, "file with the HTTP Basic password at mserver (first line; never inline)"},
+     set_mserver_password_file},
     {{"sky_technologies_url", false, "base URL of the sky-technologies partner API"}, set_sky_url},
     {{"sky_technologies_merchant_id", false, "our merchant_id at sky-technologies"}, set_sky_merchant},
     {{"sky_technologies_payment_key", false, "PEM file: ECDSA P-521 private key that signs charges"},
@@ -469,6 +487,21 @@ bool validate_for_daemon(const Config& config, std::string& error) {
         if (config.sky_technologies_payment_key == config.sky_technologies_reversal_key) {
             error = "sky_technologies_reversal_key must be a key pair of its own, not the payment key";
             return false;
+        }
+        break;
+    }
+    for (const auto& route : config.provider_routes) {
+        if (route.second != "mserver") continue;
+        const std::pair<const char*, const std::string*> needed[] = {
+            {"mserver_url", &config.mserver_url},
+            {"mserver_login", &config.mserver_login},
+            {"mserver_password_file", &config.mserver_password_file},
+        };
+        for (const auto& [name, value] : needed) {
+            if (value->empty()) {
+                error = std::string("provider_route names mserver but '") + name + "' is not set";
+                return false;
+            }
         }
         break;
     }

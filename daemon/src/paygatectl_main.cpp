@@ -11,7 +11,10 @@
 #include "paygate/curve.hpp"
 #include "paygated/ctl.hpp"
 #include "paygated/db.hpp"
+#include "paygated/config.hpp"
+#include "paygated/http_client.hpp"
 #include "paygated/migrate.hpp"
+#include "paygated/mserver.hpp"
 #include "paygated/tasks.hpp"
 #include "paygated/tokens.hpp"
 
@@ -309,6 +312,97 @@ int cmd_keys(const std::vector<std::string>& all) {
     return usage_error("keys: unknown action '" + action + "'", kKeysUsage);
 }
 
+constexpr const char* kReconcileUsage =
+    "paygatectl reconcile mserver --since TIME [--page-size N] [--config FILE] [--database CONNINFO]\n"
+    "  Reads mserver's payment history (GET /v1/payments, page by page, every status and type) and\n"
+    "  our mserver operations created since TIME (e.g. 2026-12-01T00:00:00Z), and lists every payment\n"
+    "  whose status differs, and payments only one side has, one per line:\n"
+    "    payment_id  client_payment_id  mserver_id  ours=STATUS  mserver=STATUS\n"
+    "  mserver's URL, login and password file come from --config FILE (paygated's config; default\n"
+    "  conf/paygated.dev.conf). Exit 0 when both sides agree, 3 when differences were listed.";
+
+int cmd_reconcile(const std::vector<std::string>& all) {
+    if (all.empty() || all.front() != "mserver") return usage_error("reconcile: which provider? (mserver)", kReconcileUsage);
+    std::vector<std::string> args(all.begin() + 1, all.end());
+    std::map<std::string, std::string> options;
+    std::string error;
+    if (!parse_options(args, {"since", "page-size", "config", "database"}, options, error)) {
+        return usage_error("reconcile: " + error, kReconcileUsage);
+    }
+    if (!options.count("since")) return usage_error("reconcile: --since TIME is required", kReconcileUsage);
+    long page_size = 100;
+    if (options.count("page-size")) {
+        const std::string& v = options["page-size"];
+        if (v.empty() || v.size() > 4 || v.find_first_not_of("0123456789") != std::string::npos || std::stol(v) == 0) {
+            return usage_error("reconcile: --page-size takes a number 1-9999", kReconcileUsage);
+        }
+        page_size = std::stol(v);
+    }
+    Config config;
+    std::string config_path = options.count("config") ? options["config"] : kDevConfig;
+    if (!load_config(config_path, config, error)) return fail("reconcile: " + error);
+    if (config.mserver_url.empty() || config.mserver_login.empty() || config.mserver_password_file.empty()) {
+        return fail("reconcile: " + config_path + " lacks mserver_url, mserver_login or mserver_password_file");
+    }
+    DatabaseChoice choice;
+    if (!resolve_database(options, std::getenv("PAYGATE_DATABASE_URL"), kDevConfig, choice, error)) return fail(error);
+    Db db(choice.conninfo, std::make_shared<RetryGate>(std::chrono::milliseconds(100)), "paygatectl");
+    if (!db.connection()) return fail("reconcile: cannot connect to the database (" + describe_conninfo(choice.conninfo) + ")");
+    Session s(db);
+    // PostgreSQL reads --since (any timestamptz spelling) and gives it back as mserver writes times.
+    std::string since;
+    try {
+        PgResult t = s.exec("SELECT to_char($1::timestamptz AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')",
+                            {options["since"]});
+        since = value(t.get(), 0, 0);
+    } catch (const std::exception&) {
+        return usage_error("reconcile: --since is not a time", kReconcileUsage);
+    }
+    std::vector<mserver::OurOperation> ours;
+    PgResult rows = s.exec(
+        "SELECT o.id, o.payment_id, o.state, p.status, coalesce(o.provider_ref, '') FROM provider_operations o"
+        " JOIN payments p ON p.id = o.payment_id WHERE o.provider = 'mserver' AND o.kind <> 'reversal'"
+        " AND o.created_at >= $1::timestamptz ORDER BY o.created_at",
+        {since});
+    for (int i = 0; i < PQntuples(rows.get()); ++i) {
+        ours.push_back({value(rows.get(), i, 0), value(rows.get(), i, 1), value(rows.get(), i, 2), value(rows.get(), i, 3),
+                        value(rows.get(), i, 4)});
+    }
+
+    auto http = std::make_shared<HttpClient>();
+    Mserver wallet(config, http);
+    std::vector<mserver::WalletPayment> theirs;
+    for (long page = 0; page < 100000; ++page) {
+        Mserver::Call c = wallet.get("/v1/payments?page=" + std::to_string(page) + "&size=" + std::to_string(page_size) +
+                                     "&type=out,p2p,in,inout&status=created,processing,completed,declined");
+        if (c.response.outcome != HttpResponse::Outcome::Answered) return fail("reconcile: mserver: " + c.response.error);
+        if (!c.parsed || c.response.status != 200 || c.envelope.code != 200 || !c.envelope.data.is(paygate::json::Type::Array)) {
+            return fail("reconcile: mserver history: HTTP " + std::to_string(c.response.status) + " " + c.envelope.error_type + c.why);
+        }
+        bool older = false;
+        for (const paygate::json::Value& item : c.envelope.data.items()) {
+            mserver::WalletPayment w;
+            if (!mserver::read_payment(item, w, error)) return fail("reconcile: mserver history: " + error);
+            // Same format on both sides (UTC, milliseconds, Z): text order is time order.
+            if (w.created_at < since) {
+                older = true;   // newest first: the rest is older still
+                continue;
+            }
+            theirs.push_back(std::move(w));
+        }
+        if (older || c.envelope.data.items().size() < static_cast<std::size_t>(page_size)) break;
+    }
+    std::vector<mserver::Difference> diffs = mserver::compare(ours, theirs);
+    std::cout << "compared " << ours.size() << " paygate operations with " << theirs.size()
+              << " mserver payments since " << since << "\n";
+    for (const mserver::Difference& d : diffs) {
+        std::cout << (d.payment_id.empty() ? "-" : d.payment_id) << "\t" << d.client_payment_id << "\t" << d.mserver_id
+                  << "\tours=" << d.ours << "\tmserver=" << d.theirs << "\n";
+    }
+    std::cout << diffs.size() << " difference(s)" << std::endl;
+    return diffs.empty() ? 0 : 3;
+}
+
 struct Command {
     const char* name;
     const char* summary;
@@ -321,6 +415,7 @@ const Command kCommands[] = {
     {"token", "create, revoke and list client API tokens", kTokenUsage, cmd_token},
     {"tasks", "list, show, retry and cancel durable tasks", kTasksUsage, cmd_tasks},
     {"keys", "generate CURVE key pairs of the nginx <-> paygated link", kKeysUsage, cmd_keys},
+    {"reconcile", "list payments whose status differs between paygate and mserver", kReconcileUsage, cmd_reconcile},
 };
 
 void print_help(std::ostream& out) {

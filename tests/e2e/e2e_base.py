@@ -265,6 +265,9 @@ class PaymentStackTestCase(StackTestCase):
     # daemon's task runners drive accepted payments to it; daemon_config: extra paygated keys.
     with_sandbox = False
     sandbox_options: dict = {}
+    # with_mserver: the mserver wallet sandbox runs too and RUB payments are routed to it.
+    with_mserver = False
+    mserver_options: dict = {}
     daemon_config: dict = {}
     daemon_names = ("d1",)   # each its own paygated (and paygate_daemon line)
     shared_stack = None   # the class's Stack, set in setUpClass
@@ -281,6 +284,8 @@ class PaymentStackTestCase(StackTestCase):
             cls.tokens = {c: stack.create_token(c) for c in cls.clients}
             if cls.with_sandbox:
                 stack.start_sandbox(**cls.sandbox_options)
+            if cls.with_mserver:
+                stack.start_mserver(**cls.mserver_options)
             for name in cls.daemon_names:
                 stack.start_daemon(name, **cls.daemon_config)
             stack.start_nginx(**cls.nginx)

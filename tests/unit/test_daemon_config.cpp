@@ -246,6 +246,7 @@ void key_table_documents_every_key(void**) {
                             : name == "database"             ? "dbname=x"
                             : name == "provider_route"       ? "* sky-technologies"
                             : name == "sky_technologies_url" ? "https://sky.example"
+                            : name == "mserver_url"          ? "https://wallet.example"
                             : name == "callback_base_url"    ? "https://pay.example/callbacks"
                             : name == "task_lease_ms"        ? "60000"
                             : name == "curve"                ? "on"
@@ -259,6 +260,26 @@ void key_table_documents_every_key(void**) {
             fail();
         }
     }
+}
+
+void mserver_route_needs_its_settings(void**) {
+    const char* base = "listen = tcp://127.0.0.1:9\ndatabase = dbname=x\nprovider_route = RUB mserver\n";
+    Config c;
+    std::string error;
+    assert_true(parse_config(base, "t.conf", c, error));
+    assert_false(validate_for_daemon(c, error));
+    assert_non_null(std::strstr(error.c_str(), "mserver_url"));
+    std::string full = std::string(base) + "mserver_url = http://127.0.0.1:9/\nmserver_login = +79261111111\n";
+    Config d;
+    assert_true(parse_config(full, "t.conf", d, error));
+    assert_false(validate_for_daemon(d, error));
+    assert_non_null(std::strstr(error.c_str(), "mserver_password_file"));
+    Config e;
+    assert_true(parse_config(full + "mserver_password_file = /nonexistent\n", "t.conf", e, error));
+    assert_true(validate_for_daemon(e, error));
+    assert_string_equal(e.mserver_url.c_str(), "http://127.0.0.1:9");   // trailing slash dropped
+    Config f;
+    assert_false(parse_config(std::string(base) + "mserver_login = a:b\n", "t.conf", f, error));   // ':' ends a Basic user
 }
 
 void provider_route_needs_its_settings(void**) {
@@ -346,6 +367,7 @@ int main() {
         cmocka_unit_test(load_from_file),
         cmocka_unit_test(key_table_documents_every_key),
         cmocka_unit_test(provider_route_needs_its_settings),
+        cmocka_unit_test(mserver_route_needs_its_settings),
         cmocka_unit_test(provider_route_refuses_bad_values),
         cmocka_unit_test(curve_needs_keys_or_off),
     };

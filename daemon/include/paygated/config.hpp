@@ -69,6 +69,9 @@ struct Config {
     std::string sky_technologies_merchant_id;
     std::string sky_technologies_payment_key;    // PEM file: ECDSA P-521 private key for charges
     std::string sky_technologies_reversal_key;   // PEM file: the separate pair for reversals
+    std::string mserver_url;                     // base URL of the mserver wallet API (seed 003)
+    std::string mserver_login;                   // HTTP Basic user name at mserver
+    std::string mserver_password_file;           // file holding the HTTP Basic password (one line)
     std::string callback_base_url;               // where providers reach our callback proxy
     std::string callback_keys;                   // capability keyring file (shared with nginx)
 };

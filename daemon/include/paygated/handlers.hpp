@@ -105,6 +105,7 @@ std::optional<std::string> client_principal(std::string_view principal);
 // --- handlers_callbacks.cpp (docs/callbacks.md) ---
 // POST /callbacks/sky-technologies/v1/on_payment_completed, verified by the module: inbox + status check.
 ipc::Reply handle_callback_sky_technologies(const ipc::Request& request, WorkerContext& ctx);
+ipc::Reply handle_callback_mserver(const ipc::Request& request, WorkerContext& ctx);
 
 // --- handlers_auth.cpp ---
 // auth.tokens (internal, the module polls it): the live token hashes, or "unchanged".

@@ -14,11 +14,16 @@
 namespace paygate::daemon {
 
 struct HttpRequest {
+    std::string method = "POST";        // "POST" or "GET" (mserver's status and history reads)
     std::string url;
     std::vector<std::string> headers;   // "Name: value"
-    std::string body;                   // POSTed as is
+    std::string body;                   // POSTed as is (ignored for GET)
     long connect_timeout_ms = 3000;
     long timeout_ms = 10000;            // the whole call
+    // A connection of its own, closed afterwards. libcurl silently sends a request again when a
+    // reused keep-alive connection dies before any answer; a call that must leave exactly once
+    // per attempt of ours (mserver's prepare and pay) asks for this instead.
+    bool fresh_connection = false;
 };
 
 struct HttpResponse {
@@ -40,6 +45,7 @@ public:
     HttpClient(const HttpClient&) = delete;
     HttpClient& operator=(const HttpClient&) = delete;
 
+    // Runs `request` (POST or GET, by request.method).
     std::future<HttpResponse> post(HttpRequest request);
 
 private:

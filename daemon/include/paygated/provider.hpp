@@ -23,6 +23,8 @@ struct Operation {
     std::string method_id;           // the payment's method
     std::optional<std::string> original_id;   // the charge a reversal returns
     std::string state;               // provider_operations.state
+    std::string accept_info_json;    // the payment's accept_info (mserver reads its payment type there)
+    std::string provider_ref;        // the provider's own id of it, once known (mserver's payment id)
 };
 
 // What a provider said about an operation.
@@ -39,6 +41,10 @@ struct ProviderAnswer {
     Kind kind = Kind::Unknown;
     std::string decline_reason;
     std::string detail;              // for logs and last_error; never secrets
+    // What the provider told about its own record, when it did (mserver: its payment id and the
+    // full cost with commission, `total`, in minor units): stored on the operation.
+    std::string provider_ref;
+    std::string total_minor;
 };
 
 const char* answer_name(ProviderAnswer::Kind k);   // "completed", "not_found", ...

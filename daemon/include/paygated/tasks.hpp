@@ -25,8 +25,14 @@ inline constexpr const char* kTaskProcessReversal = "sky_technologies_integratio
 inline constexpr const char* kTaskPaymentStatus = "sky_technologies_integration_payment_status";
 inline constexpr const char* kTaskHandleCompleted = "sky_technologies_integration_handle_payment_completed";
 
-// The task that sends an operation of `kind` ("charge", "extra_charge", "reversal").
-const char* send_task_kind(const std::string& operation_kind);
+// mserver's (seed 003; docs/providers/mserver.md): its operations' sending task, and the task
+// that re-reads a payment after a notification and applies what mserver says.
+inline constexpr const char* kTaskMserverProcessPayment = "mserver_process_payment";
+inline constexpr const char* kTaskMserverProcessReversal = "mserver_process_payment_reversal";
+inline constexpr const char* kTaskMserverNotification = "mserver_notification";
+
+// The task that sends an operation of `kind` ("charge", "extra_charge", "reversal") of `provider`.
+const char* send_task_kind(const std::string& operation_kind, const std::string& provider = "sky-technologies");
 
 struct TaskRow {
     std::string id;

@@ -105,12 +105,20 @@ void HttpClient::run() {
             call->headers = curl_slist_append(call->headers, "Expect:");   // no 100-continue round trip
             curl_easy_setopt(e, CURLOPT_URL, call->request.url.c_str());
             curl_easy_setopt(e, CURLOPT_HTTPHEADER, call->headers);
-            curl_easy_setopt(e, CURLOPT_POST, 1L);
-            curl_easy_setopt(e, CURLOPT_POSTFIELDS, call->request.body.data());
-            curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(call->request.body.size()));
+            if (call->request.method == "GET") {
+                curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+            } else {
+                curl_easy_setopt(e, CURLOPT_POST, 1L);
+                curl_easy_setopt(e, CURLOPT_POSTFIELDS, call->request.body.data());
+                curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(call->request.body.size()));
+            }
             curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, call->request.connect_timeout_ms);
             curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, call->request.timeout_ms);
             curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+            if (call->request.fresh_connection) {
+                curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
+                curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L);
+            }
             curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
             curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
             curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, collect);

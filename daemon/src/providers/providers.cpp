@@ -1,6 +1,7 @@
 // Provider routing: which provider serves a payment, by the config's provider_route rules.
 #include "paygated/provider.hpp"
 
+#include "paygated/mserver.hpp"
 #include "paygated/sky_technologies.hpp"
 
 namespace paygate::daemon {
@@ -30,6 +31,9 @@ Providers::Providers(const Config& config, std::shared_ptr<HttpClient> http) : r
     for (const auto& route : routes_) {
         if (route.second == "sky-technologies" && !by_name_.count(route.second)) {
             by_name_.emplace(route.second, std::make_unique<SkyTechnologies>(config, http));
+        }
+        if (route.second == "mserver" && !by_name_.count(route.second)) {
+            by_name_.emplace(route.second, std::make_unique<Mserver>(config, http));
         }
     }
 }

@@ -7,6 +7,8 @@
 // payment's change, its history row and the follow-up task (docs/tasks.md).
 #include "paygate/json.hpp"
 #include "paygated/log.hpp"
+#include "paygated/mserver.hpp"
+#include "paygated/payment_rules.hpp"
 #include "paygated/tasks.hpp"
 
 namespace paygate::daemon {
@@ -121,10 +123,20 @@ bool apply_final(Ctx& c, const Operation& given, const ProviderAnswer& answer) {
 
 TaskResult recheck(const std::string& why) { return result(Next::Reschedule, why); }
 
+// What the provider told about its own record (mserver: its payment id, the total with
+// commission) is kept on the operation as soon as it is known, whatever the outcome.
+void remember_provider_record(Session& s, const Operation& op, const ProviderAnswer& a) {
+    if (a.provider_ref.empty() && a.total_minor.empty()) return;
+    s.exec("UPDATE provider_operations SET provider_ref = coalesce(provider_ref, nullif($2::text, '')),"
+           " provider_total_minor = coalesce(nullif($3::text, '')::numeric, provider_total_minor) WHERE id = $1::uuid",
+           {op.id, a.provider_ref, a.total_minor});
+}
+
 // Sends a 'new' operation, then acts on the answer.
 TaskResult send(Ctx& c, Provider& provider, Operation& op) {
     set_operation_state(c.s, op.id, "sending", "", true);   // committed before the call
     ProviderAnswer a = op.kind == "reversal" ? provider.reverse(op) : provider.charge(op);
+    remember_provider_record(c.s, op, a);
     log::info("provider_call_done")
         .kv("payment_id", op.payment_id)
         .kv("operation_id", op.id)
@@ -164,6 +176,7 @@ TaskResult drive(Ctx& c, const std::string& id, bool may_send) {
         return send(c, *provider, *op);
     }
     ProviderAnswer a = provider->status(*op);
+    remember_provider_record(c.s, *op, a);
     count_status_check(c.s, op->id, a.kind == K::Unknown ? a.detail : "");
     switch (a.kind) {
         case K::Completed:
@@ -186,6 +199,111 @@ TaskResult drive(Ctx& c, const std::string& id, bool may_send) {
     }
 }
 
+// Records how a notification ended (kept for operators; the row itself is never deleted).
+void resolve_notification(Session& s, const std::string& inbox_id, const std::string& resolution) {
+    s.exec("UPDATE callback_inbox SET resolved_at = now(), resolution = $2::text WHERE id = $1::bigint",
+           {inbox_id, resolution.substr(0, 300)});
+    log::info("mserver_notification_resolved").kv("inbox_id", inbox_id).kv("resolution", resolution);
+}
+
+// An mserver notification (stored in callback_inbox by the handler): re-read the payment from
+// mserver and apply what it says now, as far as the database's state machine allows. The
+// notification's own claim is never applied: an out-of-order one (undo before complete) or one
+// about a payment we do not know only leads to this re-read.
+TaskResult run_mserver_notification(Ctx& c, const TaskRow& task) {
+    Session& s = c.s;
+    json::Value doc;
+    json::ParseError perr;
+    const json::Value* idv = json::parse(task.payload, doc, perr) ? doc.find("inbox_id") : nullptr;
+    if (!idv || !idv->is(json::Type::String)) return result(Next::Dead, "payload has no inbox_id");
+    std::string inbox_id = idv->text();
+    PgResult row = s.exec("SELECT provider_payment_id, notification_type, (resolved_at IS NOT NULL)::text"
+                          " FROM callback_inbox WHERE id = $1::bigint AND provider = 'mserver'",
+                          {inbox_id});
+    if (PQntuples(row.get()) == 0) return result(Next::Dead, "inbox row " + inbox_id + " does not exist");
+    if (value(row.get(), 0, 2) == "true") return result(Next::Done);
+    std::string wallet_id = value(row.get(), 0, 0);
+    std::string type = value(row.get(), 0, 1);
+    auto* wallet = dynamic_cast<Mserver*>(c.providers.find("mserver"));
+    if (!wallet) return result(Next::Retry, "provider mserver is not configured in this daemon");
+
+    Mserver::Call read = wallet->get("/v1/payments/" + wallet_id);
+    if (read.response.outcome != HttpResponse::Outcome::Answered) {
+        return result(Next::Retry, "re-read: " + read.response.error);
+    }
+    if (!read.parsed) return result(Next::Retry, "re-read: " + read.why);
+    if (read.envelope.code == 404 || read.response.status == 404) {
+        log::warn("mserver_notification_unknown")
+            .kv("inbox_id", inbox_id)
+            .kv("mserver_payment_id", wallet_id)
+            .kv("why", "mserver does not know it");
+        resolve_notification(s, inbox_id, "mserver does not know payment " + wallet_id);
+        return result(Next::Done);
+    }
+    if (read.response.status != 200 || read.envelope.code != 200) {
+        return result(Next::Retry,
+                      "re-read: HTTP " + std::to_string(read.response.status) + " " + read.envelope.error_type);
+    }
+    mserver::WalletPayment w;
+    std::string why;
+    if (!mserver::read_payment(read.envelope.data, w, why)) return result(Next::Retry, "re-read: " + why);
+
+    std::optional<std::string> op_id = canonical_uuid(w.client_payment_id);
+    std::optional<Operation> op = op_id ? find_operation(s, *op_id, false) : std::nullopt;
+    if (!op || op->provider != "mserver" || op->amount_minor != w.amount_minor) {
+        log::warn("mserver_notification_unknown").kv("inbox_id", inbox_id).kv("mserver_payment_id", wallet_id).kv("why", "no operation of ours");
+        resolve_notification(s, inbox_id, "not a payment of ours (client_payment_id " + w.client_payment_id.substr(0, 40) + ")");
+        return result(Next::Done);
+    }
+    s.exec("UPDATE callback_inbox SET operation_id = $2::uuid, request_id = $2::uuid WHERE id = $1::bigint",
+           {inbox_id, op->id});
+    if (op->provider_ref.empty()) {
+        ProviderAnswer ref;
+        ref.provider_ref = w.id;
+        ref.total_minor = w.total_minor;
+        remember_provider_record(s, *op, ref);
+    }
+    if (op->state != "completed" && op->state != "declined") {
+        // Still open on our side: the ordinary status check applies mserver's answer.
+        TaskResult r = drive(c, op->id, false);
+        if (r.next == Next::Retry) return r;
+        resolve_notification(s, inbox_id, type + ": re-read " + w.status + ", applied through the status check");
+        return result(Next::Done);
+    }
+    if (op->kind != "charge") {
+        resolve_notification(s, inbox_id, type + ": about a " + op->kind + ", nothing to apply");
+        return result(Next::Done);
+    }
+    // Final on our side: only undo (completed -> declined at mserver) and redo (back to completed)
+    // can still change the payment, and only as the state machine allows.
+    s.begin();
+    if (!lock_own_task(s, task.id, c.owner)) {
+        s.rollback();
+        return result(Next::Retry, "lease lost");
+    }
+    PgResult pay = s.exec("SELECT status FROM payments WHERE id = $1::uuid FOR UPDATE", {op->payment_id});
+    std::string from = value(pay.get(), 0, 0);
+    std::string resolution;
+    if (from == "completed" && w.status == "declined") {
+        s.exec("UPDATE payments SET status = 'reversed', refunded_minor = captured_minor WHERE id = $1::uuid", {op->payment_id});
+        insert_event(s, PaymentEvent{op->payment_id, "provider_undo", from, "reversed", "provider:mserver",
+                                     std::string("mserver ") + (type.empty() ? "notification" : type), std::nullopt});
+        resolution = type + ": re-read declined, payment reversed (undo)";
+    } else if (from == "reversed" && w.status == "completed") {
+        s.exec("UPDATE payments SET status = 'completed', refunded_minor = 0 WHERE id = $1::uuid", {op->payment_id});
+        insert_event(s, PaymentEvent{op->payment_id, "provider_redo", from, "completed", "provider:mserver",
+                                     std::string("mserver ") + (type.empty() ? "notification" : type), std::nullopt});
+        resolution = type + ": re-read completed, payment completed again (redo)";
+    } else {
+        resolution = type + ": re-read " + w.status + ", payment " + from + ": nothing to apply";
+        log::warn("mserver_notification_unapplied").kv("inbox_id", inbox_id).kv("payment_id", op->payment_id).kv("type", type)
+            .kv("payment_status", from).kv("mserver_status", w.status);
+    }
+    resolve_notification(s, inbox_id, resolution);
+    s.commit();
+    return result(Next::Done);
+}
+
 }  // namespace
 
 TaskResult run_task(const TaskRow& task, Session& s, const Providers& providers, const TaskSettings& settings,
@@ -193,7 +311,9 @@ TaskResult run_task(const TaskRow& task, Session& s, const Providers& providers,
     Ctx c{task, s, providers, settings, owner};
     try {
         std::optional<std::string> op = payload_operation(task.payload);
-        if (task.kind == kTaskProcessPayment || task.kind == kTaskProcessExtraPayment || task.kind == kTaskProcessReversal) {
+        if (task.kind == kTaskMserverNotification) return run_mserver_notification(c, task);
+        if (task.kind == kTaskProcessPayment || task.kind == kTaskProcessExtraPayment || task.kind == kTaskProcessReversal ||
+            task.kind == kTaskMserverProcessPayment || task.kind == kTaskMserverProcessReversal) {
             if (!op) return result(Next::Dead, "payload has no operation_id");
             return drive(c, *op, true);
         }

@@ -44,7 +44,8 @@ std::string error_text(const std::string& e) {
 
 }  // namespace
 
-const char* send_task_kind(const std::string& operation_kind) {
+const char* send_task_kind(const std::string& operation_kind, const std::string& provider) {
+    if (provider == "mserver") return operation_kind == "reversal" ? kTaskMserverProcessReversal : kTaskMserverProcessPayment;
     if (operation_kind == "extra_charge") return kTaskProcessExtraPayment;
     if (operation_kind == "reversal") return kTaskProcessReversal;
     return kTaskProcessPayment;
@@ -74,23 +75,26 @@ std::string queue_operation(Session& s, const std::string& payment_id, const std
                             const std::string& kind, const std::string& amount_minor, const std::string& currency,
                             const std::optional<std::string>& original_id) {
     std::string id = insert_operation(s, payment_id, provider, kind, amount_minor, currency, original_id);
-    const char* task = send_task_kind(kind);
+    const char* task = send_task_kind(kind, provider);
     enqueue_task(s, task, payment_id, std::string(task) + ":" + id, "{\"operation_id\":\"" + id + "\"}");
     return id;
 }
 
 std::optional<Operation> find_operation(Session& s, const std::string& id, bool for_update) {
     static const char* const kSelect =
-        "SELECT o.id, o.payment_id, o.provider, o.kind, o.amount_minor, o.currency, p.method_id, o.original_id, o.state"
+        "SELECT o.id, o.payment_id, o.provider, o.kind, o.amount_minor, o.currency, p.method_id, o.original_id, o.state,"
+        " coalesce(p.accept_info::text, '{}'), coalesce(o.provider_ref, '')"
         " FROM provider_operations o JOIN payments p ON p.id = o.payment_id WHERE o.id = $1::uuid";
     static const char* const kSelectForUpdate =
-        "SELECT o.id, o.payment_id, o.provider, o.kind, o.amount_minor, o.currency, p.method_id, o.original_id, o.state"
+        "SELECT o.id, o.payment_id, o.provider, o.kind, o.amount_minor, o.currency, p.method_id, o.original_id, o.state,"
+        " coalesce(p.accept_info::text, '{}'), coalesce(o.provider_ref, '')"
         " FROM provider_operations o JOIN payments p ON p.id = o.payment_id WHERE o.id = $1::uuid FOR UPDATE OF o";
     PgResult r = s.exec(for_update ? kSelectForUpdate : kSelect, {id});
     if (PQntuples(r.get()) == 0) return std::nullopt;
     const PGresult* p = r.get();
     return Operation{value(p, 0, 0), value(p, 0, 1), value(p, 0, 2), value(p, 0, 3), value(p, 0, 4),
-                     value(p, 0, 5), value(p, 0, 6), nullable(p, 0, 7), value(p, 0, 8)};
+                     value(p, 0, 5), value(p, 0, 6), nullable(p, 0, 7), value(p, 0, 8), value(p, 0, 9),
+                     value(p, 0, 10)};
 }
 
 void set_operation_state(Session& s, const std::string& id, const std::string& state, const std::string& error,

@@ -17,6 +17,8 @@ enum class Access {
     Client,   // x_auth_token checked by the module; the daemon gets the client id as principal
     Partner,  // a partner's callback: capability URL tag + Standard Webhooks signature, checked by
               // the module; the daemon gets "partner:<name>" and the URL's reference
+    AppToken, // a partner's notification with app_id + access_token = sha1(app_id + app_secret)
+              // (mserver, seed 003), checked by the module; the daemon gets "partner:<name>"
 };
 
 struct Route {
@@ -24,7 +26,7 @@ struct Route {
     ipc::Method method;
     std::string_view pattern;  // "/api/v1/payment/{payment_id}/retrieve": {x} is one path segment
     Access access = Access::Public;
-    std::string_view partner = {};   // Access::Partner: whose keys verify it ("sky-technologies")
+    std::string_view partner = {};   // Access::Partner/AppToken: whose keys verify it ("sky-technologies")
 };
 
 // Routes the module itself calls on the daemon; never reachable over HTTP.
