@@ -244,11 +244,40 @@ ipc::Reply handle_payment_status(const ipc::Request& request, WorkerContext& ctx
     return guarded(request, ctx, [&] {
         Caller caller = require_client(request);
         PaymentRef ref = payment_ref(request);
-        Session s(ctx.db);
-        std::optional<PaymentStatusRow> row = find_payment_status(s, ref.id);
+        std::optional<PaymentStatusRow> row;
+        auto ahead = ctx.prefetched_status.find(ref.id);
+        if (ahead != ctx.prefetched_status.end()) {
+            row = ahead->second;
+        } else {
+            Session s(ctx.db);
+            row = find_payment_status(s, ref.id);
+        }
         check_owner(row.has_value(), row ? row->client_id : std::string(), ref, caller);
         return value_reply(200, Value::object({{"payment_status", Value::string(row->status)}}));
     });
+}
+
+bool batchable(std::string_view route) { return route == "payment.status"; }
+
+void prefetch_for_batch(const std::vector<ipc::Request>& requests, WorkerContext& ctx) {
+    ctx.prefetched_status.clear();
+    std::vector<std::string> ids;
+    for (const ipc::Request& request : requests) {
+        // Only what the handler would read: a malformed request is refused there, unread.
+        if (request.route != "payment.status" || !client_principal(request.principal)) continue;
+        const std::string* given = request.param("payment_id");
+        if (!given) continue;
+        if (std::optional<std::string> id = canonical_uuid(*given)) ids.push_back(std::move(*id));
+    }
+    if (ids.size() < 2) return;
+    try {
+        Session s(ctx.db);
+        std::vector<std::optional<PaymentStatusRow>> rows = find_payment_statuses(s, ids);
+        for (std::size_t i = 0; i < ids.size(); ++i) ctx.prefetched_status.emplace(ids[i], std::move(rows[i]));
+    } catch (const std::exception&) {
+        // Database trouble: each request reads (and reports) for itself.
+        ctx.prefetched_status.clear();
+    }
 }
 
 namespace {

@@ -250,10 +250,27 @@ std::optional<PaymentRow> find_payment(Session& s, const std::string& id, bool f
     return row;
 }
 
-std::optional<PaymentStatusRow> find_payment_status(Session& s, const std::string& id) {
-    PgResult r = s.exec("SELECT client_id, status FROM payments WHERE id = $1::uuid", {id});
+namespace {
+const char* const kFindPaymentStatusSql = "SELECT client_id, status FROM payments WHERE id = $1::uuid";
+
+std::optional<PaymentStatusRow> status_row(const PgResult& r) {
     if (PQntuples(r.get()) == 0) return std::nullopt;
     return PaymentStatusRow{value(r.get(), 0, 0), value(r.get(), 0, 1)};
+}
+}  // namespace
+
+std::optional<PaymentStatusRow> find_payment_status(Session& s, const std::string& id) {
+    return status_row(s.exec(kFindPaymentStatusSql, {id}));
+}
+
+std::vector<std::optional<PaymentStatusRow>> find_payment_statuses(Session& s, const std::vector<std::string>& ids) {
+    std::vector<Session::Statement> statements;
+    statements.reserve(ids.size());
+    for (const std::string& id : ids) statements.push_back({kFindPaymentStatusSql, {id}});
+    std::vector<std::optional<PaymentStatusRow>> rows;
+    rows.reserve(ids.size());
+    for (const PgResult& r : s.exec_all(statements)) rows.push_back(status_row(r));
+    return rows;
 }
 
 namespace {

@@ -28,26 +28,41 @@ double ms_between(Clock::time_point from, Clock::time_point to) {
 
 void send_ready(zmq::socket_t& sock) { sock.send(zmq::message_t(), zmq::send_flags::none); }
 
-// Handles one job; always ends by telling the broker this worker is free again.
+// Handles a job of one or more requests ([client, frame, received] each, several only for a
+// batchable route); always ends by telling the broker this worker is free again: with the
+// replies ([client, reply, request_id] each), or with an empty ready frame if none.
 void handle(zmq::socket_t& sock, std::vector<zmq::message_t>& job, WorkerContext& ctx) {
-    Clock::time_point received;
-    if (!decode_received_at(job[2], received)) received = Clock::now();
-
-    ipc::Request request;
-    std::string error;
-    if (!ipc::decode(job[1].to_string_view(), request, error)) {
-        log::warn("bad_frame").kv("worker", ctx.worker).kv("bytes", job[1].size()).kv("reason", error);
+    std::size_t n = job.size() / 3;
+    std::vector<ipc::Request> requests(n);
+    std::vector<double> queued(n, 0.0);
+    std::vector<bool> ok(n, false);
+    for (std::size_t i = 0; i < n; ++i) {
+        Clock::time_point received;
+        if (!decode_received_at(job[3 * i + 2], received)) received = Clock::now();
+        queued[i] = ms_between(received, Clock::now());
+        std::string error;
+        ok[i] = ipc::decode(job[3 * i + 1].to_string_view(), requests[i], error);
+        if (!ok[i]) log::warn("bad_frame").kv("worker", ctx.worker).kv("bytes", job[3 * i + 1].size()).kv("reason", error);
+    }
+    if (n > 1) prefetch_for_batch(requests, ctx);
+    ctx.batch = n;
+    std::vector<zmq::message_t> out;
+    for (std::size_t i = 0; i < n; ++i) {
+        if (!ok[i]) continue;
+        std::string frame = serve(requests[i], queued[i], ctx);
+        out.push_back(std::move(job[3 * i]));
+        out.emplace_back(frame.data(), frame.size());
+        out.emplace_back(requests[i].request_id.data(), requests[i].request_id.size());
+    }
+    ctx.prefetched_status.clear();
+    ctx.batch = 1;
+    if (out.empty()) {
         send_ready(sock);
         return;
     }
-    std::string frame = serve(request, ms_between(received, Clock::now()), ctx);
-    if (frame.empty()) {
-        send_ready(sock);
-        return;
+    for (std::size_t i = 0; i < out.size(); ++i) {
+        sock.send(out[i], i + 1 < out.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
     }
-    sock.send(std::move(job[0]), zmq::send_flags::sndmore);
-    sock.send(zmq::message_t(frame.data(), frame.size()), zmq::send_flags::sndmore);
-    sock.send(zmq::message_t(request.request_id.data(), request.request_id.size()), zmq::send_flags::none);
 }
 
 }  // namespace
@@ -100,6 +115,7 @@ std::string serve(const ipc::Request& request, double queued_ms, WorkerContext& 
         .kv("ms", queued_ms + ms_between(start, Clock::now()))
         .kv("worker", ctx.worker);
     if (!idempotency.empty()) line.kv("idempotency", idempotency);
+    if (ctx.batch > 1) line.kv("batch", ctx.batch);
     return frame;
 }
 
@@ -133,7 +149,7 @@ void run_worker(zmq::context_t& zctx, const WorkerSettings& settings) noexcept {
             job.clear();
             if (!zmq::recv_multipart(sock, std::back_inserter(job))) continue;
             if (job.size() == 1) break;  // stop
-            if (job.size() != 3) {
+            if (job.size() % 3 != 0) {
                 log::error("worker_protocol_error").kv("worker", settings.id).kv("frames", job.size());
                 send_ready(sock);
                 continue;

@@ -2,6 +2,7 @@
 statuses"): exactly one wins, the others see the new status; history and queued tasks agree."""
 
 import json
+import re
 import threading
 import unittest
 
@@ -113,6 +114,33 @@ class ConcurrentActionsTest(PaymentStackTestCase):
         ids = {self.assertJson(r[1], r[2])["transaction_id"] for r in results}
         self.assertEqual(len(ids), THREADS)
         self.assertEqual(self.payment_count(), before + THREADS)
+
+
+class BatchedReadsTest(PaymentStackTestCase):
+    """Concurrent status reads reach a worker in batches (the broker hands consecutive queued
+    reads to one worker, which reads their rows in one round trip): each answer is still its
+    own request's, with ownership, not-found and malformed ids decided per request."""
+    daemon_workers = 1   # one worker: concurrent reads must queue, so they are batched
+    run_together = ConcurrentActionsTest.run_together
+
+    def test_concurrent_status_reads_are_answered_each_for_itself(self):
+        mine = [self.create_payment() for _ in range(3)]
+        self.assertEqual(self.accept(mine[0])[0], 200)
+        theirs = self.create_payment(token=self.tokens["bob"])
+        unknown = new_uuid()
+        cases = []
+        for _ in range(8):
+            cases += [(mine[0], 200, "bank_processing"), (mine[1], 200, "created"), (mine[2], 200, "created"),
+                      (theirs, 403, "acces_error"), (unknown, 404, "not_found"), ("nope", 400, "validation_error")]
+        results = self.run_together([lambda pid=pid: self.api("GET", f"{pid}/retrieve/status") for pid, _, _ in cases])
+        for (pid, status, expected), (got, headers, body) in zip(cases, results):
+            self.assertEqual(got, status, (pid, body))
+            doc = json.loads(body)
+            self.assertEqual(doc.get("payment_status") if status == 200 else doc.get("code"), expected, (pid, body))
+        lines = [ln for ln in self.stack.daemons["d1"].request_lines() if "route=payment.status" in ln]
+        self.assertGreaterEqual(len(lines), len(cases))
+        batched = [ln for ln in lines if re.search(r" batch=([2-9]|1[0-6])\b", ln)]
+        self.assertTrue(batched, "no status read was served in a batch: the test proves nothing")
 
 
 if __name__ == "__main__":

@@ -391,6 +391,35 @@ void worker_refuses_expired_requests(void**) {
     assert_int_equal(reply.status, 200);
     assert_string_equal(msg[3].to_string().c_str(), "t78");
 
+    // A batch: three requests in one job ([client, frame, received] each), one undecodable;
+    // the two others are answered in one message, in order, each to its own client.
+    {
+        std::string at = encode_received_at(std::chrono::steady_clock::now());
+        std::string a = ipc::encode(request("ping", 81)), c = ipc::encode(request("nope", 83));
+        broker.send(zmq::str_buffer("w1"), zmq::send_flags::sndmore);
+        broker.send(zmq::str_buffer("client-A"), zmq::send_flags::sndmore);
+        broker.send(zmq::buffer(a), zmq::send_flags::sndmore);
+        broker.send(zmq::buffer(at), zmq::send_flags::sndmore);
+        broker.send(zmq::str_buffer("client-B"), zmq::send_flags::sndmore);
+        broker.send(zmq::str_buffer("garbage"), zmq::send_flags::sndmore);
+        broker.send(zmq::buffer(at), zmq::send_flags::sndmore);
+        broker.send(zmq::str_buffer("client-C"), zmq::send_flags::sndmore);
+        broker.send(zmq::buffer(c), zmq::send_flags::sndmore);
+        broker.send(zmq::buffer(at), zmq::send_flags::none);
+        msg.clear();
+        assert_true(zmq::recv_multipart(broker, std::back_inserter(msg)).has_value());
+        assert_int_equal(msg.size(), 7);  // [w1, client-A, reply 81, t81, client-C, reply 83, t83]
+        assert_string_equal(msg[1].to_string().c_str(), "client-A");
+        assert_true(ipc::decode(msg[2].to_string_view(), reply, error));
+        assert_int_equal(reply.id, 81);
+        assert_int_equal(reply.status, 200);
+        assert_string_equal(msg[4].to_string().c_str(), "client-C");
+        assert_true(ipc::decode(msg[5].to_string_view(), reply, error));
+        assert_int_equal(reply.id, 83);
+        assert_int_equal(reply.status, 404);
+        assert_string_equal(msg[6].to_string().c_str(), "t83");
+    }
+
     broker.send(zmq::str_buffer("w1"), zmq::send_flags::sndmore);
     broker.send(zmq::message_t(), zmq::send_flags::none);  // stop
     worker.join();

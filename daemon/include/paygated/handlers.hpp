@@ -10,6 +10,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include <jansson.h>
@@ -18,6 +19,7 @@
 #include "paygate/json.hpp"
 #include "paygated/config.hpp"
 #include "paygated/db.hpp"
+#include "paygated/store.hpp"
 
 namespace paygate::daemon {
 
@@ -29,7 +31,18 @@ struct WorkerContext {
     TestFault test_fault = TestFault::None;     // $PAYGATED_TEST_FAULT (test-only)
     // provider_route rules: which provider charges an accepted payment (provider.hpp).
     std::vector<std::pair<std::string, std::string>> provider_routes = {};
+    // Rows read ahead for a batch of payment.status requests (prefetch_for_batch), by payment id;
+    // valid only while that batch is being served, then cleared.
+    std::unordered_map<std::string, std::optional<PaymentStatusRow>> prefetched_status = {};
+    std::size_t batch = 1;   // requests in the job being served (its log lines say batch=N when > 1)
 };
+
+// Routes whose requests a worker may take several at a time (the broker batches consecutive
+// queued requests of one such route), reading their rows in one round trip.
+bool batchable(std::string_view route);
+// Reads ahead, in one pipeline, what a batch of `requests` (one batchable route) will need.
+// Failures are not errors here: each request then reads for itself.
+void prefetch_for_batch(const std::vector<ipc::Request>& requests, WorkerContext& ctx);
 
 using Handler = ipc::Reply (*)(const ipc::Request& request, WorkerContext& ctx);
 

@@ -128,6 +128,9 @@ struct PaymentStatusRow {
     std::string status;
 };
 std::optional<PaymentStatusRow> find_payment_status(Session& s, const std::string& id);
+// The same for several payments in one round trip (a pipeline, outside any transaction): one
+// entry per id, in order.
+std::vector<std::optional<PaymentStatusRow>> find_payment_statuses(Session& s, const std::vector<std::string>& ids);
 
 // The changes of the client actions (the caller has locked the row and checked the transition).
 void update_money(Session& s, const std::string& id, const MoneyInfo& money);
