@@ -263,7 +263,7 @@ void key_table_documents_every_key(void**) {
 }
 
 void mserver_route_needs_its_settings(void**) {
-    const char* base = "listen = tcp://127.0.0.1:9\ndatabase = dbname=x\nprovider_route = RUB mserver\n";
+    const char* base = "listen = tcp://127.0.0.1:9\ndatabase = dbname=x\ncurve = off\nprovider_route = RUB mserver\n";
     Config c;
     std::string error;
     assert_true(parse_config(base, "t.conf", c, error));
