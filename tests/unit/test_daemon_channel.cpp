@@ -41,31 +41,6 @@ int unblocked_signal(const sigset_t& mask) {
     }
     return 0;
 }
-// One socket per daemon: sends take the daemons in turn, never the one to `avoid`, and pass over
-// a resting daemon while another is connected (the module's resend and drain handling).
-void sends_rotate_avoid_and_pass_over_resting_daemons(void**) {
-    Router first, second;
-    DaemonChannel channel({first.endpoint, second.endpoint}, 4);
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    // wait until both are connected: ZMQ_IMMEDIATE refuses a daemon before
-    std::vector<int> hellos(2, 0);
-    while (hellos[0] == 0 || hellos[1] == 0) {
-        assert_true(std::chrono::steady_clock::now() < deadline);
-        int i = channel.send("hello", hellos[0] ? 0 : (hellos[1] ? 1 : -1));
-        if (i >= 0) hellos[static_cast<std::size_t>(i)]++;
-        else std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    for (int n = 0; n < hellos[0]; ++n) assert_string_equal(first.receive().c_str(), "hello");
-    for (int n = 0; n < hellos[1]; ++n) assert_string_equal(second.receive().c_str(), "hello");
-
-    int a = channel.send("a");
-    int b = channel.send("b");
-    assert_true(a >= 0 && b >= 0 && a != b);            // in turn
-    for (int n = 0; n < 4; ++n) assert_int_equal(channel.send("x", 0), 1);   // never the avoided one
-    channel.rest(1, DaemonChannel::Clock::now() + std::chrono::seconds(30));
-    for (int n = 0; n < 4; ++n) assert_int_equal(channel.send("y"), 0);      // the rested one passed over
-    assert_int_equal(channel.send("z", 0), 1);          // ... unless it is the only choice left
-}
 
 }  // namespace
 
@@ -221,6 +196,32 @@ void a_throwing_handler_leaves_no_reply_stranded(void**) {
     channel.drain(0, [&](std::string_view frame) { seen.emplace_back(frame); });
     assert_int_equal(seen.size(), 1);
     assert_string_equal(seen[0].c_str(), "four");
+}
+
+// One socket per daemon: sends take the daemons in turn, never the one to `avoid`, and pass over
+// a resting daemon while another is connected (the module's resend and drain handling).
+void sends_rotate_avoid_and_pass_over_resting_daemons(void**) {
+    Router first, second;
+    DaemonChannel channel({first.endpoint, second.endpoint}, 4);
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    // wait until both are connected: ZMQ_IMMEDIATE refuses a daemon before
+    std::vector<int> hellos(2, 0);
+    while (hellos[0] == 0 || hellos[1] == 0) {
+        assert_true(std::chrono::steady_clock::now() < deadline);
+        int i = channel.send("hello", hellos[0] ? 0 : (hellos[1] ? 1 : -1));
+        if (i >= 0) hellos[static_cast<std::size_t>(i)]++;
+        else std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    for (int n = 0; n < hellos[0]; ++n) assert_string_equal(first.receive().c_str(), "hello");
+    for (int n = 0; n < hellos[1]; ++n) assert_string_equal(second.receive().c_str(), "hello");
+
+    int a = channel.send("a");
+    int b = channel.send("b");
+    assert_true(a >= 0 && b >= 0 && a != b);            // in turn
+    for (int n = 0; n < 4; ++n) assert_int_equal(channel.send("x", 0), 1);   // never the avoided one
+    channel.rest(1, DaemonChannel::Clock::now() + std::chrono::seconds(30));
+    for (int n = 0; n < 4; ++n) assert_int_equal(channel.send("y"), 0);      // the rested one passed over
+    assert_int_equal(channel.send("z", 0), 1);          // ... unless it is the only choice left
 }
 
 }  // namespace
