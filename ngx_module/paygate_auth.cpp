@@ -1,4 +1,4 @@
-// Client authentication of Access::Client routes: the x_auth_token check against the worker's token list.
+// Client authentication of Access::Client routes: the x_auth_token check against the shared token table.
 #include "paygate_module.hpp"
 
 #include <optional>
@@ -59,16 +59,16 @@ std::string_view find_header(ngx_http_request_t* r, std::initializer_list<std::s
 }
 
 bool authenticate(ngx_http_request_t* r, std::string& principal, ngx_int_t& rc) {
-    if (worker == nullptr || !worker->tokens.usable(TokenCache::Clock::now())) {
-        // Without a fresh token list a revoked token could pass: refuse rather than guess.
+    if (worker == nullptr || !tokens_usable()) {
+        // Without a fresh token table a revoked token could pass: refuse rather than guess.
         rc = ngx_http_discard_request_body(r);
         if (rc == NGX_OK) rc = send_unavailable(r, "token list not loaded or stale");
         return false;
     }
     bool ambiguous = false;
     std::string_view token = auth_token(r, ambiguous);
-    std::optional<std::string> client;
-    if (!ambiguous) client = worker->tokens.client_of(token);
+    std::optional<std::uint64_t> client;
+    if (!ambiguous) client = token_client(token);
     if (!client) {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0, "paygate: 403, %s token, request_id=%*s",
                       ambiguous ? "more than one" : token.empty() ? "missing" : "unknown or revoked",
@@ -83,7 +83,7 @@ bool authenticate(ngx_http_request_t* r, std::string& principal, ngx_int_t& rc) 
         }
         return false;
     }
-    principal = std::move(*client);
+    principal = std::to_string(*client);
     return true;
 }
 

@@ -189,9 +189,9 @@ ngx_int_t handle(ngx_http_request_t* r) {
         principal = "partner:" + std::string(match.route->partner);
     }
     if (match.route->access == routes::Access::Client) {
-        // A worker that just started (or came with a reload) has no token list yet: wait for the
-        // first one, which is milliseconds away, rather than refuse.
-        if (worker != nullptr && !worker->tokens.loaded()) return park_until_tokens(r);
+        // An nginx that just started (or whose token table was reset) has no tokens yet: wait
+        // for them, which is milliseconds to a second away, rather than refuse.
+        if (worker != nullptr && !tokens_loaded()) return park_until_tokens(r);
         ngx_int_t rc;
         if (!authenticate(r, principal, rc)) return rc;
     }

@@ -25,7 +25,7 @@ const std::vector<HandlerEntry>& handler_table() {
         {"payment.extra_charge", handle_payment_extra_charge},
         {"payment.refund", handle_payment_refund},
         {"callback.sky_technologies", handle_callback_sky_technologies},
-        {routes::kAuthTokensRoute, handle_auth_tokens},  // internal: the module's token poll
+        {routes::kAuthTokensRoute, handle_auth_tokens, Runs::Inline},  // internal: the module's token poll, from memory
     };
     return table;
 }
