@@ -30,6 +30,7 @@ bench:
 	bash bench/providers.sh
 	bash bench/replay.sh
 	bash bench/rolling_restart.sh
+	bash bench/tokens.sh
 
 clean:
 	rm -rf $(BUILD_DIR)
