@@ -189,10 +189,7 @@ ngx_int_t handle(ngx_http_request_t* r) {
         principal = "partner:" + std::string(match.route->partner);
     }
     if (match.route->access == routes::Access::Client) {
-        // An nginx that just started (or whose token table was reset) has no tokens yet: wait
-        // for them, which is milliseconds to a second away, rather than refuse.
-        if (worker != nullptr && !tokens_loaded()) return park_until_tokens(r);
-        ngx_int_t rc;
+        ngx_int_t rc;   // a request parked until the token table is loaded returns NGX_DONE here
         if (!authenticate(r, principal, rc)) return rc;
     }
 

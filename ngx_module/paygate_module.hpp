@@ -140,7 +140,7 @@ void install_request_body_filter();
 // ---- paygate_auth.cpp: client tokens of Access::Client routes ----
 
 // True with `principal` set; false when the request was answered instead (403, or 503 without a
-// fresh token table), `rc` being that answer's.
+// fresh token table) or parked until the table is loaded, `rc` being what the handler returns.
 bool authenticate(ngx_http_request_t* r, std::string& principal, ngx_int_t& rc);
 // Suspends a request until the token table is loaded (or paygate_timeout: 503).
 ngx_int_t park_until_tokens(ngx_http_request_t* r);
@@ -173,11 +173,13 @@ void start_token_sync(ngx_cycle_t* cycle, const MainConf& conf);
 void stop_token_sync();
 // An answer to the module's own auth.tokens request (its id has kInternalId).
 void on_token_sync_reply(const ipc::Reply& reply, ngx_log_t* log);
-// Reads of the table (each takes the zone's lock briefly): loaded at all; loaded and fresh; the
-// client id of a presented token while it is live.
-bool tokens_loaded();
-bool tokens_usable();
-std::optional<std::uint64_t> token_client(std::string_view token);
+// One read of the table (the zone's lock held briefly): whether it is loaded, whether it is fresh,
+// and when it is both, the client id of `token` if that is live ("" looks nothing up).
+struct TokenLookup {
+    enum State { NotLoaded, Stale, Usable } state = NotLoaded;
+    std::optional<std::uint64_t> client;
+};
+TokenLookup lookup_token(std::string_view token);
 
 // ---- paygate_channel.cpp: the ZeroMQ channel in nginx's event loop ----
 

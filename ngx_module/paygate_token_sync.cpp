@@ -208,24 +208,21 @@ void stop_token_sync() {
     zone = nullptr;
 }
 
-bool tokens_loaded() {
-    if (zone == nullptr) return false;
-    ZoneLock lock(zone);
-    return zone->table.loaded();
-}
-
-bool tokens_usable() {
-    if (zone == nullptr) return false;
-    ZoneLock lock(zone);
-    return zone->table.usable(Clock::now());
-}
-
-std::optional<std::uint64_t> token_client(std::string_view token) {
-    if (zone == nullptr || token.empty()) return std::nullopt;
+TokenLookup lookup_token(std::string_view token) {
+    TokenLookup out;
+    if (zone == nullptr) return out;
     unsigned char hash[token_sync::kHashBytes];
-    token_hash(token, hash);   // outside the lock
+    if (!token.empty()) token_hash(token, hash);   // outside the lock
+    auto now = Clock::now();
     ZoneLock lock(zone);
-    return zone->table.client_of_hash(hash);
+    if (!zone->table.loaded()) return out;
+    if (!zone->table.usable(now)) {
+        out.state = TokenLookup::Stale;
+        return out;
+    }
+    out.state = TokenLookup::Usable;
+    if (!token.empty()) out.client = zone->table.client_of_hash(hash);
+    return out;
 }
 
 void on_token_sync_reply(const ipc::Reply& reply, ngx_log_t* log) {

@@ -236,12 +236,22 @@ bool TokenFeed::catch_up(PGconn* conn) {
         std::string since = std::to_string(have);
         const char* params[2] = {since.c_str(), limit.c_str()};
         PgResult r(PQexecParams(conn, kTokenChangesSql, 2, nullptr, params, nullptr, nullptr, 1));
-        if (PQresultStatus(r.get()) != PGRES_TUPLES_OK || PQntuples(r.get()) < 1) {
+        if (PQresultStatus(r.get()) != PGRES_TUPLES_OK) {
             log::warn("token_feed_failed").kv("error", pg_error_line(r.get()));
             return false;
         }
         int rows = PQntuples(r.get());
-        std::uint64_t newest = be64(PQgetvalue(r.get(), 0, 0));
+        std::uint64_t newest = have;
+        if (rows > 0) {
+            newest = be64(PQgetvalue(r.get(), 0, 0));
+        } else {
+            PgResult n(PQexecParams(conn, kTokenNewestSql, 0, nullptr, nullptr, nullptr, nullptr, 1));
+            if (PQresultStatus(n.get()) != PGRES_TUPLES_OK || PQntuples(n.get()) != 1) {
+                log::warn("token_feed_failed").kv("error", pg_error_line(n.get()));
+                return false;
+            }
+            newest = be64(PQgetvalue(n.get(), 0, 0));
+        }
         if (newest < have) {
             // Versions never go down unless the database was restored or recreated: what we hold
             // belongs to another history. Start over; modules then hear "behind" and reset.
@@ -252,9 +262,12 @@ bool TokenFeed::catch_up(PGconn* conn) {
         std::vector<TokenLog::Change> changes;
         changes.reserve(static_cast<std::size_t>(rows));
         for (int i = 0; i < rows; ++i) {
-            if (PQgetisnull(r.get(), i, 1)) continue;   // no change: the one row of the join
             TokenLog::Change c;
             c.version = be64(PQgetvalue(r.get(), i, 1));
+            if (c.version <= (changes.empty() ? have : changes.back().version)) {
+                log::error("token_feed_bad_row").kv("version", c.version).kv("what", "rows out of version order");
+                return false;
+            }
             if (PQgetlength(r.get(), i, 2) != static_cast<int>(token_sync::kHashBytes)) {
                 log::error("token_feed_bad_row").kv("version", c.version).kv("what", "token_sha256 is not 32 bytes");
                 return false;

@@ -213,11 +213,12 @@ long purge_expired_keys(Session& s, int batch);
 
 // --- tokens (the token feed behind auth.tokens, token_feed.hpp) -------------------------------
 
-// The token feed's one statement, binary results, $1 the version it holds, $2 the page size:
-// row 0 column 0 is max(api_tokens.version) (int8, 0 with no tokens); then, in version order, up
-// to $2 rows above $1 with version (int8), the raw SHA-256 (bytea, 32 bytes), client_id (int8)
-// and live (bool: not revoked); no change is one row of NULLs beside the max. One statement, so
-// one snapshot: the max and the rows agree.
+// The token feed's statements, binary results. kTokenChangesSql: $1 the version it holds, $2 the
+// page size; up to $2 rows above $1 in version order, each with max(api_tokens.version) (int8),
+// version (int8), the raw SHA-256 (bytea, 32 bytes), client_id (int8) and live (bool: not
+// revoked). kTokenNewestSql: max(api_tokens.version) alone (int8, 0 with no tokens), asked when
+// there was no change, to notice a database that went back in time.
 extern const char* const kTokenChangesSql;
+extern const char* const kTokenNewestSql;
 
 }  // namespace paygate::daemon
