@@ -307,6 +307,16 @@ class RevocationTest(TokenSyncTestCase):
         fresh = self.stack.create_token("carol")
         self.wait_until_accepted_everywhere([fresh, other])
 
+    def test_zone_size_is_checked(self):
+        rc, out = self.stack.check_nginx_conf(paygate_token_zone="64k")
+        self.assertNotEqual(rc, 0, out)
+        self.assertIn('paygate_token_zone "64k": expected a size of at least 128k', out)
+        rc, out = self.stack.check_nginx_conf(paygate_token_zone=["16m", "32m"])
+        self.assertNotEqual(rc, 0, out)
+        self.assertIn('"paygate_token_zone" directive is duplicate', out)
+        rc, out = self.stack.check_nginx_conf(paygate_token_zone="16m")
+        self.assertEqual(rc, 0, out)
+
 
 class StaleListTest(TokenSyncTestCase):
     nginx = dict(TokenSyncTestCase.nginx, paygate_timeout="1s")
