@@ -47,6 +47,7 @@ bench:
 	bash bench/replay.sh
 	bash bench/rolling_restart.sh
 	bash bench/reads.sh
+	bash bench/tokens.sh
 
 clean:
 	rm -rf $(BUILD_DIR) $(FUZZ_BUILD_DIR) $(PACKAGE_DIR)

@@ -4,7 +4,7 @@
 // table, reads the body without blocking, and forwards it over the worker's ZeroMQ channel to
 // paygated; the request is suspended until the reply, the timeout timer or the client's
 // disconnect, whichever comes first. Each concern has its file (see paygate_module.hpp);
-// everything without nginx types lives in plain C++ (daemon_channel, token_cache).
+// everything without nginx types lives in plain C++ (daemon_channel, token_table, replay_policy).
 #include "paygate_module.hpp"
 
 #include <cstddef>
@@ -27,6 +27,7 @@ void* create_main_conf(ngx_conf_t* cf) {
     conf->daemons = static_cast<ngx_array_t*>(NGX_CONF_UNSET_PTR);
     conf->max_in_flight = NGX_CONF_UNSET;
     conf->curve = NGX_CONF_UNSET;
+    conf->token_zone_size = NGX_CONF_UNSET_SIZE;
     return conf;
 }
 
@@ -34,7 +35,11 @@ char* init_main_conf(ngx_conf_t* cf, void* data) {
     auto* conf = static_cast<MainConf*>(data);
     ngx_conf_init_value(conf->max_in_flight, 1024);
     ngx_conf_init_value(conf->curve, 1);
-    if (conf->daemons != NGX_CONF_UNSET_PTR) warn_about_missing_callback_keys(cf, *conf);
+    if (conf->daemons != NGX_CONF_UNSET_PTR) {
+        warn_about_missing_callback_keys(cf, *conf);
+        // The token table every worker shares (a zone only costs the pages tokens occupy).
+        if (add_token_zone(cf, *conf) != NGX_CONF_OK) return static_cast<char*>(NGX_CONF_ERROR);
+    }
     return check_link_keys(cf, *conf);
 }
 
@@ -165,7 +170,7 @@ ngx_int_t init_process(ngx_cycle_t* cycle) {
         ngx_log_error(NGX_LOG_ALERT, cycle->log, 0, "paygate: cannot open the daemon channel: %s", e.what());
         return NGX_OK;
     }
-    start_token_sync(cycle->log);
+    start_token_sync(cycle, *mcf);
     return NGX_OK;
 }
 
@@ -187,6 +192,8 @@ ngx_command_t commands[] = {
      NGX_HTTP_MAIN_CONF_OFFSET, 0, nullptr},
     {ngx_string("paygate_max_in_flight"), NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1, ngx_conf_set_num_slot,
      NGX_HTTP_MAIN_CONF_OFFSET, offsetof(MainConf, max_in_flight), &in_flight_bounds},
+    {ngx_string("paygate_token_zone"), NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1, set_token_zone, NGX_HTTP_MAIN_CONF_OFFSET, 0,
+     nullptr},
     {ngx_string("paygate_idempotency_zone"), NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE12, set_idempotency_zone,
      NGX_HTTP_MAIN_CONF_OFFSET, 0, nullptr},
     {ngx_string("paygate_callback_keys"), NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1, set_callback_keys,

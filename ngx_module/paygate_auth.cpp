@@ -1,4 +1,4 @@
-// Client authentication of Access::Client routes: the x_auth_token check against the worker's token list.
+// Client authentication of Access::Client routes: the x_auth_token check against the shared token table.
 #include "paygate_module.hpp"
 
 #include <optional>
@@ -59,17 +59,23 @@ std::string_view find_header(ngx_http_request_t* r, std::initializer_list<std::s
 }
 
 bool authenticate(ngx_http_request_t* r, std::string& principal, ngx_int_t& rc) {
-    if (worker == nullptr || !worker->tokens.usable(TokenCache::Clock::now())) {
-        // Without a fresh token list a revoked token could pass: refuse rather than guess.
+    bool ambiguous = false;
+    std::string_view token = auth_token(r, ambiguous);
+    // One look at the table (one hold of its lock): its state and, when it is usable, the token.
+    TokenLookup found = worker != nullptr ? lookup_token(ambiguous ? std::string_view() : token) : TokenLookup{};
+    if (found.state == TokenLookup::NotLoaded && worker != nullptr) {
+        // An nginx that just started (or whose table was reset) has no tokens yet: wait for
+        // them, which is milliseconds to a second away, rather than refuse.
+        rc = park_until_tokens(r);
+        return false;
+    }
+    if (found.state != TokenLookup::Usable) {
+        // Without a fresh token table a revoked token could pass: refuse rather than guess.
         rc = ngx_http_discard_request_body(r);
         if (rc == NGX_OK) rc = send_unavailable(r, "token list not loaded or stale");
         return false;
     }
-    bool ambiguous = false;
-    std::string_view token = auth_token(r, ambiguous);
-    std::optional<std::string> client;
-    if (!ambiguous) client = worker->tokens.client_of(token);
-    if (!client) {
+    if (!found.client) {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0, "paygate: 403, %s token, request_id=%*s",
                       ambiguous ? "more than one" : token.empty() ? "missing" : "unknown or revoked",
                       static_cast<int>(request_id(r).size()),
@@ -83,7 +89,7 @@ bool authenticate(ngx_http_request_t* r, std::string& principal, ngx_int_t& rc) 
         }
         return false;
     }
-    principal = std::move(*client);
+    principal = std::to_string(*found.client);
     return true;
 }
 

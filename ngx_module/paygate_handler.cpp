@@ -194,10 +194,7 @@ ngx_int_t handle(ngx_http_request_t* r) {
         principal = "partner:" + std::string(match.route->partner);
     }
     if (match.route->access == routes::Access::Client) {
-        // A worker that just started (or came with a reload) has no token list yet: wait for the
-        // first one, which is milliseconds away, rather than refuse.
-        if (worker != nullptr && !worker->tokens.loaded()) return park_until_tokens(r);
-        ngx_int_t rc;
+        ngx_int_t rc;   // a request parked until the token table is loaded returns NGX_DONE here
         if (!authenticate(r, principal, rc)) return rc;
     }
 

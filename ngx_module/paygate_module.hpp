@@ -16,7 +16,7 @@
 
 #include "daemon_channel.hpp"
 #include "replay_cache.hpp"
-#include "token_cache.hpp"
+#include "token_table.hpp"
 #include "paygate/idempotency.hpp"
 #include "paygate/ipc.hpp"
 #include "paygate/routes.hpp"
@@ -40,6 +40,8 @@ struct MainConf {
     ngx_str_t curve_secret_key;  //   (zeroed when the configuration's pool goes)
     ngx_str_t daemon_public_key; // paygate_daemon_public_key: the daemons' key unless a line has its own
     ngx_int_t max_in_flight;     // per worker
+    size_t token_zone_size;      // paygate_token_zone
+    ngx_shm_zone_t* token_zone;  // the shared token table; null without paygate_daemon
     ReplayZone replay;           // paygate_idempotency_zone; replay.shm null when not configured
     CallbackKeys* callbacks;     // paygate_callback_keys / paygate_partner_key; null when none
 };
@@ -68,11 +70,23 @@ struct Worker {
     std::uint64_t last_id = 0;
     ngx_uint_t max_in_flight;
 
-    TokenCache tokens;
-    std::vector<ngx_http_request_t*> awaiting_tokens;   // parked until the first list arrives
+    std::vector<ngx_http_request_t*> awaiting_tokens;   // parked until the token table is loaded
     ngx_event_t token_timer{};
     std::uint64_t token_sync_id = 0;          // the auth.tokens request awaited, 0 if none
-    TokenCache::Clock::time_point token_sync_sent{};
+    TokenTable::Clock::time_point token_sync_sent{};
+    std::size_t sync_limit = 1024;            // entries asked for per chunk (adapted, paygate_token_sync.cpp)
+    // The sync round in progress (from the first chunk to the daemon's head), for its log line.
+    struct SyncRound {
+        bool open = false;
+        bool was_loaded = false;
+        std::uint64_t version_before = 0;
+        std::uint64_t size_before = 0;
+        std::uint64_t changes = 0;
+        std::uint64_t chunks = 0;
+        std::int64_t longest_us = 0;       // the longest chunk: decode, apply, finish, on this event loop
+        std::int64_t longest_cpu_us = 0;   // the same in CPU time (the wall time counts preemption too)
+        TokenTable::Clock::time_point started{};
+    } sync_round;
 
     ngx_event_t link_timer{};                 // reads the channel's handshake events
     std::unordered_map<std::string, bool> link_failing;   // endpoint -> a failure was logged
@@ -139,11 +153,11 @@ void install_request_body_filter();
 // ---- paygate_auth.cpp: client tokens of Access::Client routes ----
 
 // True with `principal` set; false when the request was answered instead (403, or 503 without a
-// fresh token list), `rc` being that answer's.
+// fresh token table) or parked until the table is loaded, `rc` being what the handler returns.
 bool authenticate(ngx_http_request_t* r, std::string& principal, ngx_int_t& rc);
-// Suspends a request until the worker's first token list arrives (or paygate_timeout: 503).
+// Suspends a request until the token table is loaded (or paygate_timeout: 503).
 ngx_int_t park_until_tokens(ngx_http_request_t* r);
-// The first token list arrived: runs the parked requests from the start.
+// The token table is loaded: runs the parked requests from the start.
 void resume_awaiting();
 
 // The first request header named (case-insensitively) one of `names`, or "" if none; `count`
@@ -165,12 +179,23 @@ bool check_capability(ngx_http_request_t* r, const routes::Route& route, std::st
 bool check_signature(ngx_http_request_t* r, const routes::Route& route, std::string_view body, std::string& webhook_id,
                      ngx_int_t& rc);
 
-// ---- paygate_token_sync.cpp: the worker's token list, refreshed from the daemons ----
+// ---- paygate_token_sync.cpp: the shared token table and its sync from the daemons ----
 
-void start_token_sync(ngx_log_t* log);
+// paygate_token_zone SIZE (http).
+char* set_token_zone(ngx_conf_t* cf, ngx_command_t* cmd, void* conf);
+// Adds the token zone (init_main_conf, with paygate_daemon): the directive's size or the default.
+char* add_token_zone(ngx_conf_t* cf, MainConf& conf);
+void start_token_sync(ngx_cycle_t* cycle, const MainConf& conf);
 void stop_token_sync();
 // An answer to the module's own auth.tokens request (its id has kInternalId).
 void on_token_sync_reply(const ipc::Reply& reply, ngx_log_t* log);
+// One read of the table (the zone's lock held briefly): whether it is loaded, whether it is fresh,
+// and when it is both, the client id of `token` if that is live ("" looks nothing up).
+struct TokenLookup {
+    enum State { NotLoaded, Stale, Usable } state = NotLoaded;
+    std::optional<std::uint64_t> client;
+};
+TokenLookup lookup_token(std::string_view token);
 
 // ---- paygate_channel.cpp: the ZeroMQ channel in nginx's event loop ----
 

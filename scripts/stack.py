@@ -478,10 +478,10 @@ class Postgres:
         res = self._as_owner([str(PG_BIN / "pg_ctl"), "-D", str(self.data), "status"], check=False)
         return res.returncode == 0
 
-    def psql(self, sql: str, dbname: str = DB_NAME) -> str:
+    def psql(self, sql: str, dbname: str = DB_NAME, timeout: float = 60) -> str:
         res = subprocess.run([str(PG_BIN / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U",
                               DB_USER, "-d", dbname, "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1",
-                              "-c", sql], capture_output=True, text=True, timeout=60)
+                              "-c", sql], capture_output=True, text=True, timeout=timeout)
         if res.returncode != 0:
             raise StackError(f"psql failed: {res.stderr}")
         return res.stdout.strip()
@@ -719,8 +719,8 @@ class Stack:
     def stop_postgres(self) -> None:
         self.pg.stop()
 
-    def psql(self, sql: str) -> str:
-        return self.pg.psql(sql)
+    def psql(self, sql: str, timeout: float = 60) -> str:
+        return self.pg.psql(sql, timeout=timeout)
 
     def migrate(self) -> None:
         self._require(self.paygatectl)

@@ -34,6 +34,7 @@
 #include "paygated/janitor.hpp"
 #include "paygated/link_auth.hpp"
 #include "paygated/tasks.hpp"
+#include "paygated/token_feed.hpp"
 #include "paygated/log.hpp"
 #include "paygated/worker.hpp"
 
@@ -107,13 +108,18 @@ public:
           auth_(std::move(auth)),
           inline_db_(config.database, std::make_shared<RetryGate>(std::chrono::milliseconds(config.db_retry_max_ms)), 0),
           inline_ctx_{0, inline_db_},
+          token_feed_(TokenFeedSettings{config.database, std::chrono::milliseconds(250),
+                                        std::chrono::milliseconds(config.db_retry_max_ms), 50000}),
           janitor_(JanitorSettings{config.database, std::chrono::seconds(config.idempotency_purge_interval_s),
                                    std::chrono::milliseconds(config.db_retry_max_ms), config.idempotency_lease_ms,
                                    1000,
-                                   std::chrono::milliseconds(config.test_fault == TestFault::JanitorStall ? 2000 : 0)}) {}
+                                   std::chrono::milliseconds(config.test_fault == TestFault::JanitorStall ? 2000 : 0)}) {
+        inline_ctx_.tokens = &token_feed_.log();
+    }
 
     ~Broker() {
         janitor_.stop();
+        token_feed_.stop();
         if (tasks_) tasks_->stop();
         // Only reached with threads still running on an error path: unblock and join them.
         if (!threads_.empty()) {
@@ -151,6 +157,7 @@ public:
     }
 
     void start_workers() {
+        token_feed_.start();   // first: the modules' token list depends on it, not on the workers
         back_.set(zmq::sockopt::linger, 0);
         back_.set(zmq::sockopt::router_mandatory, 1);
         back_.bind(kBackEndpoint);
@@ -356,7 +363,9 @@ private:
                 continue;
             }
             const HandlerEntry* entry = find_handler(request.route);
-            if (entry != nullptr && entry->runs == Runs::Inline) {
+            // While draining even the inline routes (ping, the token sync) are refused: the
+            // modules then pass this daemon over, and its front end falls quiet so it can close.
+            if (!stopping && entry != nullptr && entry->runs == Runs::Inline) {
                 serve_inline(msg[0], request);
                 continue;
             }
@@ -446,6 +455,7 @@ private:
         // those replies with them (libzmq ties a connection's session to its listener).
         front_.close();
         janitor_.stop();  // prompt: cancels a purge in progress
+        token_feed_.stop();
         if (tasks_) tasks_->stop();  // the task in hand finishes (its provider call is bounded)
         monitor_.close();
         if (auth_) zap_.close();
@@ -505,6 +515,8 @@ private:
     // Inline handlers never touch the database (see Runs::Inline): this Db is never connected.
     Db inline_db_;
     WorkerContext inline_ctx_;
+    // Keeps the token list in memory for auth.tokens, served inline (handlers_auth.cpp).
+    TokenFeed token_feed_;
     Janitor janitor_;  // purges expired idempotency keys on a thread of its own
 public:
     // Providers' keys are loaded before anything is bound, so a bad key file stops the start.

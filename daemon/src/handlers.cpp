@@ -26,7 +26,7 @@ const std::vector<HandlerEntry>& handler_table() {
         {"payment.refund", handle_payment_refund},
         {"callback.sky_technologies", handle_callback_sky_technologies},
         {"callback.mserver", handle_callback_mserver},
-        {routes::kAuthTokensRoute, handle_auth_tokens},  // internal: the module's token poll
+        {routes::kAuthTokensRoute, handle_auth_tokens, Runs::Inline},  // internal: the module's token poll, from memory
     };
     return table;
 }

@@ -1,44 +1,56 @@
-// Handler of the internal route auth.tokens: the nginx module's poll for the set of valid tokens.
+// Handler of the internal route auth.tokens: the nginx module's poll for token changes.
 //
-// Request: param `since` = the version the module holds (absent or "0": it holds none). Reply 200:
-//   {"version":N,"unchanged":true}                                   N == since (since != 0)
-//   {"version":N,"tokens":[{"sha256":"<hex>","client_id":"<id>"}...]} every non-revoked token
-// N is max(api_tokens.version) (0 when there are no tokens); see sql/0002_payments.sql.
+// Request: param `since` = the change version the module holds (absent or "0": none), `limit` =
+// the most entries it wants in one reply. Reply 200, content-type token_sync::kContentType: one
+// chunk of the changes above `since` (paygate/token_sync.hpp; docs/daemon.md). Served on the
+// broker thread (Runs::Inline) from the token feed's memory: no worker, no database, so a long
+// payment queue never delays it. 503 until the feed has read the table once.
 #include "paygated/handlers.hpp"
-#include "paygated/store.hpp"
+#include "paygated/token_feed.hpp"
+
+#include "paygate/json_error.hpp"
+#include "paygate/token_sync.hpp"
 
 namespace paygate::daemon {
 
-std::optional<std::string> parse_token_version(const std::string* since) {
-    if (!since || since->empty()) return std::string("0");
-    if (since->size() > 18) return std::nullopt;
-    for (char c : *since) {
+namespace {
+
+std::optional<std::uint64_t> parse_decimal(const std::string& text, std::size_t max_digits) {
+    if (text.empty() || text.size() > max_digits) return std::nullopt;
+    std::uint64_t n = 0;
+    for (char c : text) {
         if (c < '0' || c > '9') return std::nullopt;
+        n = n * 10 + static_cast<std::uint64_t>(c - '0');
     }
-    std::size_t first = since->find_first_not_of('0');
-    return first == std::string::npos ? std::string("0") : since->substr(first);
+    return n;
+}
+
+}  // namespace
+
+std::optional<std::uint64_t> parse_token_version(const std::string* since) {
+    if (!since || since->empty()) return 0;
+    return parse_decimal(*since, 18);
+}
+
+std::optional<std::size_t> parse_token_limit(const std::string* limit) {
+    if (!limit) return token_sync::kMaxChunkEntries;
+    std::optional<std::uint64_t> n = parse_decimal(*limit, 6);
+    if (!n || *n == 0 || *n > token_sync::kMaxChunkEntries) return std::nullopt;
+    return static_cast<std::size_t>(*n);
 }
 
 ipc::Reply handle_auth_tokens(const ipc::Request& request, WorkerContext& ctx) {
-    return guarded(request, ctx, [&] {
-        std::optional<std::string> since = parse_token_version(request.param("since"));
-        if (!since) throw Refusal{400, "validation_error", "since: must be a decimal version"};
-        Session s(ctx.db);
-        TokenSnapshot snap = read_tokens(s, *since);
-        using json::Value;
-        if (snap.unchanged) {
-            return value_reply(200, Value::object({{"version", Value::number(snap.version)},
-                                                   {"unchanged", Value::from_bool(true)}}));
-        }
-        std::vector<Value> tokens;
-        tokens.reserve(snap.tokens.size());
-        for (TokenEntry& t : snap.tokens) {
-            tokens.push_back(Value::object({{"sha256", Value::string(std::move(t.sha256))},
-                                            {"client_id", Value::string(std::move(t.client_id))}}));
-        }
-        return value_reply(200, Value::object({{"version", Value::number(snap.version)},
-                                               {"tokens", Value::array(std::move(tokens))}}));
-    });
+    std::optional<std::uint64_t> since = parse_token_version(request.param("since"));
+    if (!since) return ipc::error_reply(request.id, 400, "validation_error", "since: must be a decimal version");
+    std::optional<std::size_t> limit = parse_token_limit(request.param("limit"));
+    if (!limit) return ipc::error_reply(request.id, 400, "validation_error", "limit: must be 1-10000");
+    ipc::Reply reply;
+    if (ctx.tokens == nullptr || !ctx.tokens->read(*since, *limit, TokenLog::Clock::now(), reply.body)) {
+        return ipc::error_reply(request.id, 503, "service_unavailable", "the token list is not loaded yet; retry later");
+    }
+    reply.status = 200;
+    reply.headers.emplace_back("content-type", std::string(token_sync::kContentType));
+    return reply;
 }
 
 }  // namespace paygate::daemon

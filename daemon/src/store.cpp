@@ -413,27 +413,13 @@ long purge_expired_keys(Session& s, int batch) {
 
 // --- tokens ----------------------------------------------------------------------------------
 
-TokenSnapshot read_tokens(Session& s, const std::string& since) {
-    // One statement, so one snapshot: the version and the list always agree. When the version
-    // equals `since` the join matches nothing and the answer is one row of NULL tokens. `since`
-    // 0 means the caller holds no list yet: it always gets one, even an empty one at version 0.
-    PgResult r = s.exec(
-        "WITH v AS (SELECT coalesce(max(version), 0) AS version FROM api_tokens)"
-        " SELECT v.version, t.token_sha256, t.client_id"
-        " FROM v LEFT JOIN api_tokens t ON t.revoked_at IS NULL AND (v.version <> $1::bigint OR $1::bigint = 0)"
-        " ORDER BY t.id",
-        {since});
-    TokenSnapshot snap;
-    int rows = PQntuples(r.get());
-    if (rows < 1) throw DbError("", "token snapshot returned no row");
-    snap.version = value(r.get(), 0, 0);
-    snap.unchanged = since != "0" && snap.version == since;
-    if (snap.unchanged) return snap;
-    for (int i = 0; i < rows; ++i) {
-        if (PQgetisnull(r.get(), i, 1)) continue;  // no live tokens at all
-        snap.tokens.push_back(TokenEntry{value(r.get(), i, 1), value(r.get(), i, 2)});
-    }
-    return snap;
-}
+// Ordered by the version index itself: no sort (an outer ORDER BY over a join spilled 50,000 rows
+// to disk per page).
+const char* const kTokenChangesSql =
+    "SELECT (SELECT coalesce(max(version), 0) FROM api_tokens)::bigint,"
+    " version, decode(token_sha256, 'hex'), client_id, revoked_at IS NULL"
+    " FROM api_tokens WHERE version > $1::bigint ORDER BY version LIMIT $2::integer";
+
+const char* const kTokenNewestSql = "SELECT coalesce(max(version), 0)::bigint FROM api_tokens";
 
 }  // namespace paygate::daemon

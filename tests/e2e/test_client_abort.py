@@ -249,11 +249,12 @@ def h2_connect(port: int, cafile=None) -> H2Connection:
 
 class DaemonBlocked:
     """paygated's only worker waits on PostgreSQL until release(): a psql session of ours holds
-    ACCESS EXCLUSIVE on api_tokens, and nginx's next token poll (auth.tokens, every 500 ms) blocks
-    on it in that worker. Requests forwarded meanwhile queue in paygated, unanswered, while its
-    ZeroMQ transport stays up. (A SIGSTOPped daemon would not do for more than a moment: nginx's
-    ZeroMQ heartbeat drops it after 3 s, new requests then get 503 and parked ones never get their
-    reply.)"""
+    ACCESS EXCLUSIVE on payments, and a payment.status request sent straight to the daemon
+    (paygate-ipc-send, so it takes no slot in nginx) blocks on it in that worker. Requests
+    forwarded meanwhile queue in paygated, unanswered, while its ZeroMQ transport stays up. (A
+    SIGSTOPped daemon would not do for more than a moment: nginx's ZeroMQ heartbeat drops it after
+    3 s, new requests then get 503 and parked ones never get their reply. The token poll no longer
+    takes a worker: paygated answers it from memory, P8 #7.)"""
 
     TAG = "paygate-test-block"
 
@@ -263,15 +264,31 @@ class DaemonBlocked:
             [str(stackmod.PG_BIN / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1",
              "-d", f"{stack.conninfo} application_name={self.TAG}"],
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self.blocker = None
         self.released = False
         try:
-            self.proc.stdin.write("BEGIN;\nLOCK TABLE api_tokens IN ACCESS EXCLUSIVE MODE;\n")
+            self.proc.stdin.write("BEGIN;\nLOCK TABLE payments IN ACCESS EXCLUSIVE MODE;\n")
             self.proc.stdin.flush()
-            wait_until(self._daemon_waits, 30, "paygated's worker to wait on our api_tokens lock")
+            wait_until(self._locked, 30, "our lock on payments")
+            # The request's own deadline (its statement_timeout) outlasts the test's waits.
+            self.blocker = subprocess.Popen(
+                [str(stack.bin_dir / "paygate-ipc-send"), stack.endpoint("d1"), "payment.status",
+                 "--principal", "1", "--param", "payment_id=00000000-0000-4000-8000-000000000000",
+                 "--request-id", self.TAG, "--timeout-ms", "300000", "--wait-ms", "300000"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            wait_until(self._daemon_waits, 30, "paygated's worker to wait on our payments lock")
         except BaseException:
             self.proc.kill()
             self.release(check=False)
             raise
+
+    def _locked(self) -> bool:
+        if self.proc.poll() is not None:
+            raise StackError(f"psql {self.TAG} exited ({self.proc.returncode}): {self.proc.stderr.read()}")
+        return self.stack.psql(
+            "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+            f"WHERE l.granted AND a.application_name = '{self.TAG}' "
+            "AND l.relation = 'payments'::regclass AND l.mode = 'AccessExclusiveLock'") != "0"
 
     def _daemon_waits(self) -> bool:
         if self.proc.poll() is not None:
@@ -279,7 +296,7 @@ class DaemonBlocked:
         return self.stack.psql(
             "SELECT count(DISTINCT l.pid) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
             "WHERE NOT l.granted AND a.application_name = 'paygated' "
-            "AND l.relation = 'api_tokens'::regclass") != "0"
+            "AND l.relation = 'payments'::regclass") != "0"
 
     def release(self, check: bool = True) -> None:
         if self.released:
@@ -293,6 +310,11 @@ class DaemonBlocked:
         rc = self.proc.wait(timeout=60)
         err = self.proc.stderr.read()
         self.proc.stderr.close()
+        if self.blocker is not None:
+            # its reply (404, no such payment) comes once the lock is gone
+            brc = self.blocker.wait(timeout=60)
+            if check and brc != 0:
+                raise StackError(f"the blocking payment.status got no reply ({brc})")
         if check and rc != 0:
             raise StackError(f"psql {self.TAG} holding the lock failed ({rc}): {err}")
 

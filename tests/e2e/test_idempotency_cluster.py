@@ -117,8 +117,8 @@ class KilledAfterCommitTest(IdempotencyTestCase):
         self.assertEqual(retry[1].get(REPLAYED_HEADER), "true", dict(retry[1]))
         self.assertEqual(json.loads(retry[2])["transaction_id"], rows[0])
         self.assertSeenByDaemon(retry, idempotency="replayed")
-        # every nginx worker has a fresh token list again (one whose list went stale while d1 was
-        # down answers 503 until it refreshes)
+        # the token table is fresh again (it went stale while d1 was down: 503 until the next sync
+        # confirms it)
         self.wait_until_token_accepted_on(self.stack, self.token)
         again = self.post("create", body)                  # now from the zone
         self.assertReplayOf(again, retry)

@@ -216,8 +216,8 @@ class ZoneReplayTest(ReplayTests, IdempotencyTestCase):
         lock = threading.Lock()
         stop = threading.Event()
 
-        # New workers park payment requests until their first token list arrives (milliseconds),
-        # so a reload costs no 503: every answer below must be the real one.
+        # New workers share the token table the old ones had (its zone survives the reload), so a
+        # reload costs no 503: every answer below must be the real one.
         def post_counting(body):
             return self.post("create", body)
 

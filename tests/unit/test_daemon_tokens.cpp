@@ -1,5 +1,5 @@
 // API tokens without a database: token text and hash, client names, the `paygatectl token list`
-// table, auth.tokens' `since` parsing and its handler when PostgreSQL is unreachable.
+// table, auth.tokens' parameters and its handler, which answers from the token feed's memory.
 #include <chrono>
 #include <memory>
 #include <set>
@@ -7,7 +7,9 @@
 
 #include "paygate/routes.hpp"
 #include "paygated/handlers.hpp"
+#include "paygate/token_sync.hpp"
 #include "paygated/log.hpp"
+#include "paygated/token_feed.hpp"
 #include "paygated/tokens.hpp"
 
 // Last: cmocka's macros (fail, ...) clash with names in standard headers.
@@ -100,20 +102,29 @@ void token_table(void**) {
     assert_string_equal(format_token_table({}).c_str(), "PREFIX  CLIENT  CREATED  REVOKED\n");
 }
 
-void since_parsing(void**) {
-    assert_string_equal(parse_token_version(nullptr)->c_str(), "0");
+void since_and_limit_parsing(void**) {
+    assert_int_equal(*parse_token_version(nullptr), 0);
     std::string s;
-    assert_string_equal(parse_token_version(&s)->c_str(), "0");
-    for (auto [in, out] : {std::pair<const char*, const char*>{"0", "0"}, {"000", "0"}, {"7", "7"}, {"0042", "42"},
-                           {"999999999999999999", "999999999999999999"}}) {
+    assert_int_equal(*parse_token_version(&s), 0);
+    for (auto [in, out] : {std::pair<const char*, std::uint64_t>{"0", 0}, {"000", 0}, {"7", 7}, {"0042", 42},
+                           {"999999999999999999", 999999999999999999ULL}}) {
         s = in;
-        std::optional<std::string> v = parse_token_version(&s);
+        std::optional<std::uint64_t> v = parse_token_version(&s);
         assert_true(v.has_value());
-        assert_string_equal(v->c_str(), out);
+        assert_int_equal(*v, out);
     }
     for (const char* bad : {"-1", "+1", "1.0", "1e3", " 1", "1 ", "x", "0x10", "1000000000000000000"}) {
         s = bad;
         assert_false(parse_token_version(&s).has_value());
+    }
+    assert_int_equal(*parse_token_limit(nullptr), token_sync::kMaxChunkEntries);
+    for (auto [in, out] : {std::pair<const char*, std::size_t>{"1", 1}, {"4096", 4096}, {"10000", 10000}}) {
+        s = in;
+        assert_int_equal(*parse_token_limit(&s), out);
+    }
+    for (const char* bad : {"", "0", "10001", "-5", "1k", "9999999"}) {
+        s = bad;
+        assert_false(parse_token_limit(&s).has_value());
     }
 }
 
@@ -130,28 +141,54 @@ Db unreachable_db() {
               3);
 }
 
-void auth_tokens_without_database(void**) {
-    log::set_level(LogLevel::Error);  // keep db_unavailable out of the test output
+// auth.tokens needs no database: it answers from the feed's memory, or 503 until that is loaded.
+void auth_tokens_from_the_feed(void**) {
     Db db = unreachable_db();
-    WorkerContext ctx{3, db};
+    WorkerContext ctx{0, db};
     ipc::Request r = request("auth.tokens");
-    ipc::Reply reply = dispatch(r, ctx);
+    ipc::Reply reply = dispatch(r, ctx);   // no feed at all (a worker's context)
     assert_int_equal(reply.id, 11);
     assert_int_equal(reply.status, 503);
+    TokenLog log;
+    ctx.tokens = &log;
+    reply = dispatch(r, ctx);              // a feed that has not read the table yet
+    assert_int_equal(reply.status, 503);
     assert_string_equal(reply.body.c_str(),
-                        "{\"code\":\"service_unavailable\",\"message\":\"the payment database is unavailable; retry later\"}");
+                        "{\"code\":\"service_unavailable\",\"message\":\"the token list is not loaded yet; retry later\"}");
 
-    r.params.emplace_back("since", "12a");
-    reply = dispatch(r, ctx);  // refused before the database is asked
+    token_sync::Hash h{};
+    h[0] = 1;
+    log.apply({TokenLog::Change{3, h, 12}});
+    log.mark_current(TokenLog::Clock::now());
+    r.params.emplace_back("since", "0");
+    r.params.emplace_back("limit", "5");
+    reply = dispatch(r, ctx);
+    assert_int_equal(reply.status, 200);
+    assert_int_equal(reply.headers.size(), 1);
+    assert_string_equal(reply.headers[0].second.c_str(), std::string(token_sync::kContentType).c_str());
+    token_sync::View v;
+    std::string error;
+    assert_true(token_sync::decode(reply.body, v, error));
+    assert_true(v.header.reset);
+    assert_int_equal(v.header.count, 1);
+    assert_int_equal(v.client_id(0), 12);
+    assert_int_equal(v.header.head, 3);
+
+    r.params = {{"since", "12a"}};
+    reply = dispatch(r, ctx);
     assert_int_equal(reply.status, 400);
     assert_string_equal(reply.body.c_str(),
                         "{\"code\":\"validation_error\",\"message\":\"since: must be a decimal version\"}");
+    r.params = {{"limit", "0"}};
+    reply = dispatch(r, ctx);
+    assert_int_equal(reply.status, 400);
 }
 
-void auth_tokens_is_internal_and_on_a_worker(void**) {
+// Off the request queue: served on the broker thread as soon as it is read, never behind payments.
+void auth_tokens_is_internal_and_inline(void**) {
     const HandlerEntry* e = find_handler(routes::kAuthTokensRoute);
     assert_non_null(e);
-    assert_true(e->runs == Runs::OnWorker);
+    assert_true(e->runs == Runs::Inline);
     for (const routes::Route& route : routes::table()) {
         assert_true(route.name != routes::kAuthTokensRoute);  // no HTTP path reaches it
     }
@@ -167,9 +204,9 @@ int main() {
         cmocka_unit_test(token_hash_and_prefix),
         cmocka_unit_test(client_names),
         cmocka_unit_test(token_table),
-        cmocka_unit_test(since_parsing),
-        cmocka_unit_test(auth_tokens_without_database),
-        cmocka_unit_test(auth_tokens_is_internal_and_on_a_worker),
+        cmocka_unit_test(since_and_limit_parsing),
+        cmocka_unit_test(auth_tokens_from_the_feed),
+        cmocka_unit_test(auth_tokens_is_internal_and_inline),
     };
     return cmocka_run_group_tests(tests, nullptr, nullptr);
 }

@@ -23,6 +23,8 @@
 
 namespace paygate::daemon {
 
+class TokenLog;   // token_feed.hpp
+
 // What a handler gets besides the request: state owned by the worker thread running it.
 struct WorkerContext {
     int worker = 0;
@@ -35,6 +37,8 @@ struct WorkerContext {
     // valid only while that batch is being served, then cleared.
     std::unordered_map<std::string, std::optional<PaymentStatusRow>> prefetched_status = {};
     std::size_t batch = 1;   // requests in the job being served (its log lines say batch=N when > 1)
+    // The token feed's log (token_feed.hpp): set on the broker thread, which serves auth.tokens.
+    const TokenLog* tokens = nullptr;
 };
 
 // Routes whose requests a worker may take several at a time (the broker batches consecutive
@@ -121,11 +125,14 @@ ipc::Reply handle_callback_sky_technologies(const ipc::Request& request, WorkerC
 ipc::Reply handle_callback_mserver(const ipc::Request& request, WorkerContext& ctx);
 
 // --- handlers_auth.cpp ---
-// auth.tokens (internal, the module polls it): the live token hashes, or "unchanged".
+// auth.tokens (internal, the module polls it; inline): the token changes since the module's
+// version, one chunk, from the token feed's memory (token_sync.hpp).
 ipc::Reply handle_auth_tokens(const ipc::Request& request, WorkerContext& ctx);
 
-// auth.tokens' `since` parameter: absent or "" means "0"; otherwise decimal digits (at most 18),
-// returned without leading zeros. Nothing when malformed (-> 400).
-std::optional<std::string> parse_token_version(const std::string* since);
+// auth.tokens' `since` parameter: absent or "" means 0; otherwise decimal digits (at most 18).
+// Nothing when malformed (-> 400).
+std::optional<std::uint64_t> parse_token_version(const std::string* since);
+// Its `limit` parameter: absent means token_sync::kMaxChunkEntries; else 1..that many.
+std::optional<std::size_t> parse_token_limit(const std::string* limit);
 
 }  // namespace paygate::daemon

@@ -214,21 +214,14 @@ bool record_key(Session& s, const KeyRecord& record);
 // Returns how many rows went.
 long purge_expired_keys(Session& s, int batch);
 
-// --- tokens (route auth.tokens) ---------------------------------------------------------------
+// --- tokens (the token feed behind auth.tokens, token_feed.hpp) -------------------------------
 
-struct TokenEntry {
-    std::string sha256;     // lower-case hex
-    std::string client_id;  // decimal
-};
-
-struct TokenSnapshot {
-    std::string version;              // max(api_tokens.version), decimal ("0" when there are none)
-    bool unchanged = false;           // version equals the caller's `since` (not 0): no list was read
-    std::vector<TokenEntry> tokens;   // every non-revoked token (empty when unchanged)
-};
-
-// Reads the version and, unless it equals `since` (canonical decimal; "0" = the caller holds no
-// list and always gets one), the live tokens: both from one snapshot, in one statement.
-TokenSnapshot read_tokens(Session& s, const std::string& since);
+// The token feed's statements, binary results. kTokenChangesSql: $1 the version it holds, $2 the
+// page size; up to $2 rows above $1 in version order, each with max(api_tokens.version) (int8),
+// version (int8), the raw SHA-256 (bytea, 32 bytes), client_id (int8) and live (bool: not
+// revoked). kTokenNewestSql: max(api_tokens.version) alone (int8, 0 with no tokens), asked when
+// there was no change, to notice a database that went back in time.
+extern const char* const kTokenChangesSql;
+extern const char* const kTokenNewestSql;
 
 }  // namespace paygate::daemon
