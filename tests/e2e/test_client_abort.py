@@ -271,11 +271,13 @@ class DaemonBlocked:
             self.proc.stdin.flush()
             wait_until(self._locked, 30, "our lock on payments")
             # The request's own deadline (its statement_timeout) outlasts the test's waits.
+            curve = stack.curve_keys()   # the link is CURVE: speak as the stack's nginx does
             self.blocker = subprocess.Popen(
                 [str(stack.bin_dir / "paygate-ipc-send"), stack.endpoint("d1"), "payment.status",
                  "--principal", "1", "--param", "payment_id=00000000-0000-4000-8000-000000000000",
-                 "--request-id", self.TAG, "--timeout-ms", "300000", "--wait-ms", "300000"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                 "--request-id", self.TAG, "--timeout-ms", "300000", "--wait-ms", "300000",
+                 "--curve-key", str(curve / "nginx.key"), "--server-key", str(curve / "paygated.pub")],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=stack._san_env("ipc-send"))
             wait_until(self._daemon_waits, 30, "paygated's worker to wait on our payments lock")
         except BaseException:
             self.proc.kill()
