@@ -6,6 +6,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "paygated/config.hpp"
@@ -48,6 +49,15 @@ struct ProviderAnswer {
 };
 
 const char* answer_name(ProviderAnswer::Kind k);   // "completed", "not_found", ...
+
+// An answer of `kind` with its log detail and, for a decline, its reason.
+inline ProviderAnswer provider_answer(ProviderAnswer::Kind kind, std::string detail, std::string reason = {}) {
+    ProviderAnswer a;
+    a.kind = kind;
+    a.detail = std::move(detail);
+    a.decline_reason = std::move(reason);
+    return a;
+}
 
 class Provider {
 public:

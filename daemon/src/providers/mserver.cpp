@@ -19,14 +19,6 @@ namespace {
 
 using K = ProviderAnswer::Kind;
 
-ProviderAnswer answer(K kind, std::string detail, std::string reason = {}) {
-    ProviderAnswer a;
-    a.kind = kind;
-    a.detail = std::move(detail);
-    a.decline_reason = std::move(reason);
-    return a;
-}
-
 std::string text_of(const json::Value* v) {
     if (!v) return {};
     if (v->is(json::Type::String) || v->is(json::Type::Number)) return v->text();
@@ -144,11 +136,11 @@ std::string decline_reason(std::string_view reason) {
 }
 
 ProviderAnswer payment_answer(const WalletPayment& p, const std::string& what) {
-    if (p.status == "completed") return answer(K::Completed, what + ": completed");
-    if (p.status == "declined") return answer(K::Declined, what + ": declined", decline_reason(p.decline_reason));
-    if (p.status == "processing") return answer(K::Processing, what + ": processing");
-    if (p.status == "created") return answer(K::NotFound, what + ": created (prepared, not paid)");
-    return answer(K::Unknown, what + ": unexpected status " + clean(p.status, 32));
+    if (p.status == "completed") return provider_answer(K::Completed, what + ": completed");
+    if (p.status == "declined") return provider_answer(K::Declined, what + ": declined", decline_reason(p.decline_reason));
+    if (p.status == "processing") return provider_answer(K::Processing, what + ": processing");
+    if (p.status == "created") return provider_answer(K::NotFound, what + ": created (prepared, not paid)");
+    return provider_answer(K::Unknown, what + ": unexpected status " + clean(p.status, 32));
 }
 
 ProviderAnswer error_answer(long http_status, std::string_view error_type, Phase phase, const std::string& what) {
@@ -162,16 +154,16 @@ ProviderAnswer error_answer(long http_status, std::string_view error_type, Phase
         "destination_not_found", "invalid_destination",  "insufficient_funds",    "empty_request",
     };
     for (const char* r : kRefusals) {
-        if (code == r) return answer(K::Declined, detail, code);
+        if (code == r) return provider_answer(K::Declined, detail, code);
     }
     if (phase == Phase::Prepare) {
         // Prepare moves no money and mserver makes at most one payment per client_payment_id:
         // whatever went wrong (auth, 5xx, an unknown code), sending it again is safe.
-        return answer(K::NotSent, detail);
+        return provider_answer(K::NotSent, detail);
     }
     // Pay: refused before anything ran (auth) is safe to send again; otherwise only a status read decides.
-    if (http_status == 401 || http_status == 403) return answer(K::NotSent, detail);
-    return answer(K::Unknown, detail);
+    if (http_status == 401 || http_status == 403) return provider_answer(K::NotSent, detail);
+    return provider_answer(K::Unknown, detail);
 }
 
 std::optional<std::string> prepare_body(const std::string& accept_info_json, const std::string& client_payment_id,
@@ -270,14 +262,6 @@ namespace {
 
 using K = ProviderAnswer::Kind;
 
-ProviderAnswer make(K kind, std::string detail, std::string reason = {}) {
-    ProviderAnswer a;
-    a.kind = kind;
-    a.detail = std::move(detail);
-    a.decline_reason = std::move(reason);
-    return a;
-}
-
 std::string first_line(const std::string& text) {
     std::string line = text.substr(0, text.find('\n'));
     if (!line.empty() && line.back() == '\r') line.pop_back();
@@ -337,10 +321,10 @@ Mserver::Call Mserver::get(const std::string& path_and_query) { return call("GET
 ProviderAnswer Mserver::charge(const Operation& op) {
     using mserver::Phase;
     // mserver keeps rubles; another currency routed here is a configuration mistake, never converted.
-    if (op.currency != "RUB") return make(K::Declined, "mserver serves RUB only", "currency_not_supported");
+    if (op.currency != "RUB") return provider_answer(K::Declined, "mserver serves RUB only", "currency_not_supported");
     std::string why;
     std::optional<std::string> body = mserver::prepare_body(op.accept_info_json, op.id, op.amount_minor, why);
-    if (!body) return make(K::Declined, "prepare: " + why, "invalid_data");
+    if (!body) return provider_answer(K::Declined, "prepare: " + why, "invalid_data");
 
     // Phase 1, prepare. The same client_payment_id every time: mserver makes at most one payment
     // for it, so repeating after an I/O error cannot make two.
@@ -354,11 +338,11 @@ ProviderAnswer Mserver::charge(const Operation& op) {
             .kv("error", prepared.response.error);
     }
     if (prepared.response.outcome != HttpResponse::Outcome::Answered) {
-        return make(K::NotSent, "prepare: no answer (" + prepared.response.error +
+        return provider_answer(K::NotSent, "prepare: no answer (" + prepared.response.error +
                                     "); sent again later with the same client_payment_id");
     }
     if (!prepared.parsed) {
-        return make(K::NotSent, "prepare: HTTP " + std::to_string(prepared.response.status) + " " + prepared.why);
+        return provider_answer(K::NotSent, "prepare: HTTP " + std::to_string(prepared.response.status) + " " + prepared.why);
     }
     const mserver::Envelope& env = prepared.envelope;
     if (prepared.response.status != 200 || env.code != 200) {
@@ -366,10 +350,10 @@ ProviderAnswer Mserver::charge(const Operation& op) {
         return mserver::error_answer(st, env.error_type, Phase::Prepare, "prepare");
     }
     mserver::WalletPayment p;
-    if (!mserver::read_payment(env.data, p, why)) return make(K::NotSent, "prepare: " + why);
+    if (!mserver::read_payment(env.data, p, why)) return provider_answer(K::NotSent, "prepare: " + why);
     if (p.client_payment_id != op.id || p.amount_minor != op.amount_minor) {
         // Not evidence about our payment: never act on it.
-        return make(K::NotSent, "prepare: the answer is about another payment or amount");
+        return provider_answer(K::NotSent, "prepare: the answer is about another payment or amount");
     }
     ProviderAnswer result;
     if (p.status != "created") {
@@ -377,27 +361,27 @@ ProviderAnswer Mserver::charge(const Operation& op) {
         result = mserver::payment_answer(p, "prepare (paid before)");
     } else if (env.next_action != "pay") {
         // "update": mserver wants other payment data first; we cannot change the payer's data.
-        result = make(K::Declined, "prepare: next_action " + env.next_action, "invalid_data");
+        result = provider_answer(K::Declined, "prepare: next_action " + env.next_action, "invalid_data");
     } else {
         // Phase 2, pay (with the deferred type choice when accept_info asks for it).
         Call paid = call("POST", "/v1/payments/" + p.id + "/pay", mserver::pay_body(op.accept_info_json));
         if (paid.response.outcome == HttpResponse::Outcome::NotSent) {
-            result = make(K::NotSent, "pay: " + paid.response.error);
+            result = provider_answer(K::NotSent, "pay: " + paid.response.error);
         } else if (paid.response.outcome == HttpResponse::Outcome::Unknown) {
-            result = make(K::Unknown, "pay: " + paid.response.error);
+            result = provider_answer(K::Unknown, "pay: " + paid.response.error);
         } else if (!paid.parsed) {
-            result = make(K::Unknown, "pay: HTTP " + std::to_string(paid.response.status) + " " + paid.why);
+            result = provider_answer(K::Unknown, "pay: HTTP " + std::to_string(paid.response.status) + " " + paid.why);
         } else if (paid.response.status != 200 || paid.envelope.code != 200) {
             long st = paid.envelope.code ? paid.envelope.code : paid.response.status;
             result = mserver::error_answer(st, paid.envelope.error_type, Phase::Pay, "pay");
         } else {
             mserver::WalletPayment after;
             if (!mserver::read_payment(paid.envelope.data, after, why)) {
-                result = make(K::Unknown, "pay: " + why);
+                result = provider_answer(K::Unknown, "pay: " + why);
             } else {
                 result = mserver::payment_answer(after, "pay");
                 // next_action "get": the result comes later, read with GET (the task re-checks).
-                if (result.kind == K::NotFound) result = make(K::Unknown, "pay: still created after pay");
+                if (result.kind == K::NotFound) result = provider_answer(K::Unknown, "pay: still created after pay");
                 if (!after.total_minor.empty()) p.total_minor = after.total_minor;
             }
         }
@@ -409,27 +393,27 @@ ProviderAnswer Mserver::charge(const Operation& op) {
 
 ProviderAnswer Mserver::reverse(const Operation&) {
     // Seed 003 has no refund call: money comes back only by mserver's own undo (a notification).
-    return make(K::Declined, "mserver has no refund API", "not_supported");
+    return provider_answer(K::Declined, "mserver has no refund API", "not_supported");
 }
 
 ProviderAnswer Mserver::status(const Operation& op) {
     // Without mserver's id we never got a prepare answer: preparing again with the same
     // client_payment_id is safe, and that is what NotFound lets the sending task do.
-    if (op.provider_ref.empty()) return make(K::NotFound, "status: never prepared (no mserver id)");
+    if (op.provider_ref.empty()) return provider_answer(K::NotFound, "status: never prepared (no mserver id)");
     Call c = get("/v1/payments/" + op.provider_ref);
-    if (c.response.outcome != HttpResponse::Outcome::Answered) return make(K::Unknown, "status: " + c.response.error);
-    if (!c.parsed) return make(K::Unknown, "status: HTTP " + std::to_string(c.response.status) + " " + c.why);
+    if (c.response.outcome != HttpResponse::Outcome::Answered) return provider_answer(K::Unknown, "status: " + c.response.error);
+    if (!c.parsed) return provider_answer(K::Unknown, "status: HTTP " + std::to_string(c.response.status) + " " + c.why);
     if (c.response.status == 404 || c.envelope.code == 404) {
-        return make(K::Unknown, "status: mserver does not know payment " + op.provider_ref);
+        return provider_answer(K::Unknown, "status: mserver does not know payment " + op.provider_ref);
     }
     if (c.response.status != 200 || c.envelope.code != 200) {
-        return make(K::Unknown, "status: HTTP " + std::to_string(c.response.status) + " " + c.envelope.error_type);
+        return provider_answer(K::Unknown, "status: HTTP " + std::to_string(c.response.status) + " " + c.envelope.error_type);
     }
     mserver::WalletPayment p;
     std::string why;
-    if (!mserver::read_payment(c.envelope.data, p, why)) return make(K::Unknown, "status: " + why);
+    if (!mserver::read_payment(c.envelope.data, p, why)) return provider_answer(K::Unknown, "status: " + why);
     if (p.client_payment_id != op.id || p.amount_minor != op.amount_minor) {
-        return make(K::Unknown, "status: the answer does not match the operation");
+        return provider_answer(K::Unknown, "status: the answer does not match the operation");
     }
     ProviderAnswer a = mserver::payment_answer(p, "status");
     a.provider_ref = p.id;

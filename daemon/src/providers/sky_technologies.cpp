@@ -25,14 +25,6 @@ std::string json_string(std::string_view s) {
     return out;
 }
 
-ProviderAnswer answer(K kind, std::string detail, std::string reason = {}) {
-    ProviderAnswer a;
-    a.kind = kind;
-    a.detail = std::move(detail);
-    a.decline_reason = std::move(reason);
-    return a;
-}
-
 const json::Value* string_member(const json::Value& doc, std::string_view key) {
     const json::Value* v = doc.find(key);
     return v && v->is(json::Type::String) ? v : nullptr;
@@ -52,14 +44,14 @@ std::string clean_reason(const std::string& reason) {
 // COMPLETED / DECLINED / PROCESSING of an answer body.
 ProviderAnswer status_answer(const json::Value& doc, const std::string& what) {
     const json::Value* status = string_member(doc, "status");
-    if (!status) return answer(K::Unknown, what + ": answer without a status");
-    if (status->text() == "COMPLETED") return answer(K::Completed, what + ": COMPLETED");
-    if (status->text() == "PROCESSING") return answer(K::Processing, what + ": PROCESSING");
+    if (!status) return provider_answer(K::Unknown, what + ": answer without a status");
+    if (status->text() == "COMPLETED") return provider_answer(K::Completed, what + ": COMPLETED");
+    if (status->text() == "PROCESSING") return provider_answer(K::Processing, what + ": PROCESSING");
     if (status->text() == "DECLINED") {
         const json::Value* reason = string_member(doc, "decline_reason");
-        return answer(K::Declined, what + ": DECLINED", clean_reason(reason ? reason->text() : ""));
+        return provider_answer(K::Declined, what + ": DECLINED", clean_reason(reason ? reason->text() : ""));
     }
-    return answer(K::Unknown, what + ": unexpected status");
+    return provider_answer(K::Unknown, what + ": unexpected status");
 }
 
 }  // namespace
@@ -146,12 +138,12 @@ std::optional<std::string> SkyTechnologies::open_session(const char* purpose, Pr
     std::string body = "{\"merchant_id\":" + json_string(merchant_id_) + ",\"purpose\":" + json_string(purpose) + "}";
     Call call = post("initSession", body, std::string_view(purpose) == "reversal");
     if (call.response.outcome != HttpResponse::Outcome::Answered) {
-        failed = answer(K::NotSent, "initSession: " + call.response.error);
+        failed = provider_answer(K::NotSent, "initSession: " + call.response.error);
         return std::nullopt;
     }
     const json::Value* session = call.parsed ? string_member(call.doc, "session_id") : nullptr;
     if (call.response.status != 200 || !session || session->text().empty()) {
-        failed = answer(K::NotSent, "initSession: " + http_failure(call));
+        failed = provider_answer(K::NotSent, "initSession: " + http_failure(call));
         return std::nullopt;
     }
     // Reused until a minute before it expires (the provider says how long it lives).
@@ -194,15 +186,15 @@ std::optional<SkyTechnologies::Call> SkyTechnologies::session_call(
 
 // The answer to a charge or reversal request.
 ProviderAnswer SkyTechnologies::money_answer(const Call& call, const std::string& what) {
-    if (call.response.outcome == HttpResponse::Outcome::NotSent) return answer(K::NotSent, what + ": " + call.response.error);
-    if (call.response.outcome == HttpResponse::Outcome::Unknown) return answer(K::Unknown, what + ": " + call.response.error);
+    if (call.response.outcome == HttpResponse::Outcome::NotSent) return provider_answer(K::NotSent, what + ": " + call.response.error);
+    if (call.response.outcome == HttpResponse::Outcome::Unknown) return provider_answer(K::Unknown, what + ": " + call.response.error);
     long st = call.response.status;
     if (st == 200 && call.parsed) return status_answer(call.doc, what);
-    if (st == 409) return answer(K::Duplicate, what + ": duplicate_request_id");
+    if (st == 409) return provider_answer(K::Duplicate, what + ": duplicate_request_id");
     // 4xx: refused before anything was executed (signature, session, body): safe to send again.
-    if (st >= 400 && st < 500) return answer(K::NotSent, what + ": " + http_failure(call));
+    if (st >= 400 && st < 500) return provider_answer(K::NotSent, what + ": " + http_failure(call));
     // 5xx or an unreadable 200: the provider may or may not have acted.
-    return answer(K::Unknown, what + ": HTTP " + std::to_string(st));
+    return provider_answer(K::Unknown, what + ": HTTP " + std::to_string(st));
 }
 
 ProviderAnswer SkyTechnologies::charge(const Operation& op) {
@@ -219,7 +211,7 @@ ProviderAnswer SkyTechnologies::charge(const Operation& op) {
 }
 
 ProviderAnswer SkyTechnologies::reverse(const Operation& op) {
-    if (!op.original_id) return answer(K::NotSent, "reversal without its charge");
+    if (!op.original_id) return provider_answer(K::NotSent, "reversal without its charge");
     ProviderAnswer failed;
     std::optional<Call> call = session_call("reversal", "processPaymentReversal", [&](const std::string& session) {
         return "{\"merchant_id\":" + json_string(merchant_id_) + ",\"session_id\":" + json_string(session) +
@@ -237,14 +229,14 @@ ProviderAnswer SkyTechnologies::status(const Operation& op) {
         return "{\"merchant_id\":" + json_string(merchant_id_) + ",\"session_id\":" + json_string(session) +
                ",\"request_id\":" + json_string(op.id) + "}";
     }, failed);
-    if (!asked) return answer(K::Unknown, failed.detail);   // nothing learned
+    if (!asked) return provider_answer(K::Unknown, failed.detail);   // nothing learned
     Call& call = *asked;
     if (call.response.outcome != HttpResponse::Outcome::Answered) {
-        return answer(K::Unknown, "paymentStatus: " + call.response.error);
+        return provider_answer(K::Unknown, "paymentStatus: " + call.response.error);
     }
-    if (call.response.status == 404) return answer(K::NotFound, "paymentStatus: not_found");
+    if (call.response.status == 404) return provider_answer(K::NotFound, "paymentStatus: not_found");
     if (call.response.status != 200 || !call.parsed) {
-        return answer(K::Unknown, "paymentStatus: HTTP " + std::to_string(call.response.status));
+        return provider_answer(K::Unknown, "paymentStatus: HTTP " + std::to_string(call.response.status));
     }
     // The answer must be about this operation, for this amount: anything else is not evidence.
     const json::Value* rid = string_member(call.doc, "request_id");
@@ -252,7 +244,7 @@ ProviderAnswer SkyTechnologies::status(const Operation& op) {
     const json::Value* currency = string_member(call.doc, "currency");
     if (!rid || rid->text() != op.id || !amount || amount->text() != op.amount_minor || !currency ||
         currency->text() != op.currency) {
-        return answer(K::Unknown, "paymentStatus: answer does not match the operation");
+        return provider_answer(K::Unknown, "paymentStatus: answer does not match the operation");
     }
     return status_answer(call.doc, "paymentStatus");
 }
