@@ -11,6 +11,9 @@ packages=(
   clang libclang-rt-dev   # the fuzzers: clang++ with libFuzzer's runtime (tests/fuzz)
   debhelper dpkg-dev fakeroot lintian adduser   # make package (scripts/package.sh)
   systemd   # systemd-analyze: the package test reads the unit as systemd does (not in minimal images)
+  prometheus   # promtool check metrics: the /metrics test
+  python3-yaml python3-jsonschema   # the OpenAPI documents and the e2e response check
+  chromium chromium-driver python3-selenium   # the hosted payment page's browser test
 )
 
 missing=()
