@@ -125,6 +125,18 @@ def wait_until(predicate: Callable[[], object], timeout: float, what: str,
         time.sleep(interval)
 
 
+# Called as observer(method, target, status, headers, body, via) with every answer paygate gives
+# the harness (http_request(), the mserver sandbox's relayed notifications). The e2e tests add the
+# OpenAPI contract check here (tests/e2e/openapi_contract.py); empty for make run and the benches,
+# so this file stays stdlib-only. `headers` is None when only status and body are known.
+response_observers: list = []
+
+
+def observe_response(method, target, status, headers, body, via: str) -> None:
+    for observer in response_observers:
+        observer(method, target, status, headers, body, via)
+
+
 def http_request(port: int, method: str = "GET", path: str = "/", body: Optional[bytes] = None,
                  headers: Optional[dict] = None, timeout: float = 10.0,
                  host: str = "127.0.0.1", cafile: Optional[os.PathLike] = None):
@@ -147,6 +159,7 @@ def http_request(port: int, method: str = "GET", path: str = "/", body: Optional
         conn.request(method, path, body=body, headers=hdrs)
         resp = conn.getresponse()
         data = resp.read()
+        observe_response(method, path, resp.status, resp.headers, data, "http_request")
         return resp.status, resp.headers, data
     finally:
         conn.close()
@@ -877,7 +890,12 @@ class Stack:
         req = urllib.request.Request(self.mserver_url + path, data=data, method=method,
                                      headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(req, timeout=15) as resp:
-            return json.loads(resp.read())
+            answer = json.loads(resp.read())
+        if path == "/_sandbox/notify" and isinstance(answer, dict) and answer.get("http_status") is not None:
+            # the sandbox relays what paygate answered its notification (status and body only)
+            observe_response("POST", "/callbacks/mserver/notify", answer["http_status"], None,
+                             (answer.get("answer") or "").encode(), "mserver sandbox")
+        return answer
 
     def stop_mserver(self) -> None:
         if self.mserver is not None and self.mserver.poll() is None:

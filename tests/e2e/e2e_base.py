@@ -12,24 +12,72 @@ import socket
 import sys
 import time
 import unittest
+import weakref
 from pathlib import Path
 
 SOURCE_DIR = Path(os.environ.get("PAYGATE_SOURCE_DIR") or Path(__file__).resolve().parents[2])
 sys.path.insert(0, str(SOURCE_DIR / "scripts"))
 
+import stack as stack_module  # noqa: E402
 from stack import Stack, StackError, http_request, wait_until  # noqa: E402
+import openapi_contract  # noqa: E402
 
 # nginx logs every body over client_max_body_size at [error] (the module answers it with 413 JSON):
 # tests that send one on purpose declare it with stack.allow_log(TOO_LARGE_BODY, ...).
 TOO_LARGE_BODY = r"client intended to send too large (chunked )?body"
 
 __all__ = ["TOO_LARGE_BODY", "StackTestCase", "Stack", "StackError", "http_request", "wait_until", "raw_request",
-           "read_response"]
+           "read_response", "remember_request", "check_answer"]
+
+# -- the OpenAPI contract (docs/testing.md, "The OpenAPI contract") --------------------------------
+# Every answer the suite receives is checked against docs/openapi/*.yaml: Stack.http()/https()
+# and http_request() through stack.response_observers, raw sockets through read_response(), and
+# the few clients of their own (keep-alive http.client connections, curl, the HTTP/2 client)
+# through check_answer(). Problems are collected and fail the test that received the answer at
+# its teardown (a class-wide stack's setUpClass/tearDownClass: the class), so an answer on a
+# worker thread is never lost to an `except`. PAYGATE_OPENAPI_CHECK=0 turns the check off (for
+# a look at a failure; never in CI).
+CONTRACT = openapi_contract.shared() if os.environ.get("PAYGATE_OPENAPI_CHECK", "1") != "0" else None
+if CONTRACT is not None:
+    stack_module.response_observers.append(CONTRACT.observe)
+
+
+def check_answer(method, target, status, headers, body, via: str) -> None:
+    """One answer a test received by other means than the harness's helpers. `headers` None:
+    only status and body are known (checked without headers or content type)."""
+    if CONTRACT is not None:
+        CONTRACT.observe(method, target, status, headers, body, via)
+
+
+def take_contract_violations() -> list:
+    return CONTRACT.take_violations() if CONTRACT is not None else []
+
+
+def watch_contract(test: unittest.TestCase) -> None:
+    """Fails `test` at its teardown if an answer it received broke the contract."""
+    take_contract_violations()   # what came before belongs to the class's set-up (reported there)
+
+    def check():
+        problems = take_contract_violations()
+        if problems:
+            test.fail("answers that break docs/openapi/ (%d):\n%s" % (len(problems), "\n".join(problems[:20])))
+    test.addCleanup(check)
+
+
+# The requests sent on raw sockets, in order, so read_response() knows what each answer answers.
+_sent_requests: "weakref.WeakKeyDictionary[socket.socket, list]" = weakref.WeakKeyDictionary()
+
+
+def remember_request(sock: socket.socket, data: bytes) -> None:
+    """Notes the request line that starts `data` (sent on `sock` by the caller): the next answer
+    read_response() reads from `sock` is checked as its answer."""
+    _sent_requests.setdefault(sock, []).append(openapi_contract.request_line_of(data))
 
 
 def raw_request(port: int, data: bytes, timeout: float = 10.0) -> socket.socket:
     """Opens a connection, sends `data` as is and returns the socket (caller closes it)."""
     s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    remember_request(s, data)
     s.sendall(data)
     return s
 
@@ -39,6 +87,13 @@ def read_response(sock: socket.socket, method: str = "GET"):
     resp = http.client.HTTPResponse(sock, method=method)
     resp.begin()
     body = resp.read()
+    pending = _sent_requests.get(sock)
+    if pending:
+        req_method, target = pending.pop(0)
+        check_answer(req_method, target, resp.status, resp.headers, body, "raw socket")
+    elif CONTRACT is not None:
+        CONTRACT.add_violation(f"an answer ({resp.status}) read from a socket whose request is unknown: "
+                               "send it with raw_request() or note it with remember_request()")
     return resp.status, resp.headers, body
 
 
@@ -74,6 +129,7 @@ class StackTestCase(unittest.TestCase):
 
     def setUp(self) -> None:
         self._problems_at_start = problems_reported(self)
+        watch_contract(self)
         self.stack = Stack()
         self.addCleanup(self._teardown_stack)
         if self.with_postgres:
@@ -312,6 +368,7 @@ class PaymentStackTestCase(StackTestCase):
         except Exception as e:
             problems.append(f"stop: {e}")
         problems += stack.check_logs(raise_on_problems=False)
+        problems += [f"answer that breaks docs/openapi/: {v}" for v in take_contract_violations()]
         stack.cleanup(failed or bool(problems))
         if problems and raise_problems:
             raise AssertionError("stack problems at teardown (dir kept: %s):\n%s"
@@ -357,6 +414,7 @@ class PaymentStackTestCase(StackTestCase):
             self.skipTest("no stack (setUpClass failed)")
         self.token = self.tokens[self.clients[0]]
         self._problems_at_start = problems_reported(self)
+        watch_contract(self)
 
     def tearDown(self) -> None:
         if problems_reported(self) > self._problems_at_start:

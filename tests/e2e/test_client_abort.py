@@ -25,7 +25,8 @@ import subprocess
 import time
 import unittest
 
-from e2e_base import StackTestCase, close_with_reset, read_response, wait_until  # sets sys.path
+from e2e_base import (StackTestCase, check_answer, close_with_reset, read_response,  # sets sys.path
+                      remember_request, wait_until)
 import stack as stackmod  # noqa: E402
 from stack import StackError, tls_client_context
 
@@ -112,11 +113,19 @@ def status_of_block(block: bytes) -> int:
 
 
 class H2Stream:
-    def __init__(self):
+    def __init__(self, method=None, path=None):
+        self.method, self.path = method, path
         self.status = None        # from the HEADERS frame
         self.body = b""
         self.ended = False        # END_STREAM seen
         self.reset_code = None    # RST_STREAM from the server
+
+    def end(self) -> None:
+        """END_STREAM: the answer is whole. This client decodes only :status, so the contract
+        check (docs/openapi/) sees status and body, not the headers."""
+        if not self.ended and self.status is not None:
+            check_answer(self.method, self.path, self.status, None, self.body, "HTTP/2 client")
+        self.ended = True
 
 
 class H2Connection:
@@ -150,7 +159,7 @@ class H2Connection:
         fields = [(":method", method), (":scheme", self.scheme), (":path", path),
                   (":authority", self.authority), *headers]
         block = b"".join(hpack_literal(n, v) for n, v in fields)
-        self.streams[sid] = H2Stream()
+        self.streams[sid] = H2Stream(method, path)
         self.sock.sendall(self.frame(HEADERS, (0 if body else END_STREAM) | END_HEADERS, sid, block))
         for at in range(0, len(body), 16384):
             last = at + 16384 >= len(body)
@@ -187,7 +196,8 @@ class H2Connection:
         if ftype == DATA:
             st = self.streams.setdefault(sid, H2Stream())
             st.body += payload
-            st.ended = st.ended or bool(flags & END_STREAM)
+            if flags & END_STREAM:
+                st.end()
             if payload:   # give the connection window back (nginx keeps per-stream windows large)
                 self.sock.sendall(self.frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", len(payload))))
         elif ftype in (HEADERS, CONTINUATION):
@@ -202,7 +212,8 @@ class H2Connection:
                 st = self.streams.setdefault(hsid, H2Stream())
                 if st.status is None:
                     st.status = status_of_block(block)
-                st.ended = st.ended or ends
+                if ends:
+                    st.end()
                 self._headers_of = None
         elif ftype == RST_STREAM:
             self.streams.setdefault(sid, H2Stream()).reset_code = int.from_bytes(payload, "big")
@@ -450,6 +461,7 @@ class AbortScenario:
         sock = socket.create_connection(("127.0.0.1", ngx.port), timeout=30)
         if ngx.cafile is not None:
             sock = tls_client_context(ngx.cafile).wrap_socket(sock, server_hostname="127.0.0.1")
+        remember_request(sock, payload)
         sock.sendall(payload)
         return sock
 

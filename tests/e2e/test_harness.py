@@ -4,7 +4,7 @@ import os
 import signal
 import unittest
 
-from e2e_base import Stack
+from e2e_base import Stack, watch_contract
 import stack as stackmod
 
 NGINX_OWN_LEAK = """
@@ -90,6 +90,9 @@ class ReportTriageTest(unittest.TestCase):
 
 
 class HarnessStackTest(unittest.TestCase):
+
+    def setUp(self) -> None:
+        watch_contract(self)
 
     def test_postgres_restart_keeps_data_and_log_check_catches_alerts(self):
         with Stack() as s:

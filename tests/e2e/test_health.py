@@ -5,7 +5,7 @@ import re
 import unittest
 from datetime import datetime, timedelta, timezone
 
-from e2e_base import PAYMENT_API, UNKNOWN_PAYMENT, PaymentStackTestCase, StackTestCase
+from e2e_base import PAYMENT_API, UNKNOWN_PAYMENT, PaymentStackTestCase, StackTestCase, check_answer
 
 RFC3339_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|\+00:00)$")
 
@@ -74,6 +74,7 @@ class HealthTest(StackTestCase):
                 sock = sock or conn.sock
                 resp = conn.getresponse()
                 body = resp.read()
+                check_answer("GET", "/ping", resp.status, resp.headers, body, "keep-alive")
                 self.assertEqual(resp.status, 200, body)
                 self.assertEqual(json.loads(body), {"status": "ok"})
                 # http.client would silently reconnect: the one socket must carry every request

@@ -8,7 +8,7 @@ import unittest
 from datetime import datetime, timedelta, timezone
 
 from e2e_base import (PAYMENT_API, TIMESTAMP_RE, TOO_LARGE_BODY, UUID_RE, PaymentStackTestCase, RawNumber,
-                      create_body, new_uuid, raw_request, read_response)
+                      check_answer, create_body, new_uuid, raw_request, read_response)
 
 
 def parse_time(text: str) -> datetime:
@@ -293,7 +293,9 @@ class PaymentFlowTest(PaymentStackTestCase):
                 if conn.sock not in socks:
                     socks.append(conn.sock)
                 resp = conn.getresponse()
-                doc = json.loads(resp.read())
+                raw = resp.read()
+                check_answer(method, path, resp.status, resp.headers, raw, "keep-alive")
+                doc = json.loads(raw)
                 answers.append((resp.status, doc.get("code") or doc.get("payment_status")
                                 or doc.get("payment", {}).get("transaction_id")
                                 or bool(UUID_RE.match(doc.get("transaction_id", ""))),

@@ -20,7 +20,7 @@ import unittest
 from pathlib import Path
 
 from e2e_base import (PAYMENT_API, TIMESTAMP_RE, UUID_RE, PaymentStackTestCase, StackTestCase,
-                      close_with_reset, create_body, new_uuid)
+                      check_answer, close_with_reset, create_body, new_uuid)
 from stack import tls_client_context
 from test_client_abort import (HEALTH, PING, UNAVAILABLE, AbortScenario, h2_connect,
                                send_close_notify)
@@ -29,17 +29,22 @@ PAYMENT_KEYS = {"transaction_id", "sender", "recipcient", "currency", "amount", 
                 "refunded_amount", "status", "decline_reason", "created_at", "updated_at"}
 
 
-def read_http1(stream):
-    """(status, body) of the next HTTP/1.1 response (Content-Length framed) on a file object."""
+def read_http1(stream, method: str, path: str):
+    """(status, body) of the next HTTP/1.1 response (Content-Length framed) on a file object,
+    the answer to `method path` (checked against docs/openapi/)."""
     status = int(stream.readline().split()[1])
     length = 0
+    headers = []
     for line in iter(stream.readline, b"\r\n"):
         if not line:
             raise AssertionError("connection closed inside the response headers")
         name, _, value = line.decode("latin-1").partition(":")
+        headers.append((name.strip(), value.strip()))
         if name.strip().lower() == "content-length":
             length = int(value)
-    return status, stream.read(length)
+    body = stream.read(length)
+    check_answer(method, path, status, headers, body, "read_http1")
+    return status, body
 
 
 class TlsApiTest(PaymentStackTestCase):
@@ -108,6 +113,7 @@ class TlsApiTest(PaymentStackTestCase):
             conn.request(method, path, body=data, headers=hdrs)
             resp = conn.getresponse()
             raw = resp.read()
+            check_answer(method, path, resp.status, resp.headers, raw, "keep-alive HTTPS")
             self.assertEqual(resp.version, 11)
             return resp.status, resp.headers.get("Content-Type", ""), resp.headers.get("X-Request-Id"), raw
         self.run_smoke(call)
@@ -137,6 +143,7 @@ class TlsApiTest(PaymentStackTestCase):
             self.assertEqual(first[0], "HTTP/2", lines[0])
             headers = {k.strip().lower(): v.strip() for k, _, v in
                        (ln.partition(":") for ln in lines[1:] if ":" in ln)}
+            check_answer(method, path, int(first[1]), headers, raw, "curl --http2")
             return int(first[1]), headers.get("content-type", ""), headers.get("x-request-id"), raw
         self.run_smoke(call)
 
@@ -187,7 +194,7 @@ class TlsClientAbortTest(AbortScenario, StackTestCase):
         self.assertEqual(self.parked(), 1)
         hold.release()
         stream = sock.makefile("rb")         # both answers through one buffered reader
-        answers = [read_http1(stream), read_http1(stream)]
+        answers = [read_http1(stream, "GET", "/health"), read_http1(stream, "GET", "/ping")]
         self.assertEqual(answers[0][0], 200, answers)
         self.assertEqual(json.loads(answers[0][1])["status"], "healthy", answers)
         self.assertEqual(answers[1], (200, b'{"status":"ok"}'))
