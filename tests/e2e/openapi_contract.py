@@ -93,7 +93,21 @@ class Documents:
         return {k: self._inline(name, v, seen) for k, v in node.items()}
 
 
-def _path_regex(template: str) -> re.Pattern:
+def server_prefix(doc: dict) -> tuple[str, str]:
+    """(default path, regex) of the document's first server URL. A URL that is one variable
+    (`{callback_prefix}`, a path a directive moves) matches any path of one or more segments;
+    its default is the path the route table has."""
+    servers = doc.get("servers") or [{"url": ""}]
+    url = servers[0].get("url", "")
+    m = re.fullmatch(r"\{([A-Za-z_]+)\}", url)
+    if m:
+        default = servers[0]["variables"][m.group(1)]["default"].rstrip("/")
+        return default, "(?:/[^/]+)+"
+    path = urllib.parse.urlsplit(url).path.rstrip("/")
+    return path, re.escape(path)
+
+
+def _path_regex(template: str, prefix_regex: str = "") -> re.Pattern:
     parts = []
     for segment in template.strip("/").split("/"):
         if segment.startswith("{") and segment.endswith("}") and len(segment) > 2:
@@ -101,16 +115,16 @@ def _path_regex(template: str) -> re.Pattern:
         else:
             parts.append(re.escape(segment))
     # routes.hpp: one trailing slash is insignificant
-    return re.compile("^/" + "/".join(parts) + "/?$")
+    return re.compile("^" + prefix_regex + "/" + "/".join(parts) + "/?$")
 
 
 class Operation:
-    def __init__(self, document: str, template: str, method: str, spec: dict):
+    def __init__(self, document: str, template: str, method: str, spec: dict, prefix=("", "")):
         self.document = document
-        self.template = template
+        self.template = prefix[0] + template   # with the server's default prefix, as routes.cpp has it
         self.method = method.upper()
         self.spec = spec
-        self.regex = _path_regex(template)
+        self.regex = _path_regex(template, prefix[1])
 
     def __repr__(self) -> str:
         return f"{self.method} {self.template} ({self.document})"
@@ -127,10 +141,11 @@ class Contract:
         self.forbidden_headers: set[str] = set()
         self._validators: dict[int, jsonschema.protocols.Validator] = {}
         for name, doc in self.documents.docs.items():
+            prefix = server_prefix(doc)
             for template, item in (doc.get("paths") or {}).items():
                 for method in METHODS:
                     if method in item:
-                        self.operations.append(Operation(name, template, method, item[method]))
+                        self.operations.append(Operation(name, template, method, item[method], prefix))
             for status, resp in (doc.get("x-paygate-before-routing") or {}).items():
                 self.before_routing.setdefault(str(status), []).append(resp)
             for status, resp in (doc.get("x-paygate-unrouted") or {}).items():

@@ -185,6 +185,8 @@ class CheckerTest(unittest.TestCase):
         self.ok("POST", "/callbacks/sky-technologies/v1/on_payment_completed?ref=x", 401,
                 b'{"code":"unauthorized","message":"callback refused: no query"}')
         self.assertEqual(self.c.check("POST", "/callbacks/mserver/notify", 200, None, b'{"status":"duplicate"}'), [])
+        # paygate_callback_prefix moves the callbacks (the documents' server variable)
+        self.ok("POST", "/hooks/paygate/mserver/notify", 200, b'{"status":"accepted"}')
 
     def test_each_drift_is_caught(self):
         pid = "6f1c2b9e-0d7a-4f3e-8b5c-1a2d3e4f5a6b"
