@@ -4,6 +4,7 @@ Not a test file itself (no test_ prefix). The build tree comes from PAYGATE_BUIL
 tests/e2e/CMakeLists.txt), the launch logic from scripts/stack.py.
 """
 
+import atexit
 import http.client
 import json
 import re
@@ -40,6 +41,8 @@ __all__ = ["TOO_LARGE_BODY", "StackTestCase", "Stack", "StackError", "http_reque
 CONTRACT = openapi_contract.shared() if os.environ.get("PAYGATE_OPENAPI_CHECK", "1") != "0" else None
 if CONTRACT is not None:
     stack_module.response_observers.append(CONTRACT.observe)
+    atexit.register(lambda: print(f"openapi contract: {CONTRACT.checked} answers checked, "
+                                  f"{CONTRACT.exempted} exempt", file=sys.stderr))
 
 
 def check_answer(method, target, status, headers, body, via: str) -> None:
