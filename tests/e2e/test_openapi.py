@@ -214,6 +214,90 @@ class CheckerTest(unittest.TestCase):
         self.assertTrue(self.c.check("POST", "/callbacks/mserver/notify", 200, None, b'{"status":"stored"}'))
 
 
+class HooksTest(unittest.TestCase):
+    """The hooks e2e_base installs see answers: http_request() (so Stack.http) through
+    stack.response_observers, read_response() on raw sockets. A tiny local server stands in for
+    nginx, answering a body that breaks the contract (and one that keeps it)."""
+
+    @classmethod
+    def setUpClass(cls):
+        import e2e_base  # noqa: F401  (installs the hooks)
+        cls.e2e_base = e2e_base
+        if e2e_base.CONTRACT is None:
+            raise unittest.SkipTest("PAYGATE_OPENAPI_CHECK=0")
+
+    def serve(self, status: int, body: bytes, headers=None):
+        import http.server
+        import threading
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.send_response(status)
+                for k, v in {"Content-Type": JSON, "X-Request-Id": RID, "Content-Length": str(len(body)),
+                             **(headers or {})}.items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        self.addCleanup(server.server_close)
+        self.addCleanup(server.shutdown)
+        return server.server_address[1]
+
+    def test_http_request_answers_are_checked(self):
+        e = self.e2e_base
+        e.take_contract_violations()
+        port = self.serve(200, b'{"status":"ok"}')
+        self.assertEqual(e.http_request(port, "GET", "/ping")[0], 200)
+        self.assertEqual(e.take_contract_violations(), [])
+        port = self.serve(200, b'{"status":"fine"}')
+        e.http_request(port, "GET", "/ping")
+        problems = e.take_contract_violations()
+        self.assertEqual(len(problems), 1, problems)
+        self.assertIn("GET /ping -> 200 via http_request", problems[0])
+
+    def test_a_violation_fails_the_test_that_received_it(self):
+        e = self.e2e_base
+
+        class Probe(unittest.TestCase):
+            def test_receives_a_bad_answer(inner):
+                e.watch_contract(inner)
+                e.CONTRACT.add_violation("planted drift")
+        result = unittest.TestResult()
+        Probe("test_receives_a_bad_answer").run(result)
+        self.assertEqual(len(result.failures), 1, result.errors)
+        self.assertIn("planted drift", result.failures[0][1])
+        self.assertEqual(e.take_contract_violations(), [])
+
+    def test_raw_socket_answers_are_checked_and_unknown_requests_reported(self):
+        e = self.e2e_base
+        e.take_contract_violations()
+        port = self.serve(404, b'{"code":"not_found","message":"no such route"}')
+        sock = e.raw_request(port, b"GET /nope HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        with sock:
+            self.assertEqual(e.read_response(sock)[0], 404)
+        self.assertEqual(e.take_contract_violations(), [])
+        port = self.serve(404, b'{"code":"nothing_here","message":"no such route"}')
+        sock = e.raw_request(port, b"GET /nope HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        with sock:
+            e.read_response(sock)
+        problems = e.take_contract_violations()
+        self.assertEqual(len(problems), 1, problems)
+        self.assertIn("via raw socket", problems[0])
+        # a socket the harness did not send on: the answer cannot be matched, which is itself reported
+        import socket
+        sock = socket.create_connection(("127.0.0.1", self.serve(200, b'{"status":"ok"}')))
+        with sock:
+            sock.sendall(b"GET /ping HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            e.read_response(sock)
+        problems = e.take_contract_violations()
+        self.assertEqual(len(problems), 1, problems)
+        self.assertIn("whose request is unknown", problems[0])
+
+
 def _refs(node):
     if isinstance(node, dict):
         if isinstance(node.get("$ref"), str):
