@@ -57,11 +57,12 @@ def take_contract_violations() -> list:
 
 
 def watch_contract(test: unittest.TestCase) -> None:
-    """Fails `test` at its teardown if an answer it received broke the contract."""
-    take_contract_violations()   # what came before belongs to the class's set-up (reported there)
+    """Fails `test` at its teardown if an answer it received broke the contract. Problems left
+    from before it started (a class's setUpClass) fail it too, marked as such: none is lost."""
+    earlier = [f"(before this test) {p}" for p in take_contract_violations()]
 
     def check():
-        problems = take_contract_violations()
+        problems = earlier + take_contract_violations()
         if problems:
             test.fail("answers that break docs/openapi/ (%d):\n%s" % (len(problems), "\n".join(problems[:20])))
     test.addCleanup(check)
