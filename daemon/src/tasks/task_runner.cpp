@@ -95,9 +95,9 @@ void TaskRunner::run(unsigned index) {
             line.kv("task_id", task->id)
                 .kv("kind", task->kind)
                 .kv("payment_id", task->payment_id)
-                .kv("attempt", std::to_string(task->attempts))
+                .kv("attempt", task->attempts)
                 .kv("next", kNext[static_cast<int>(r.next)])
-                .kv("delay_ms", std::to_string(delay))
+                .kv("delay_ms", delay)
                 .kv("lease", recorded ? "held" : "lost")
                 .kv("ms", ms);
             if (!r.note.empty()) line.kv("note", r.note);
