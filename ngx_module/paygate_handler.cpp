@@ -100,6 +100,7 @@ ngx_int_t forward(ngx_http_request_t* r, RequestCtx* ctx) {
                     reply.headers.emplace_back("content-type", "application/json");
                     reply.headers.emplace_back(std::string(idempotency::kReplayedHeader), "true");
                     reply.body = std::move(stored.body);
+                    ctx->replayed = "zone";
                     return send_reply(r, reply);
                 }
                 case ReplayLookup::Conflict:
@@ -171,7 +172,10 @@ std::string_view route_path(ngx_http_request_t* r, std::string& storage) {
 
 ngx_int_t handle(ngx_http_request_t* r) {
     std::string rewritten;
-    routes::Match match = routes::match(view(r->method_name), route_path(r, rewritten));
+    routes::Match match = match_route(r, rewritten);
+    if (match.result == routes::MatchResult::Found) {
+        if (RequestCtx* early = ensure_ctx(r)) early->route_name = match.route->name;
+    }
     if (match.result != routes::MatchResult::Found) {
         ngx_int_t rc = ngx_http_discard_request_body(r);
         if (rc != NGX_OK) return rc;
@@ -197,6 +201,7 @@ ngx_int_t handle(ngx_http_request_t* r) {
         ngx_int_t rc;   // a request parked until the token table is loaded returns NGX_DONE here
         if (!authenticate(r, principal, rc)) return rc;
     }
+    std::string client = match.route->access == routes::Access::Client ? principal : std::string();
 
     // An oversized Content-Length never gets here: nginx's client_max_body_size check, clamped to
     // paygate_max_body_size in merge_loc_conf, answers it before the content phase.
@@ -204,6 +209,7 @@ ngx_int_t handle(ngx_http_request_t* r) {
     if (ctx == nullptr) return NGX_HTTP_INTERNAL_SERVER_ERROR;
     ctx->match = std::move(match);
     ctx->principal = std::move(principal);
+    ctx->client = std::move(client);
     ctx->callback_ref = std::move(callback_ref);
 
     ngx_int_t rc = ngx_http_read_client_request_body(r, on_body_read);
@@ -268,6 +274,10 @@ void client_gone(ngx_http_request_t* r, const char* how, ngx_err_t err) {
 }
 
 }  // namespace
+
+routes::Match match_route(ngx_http_request_t* r, std::string& storage) {
+    return routes::match(view(r->method_name), route_path(r, storage));
+}
 
 ngx_int_t paygate_handler(ngx_http_request_t* r) {
     try {
@@ -337,6 +347,9 @@ void install_request_body_filter() {
 void deliver_reply(ngx_http_request_t* r, const ipc::Reply& reply) {
     RequestCtx* ctx = ctx_of(r);
     stop_waiting(ctx);
+    for (const auto& [name, value] : reply.headers) {
+        if (name == idempotency::kOutcomeHeader && value == idempotency::kOutcomeReplayed) ctx->replayed = "daemon";
+    }
     remember_outcome(r, ctx, reply);
     ngx_int_t rc;
     try {

@@ -1242,7 +1242,7 @@ class Stack:
         return prefix
 
     def render_nginx_conf(self, *, port: int, prefix: Path, daemons: Iterable[str],
-                          worker_processes: int = 2, access_log: str = "logs/access.log",
+                          worker_processes: int = 2, access_log: str = "logs/access.log paygate",
                           http_extra: str = "", server_extra: str = "", main_extra: str = "",
                           directives: Optional[dict] = None,
                           tls: Optional[tuple[Path, Path]] = None,
@@ -1295,7 +1295,7 @@ class Stack:
         return f" public_key={self.keys_dir / 'curve' / (pair + '.pub')}" if pair else ""
 
     def start_nginx(self, *, daemons: Optional[Iterable[str]] = None, worker_processes: int = 2,
-                    access_log: str = "logs/access.log", http_extra: str = "",
+                    access_log: str = "logs/access.log paygate", http_extra: str = "",
                     server_extra: str = "", name: str = "nginx", timeout: float = 30.0,
                     main_extra: str = "", tls: bool = False, h2c: bool = False,
                     **directives) -> Nginx:
