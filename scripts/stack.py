@@ -959,6 +959,11 @@ class Stack:
             import secrets
             _write_private(keys / "mserver.password", secrets.token_urlsafe(18) + "\n")
             _write_private(keys / "mserver.app_secret", secrets.token_urlsafe(24) + "\n")
+        # The notifications' access_token is a credential of its own (it never changes).
+        import hashlib
+        app_secret = (keys / "mserver.app_secret").read_text().strip()
+        self.register_secret(hashlib.sha1((MSERVER_APP_ID + app_secret).encode()).hexdigest(),
+                             "mserver notification access_token")
         return keys
 
     def start_mserver(self, timeout: float = 30.0, **options) -> str:

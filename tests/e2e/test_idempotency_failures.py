@@ -70,7 +70,7 @@ class FrozenDaemonTestCase(IdempotencyTestCase):
         """Sends the create through edge2 (-> d2) on a thread; waits until d2 has frozen itself
         inside the transaction. Returns (future of edge2's answer, request id d2 logged)."""
         d2 = self.stack.daemons["d2"]
-        self.assertIn("fault=stop-before-commit", d2.log_text(whole=False))   # test_fault_armed
+        self.assertTrue(d2.events("test_fault_armed", whole=False, fault="stop-before-commit"))
         first = self.pool.submit(self.post, "create", body, nginx="edge2", timeout=timeout)
 
         def frozen():
