@@ -575,7 +575,7 @@ class IdempotencyTestCase(PaymentStackTestCase):
         """Request events (dicts) of every daemon of the stack with X-Request-Id `rid`."""
         return [e for d in self.stack.daemons.values() for e in d.requests(request_id=rid)]
 
-    def assertSeenByDaemon(self, response, idempotency: str = None) -> str:
+    def assertSeenByDaemon(self, response, idempotency: str = None) -> dict:
         """The daemon logged the request of `response` (optionally with idempotency=<value>)."""
         rid = response[1].get("X-Request-Id")
         lines = wait_until(lambda: self.daemon_lines(rid), 5, f"daemon log line of {rid}")

@@ -111,7 +111,7 @@ class FrozenInTransactionTest(FrozenDaemonTestCase):
         self.assertJsonError(busy, 409, "idempotency_in_progress")
         self.assertIsNone(busy[1].get(REPLAYED_HEADER))
         self.assertEqual(self.payments_of_sender(sender), [])
-        self.assertNotIn("idempotency=", self.assertSeenByDaemon(busy))   # d1: nothing stored
+        self.assertNotIn("idempotency", self.assertSeenByDaemon(busy))   # d1: nothing stored
 
         # PostgreSQL ends the frozen session after the lease: the retry executes (once).
         executed = self.post_until_settled("create", body, nginx="nginx", timeout=60)

@@ -135,6 +135,21 @@ class AccessLogTest(PaymentStackTestCase):
         self.assertEqual((line["route"], line["uri"]), ("-", "/no/such/path"))
         self.assertNotIn("kept-out-of-the-log", (self.stack.nginxes["nginx"].prefix / "logs" / "access.log").read_text())
 
+    def test_query_credential_is_masked_in_the_error_log(self):
+        """nginx puts the request line in every error log line about a request: mserver's
+        access_token, when sent in the query, is masked there (the secret grep would fail the
+        test otherwise)."""
+        value = "0123456789abcdef0123456789abcdef01234567"
+        self.stack.register_secret(value, "an access_token sent in a query")
+        path = f"/callbacks/mserver/notify?app_id=paygate-dev&access_token={value}&access_token={value}"
+        st, hdrs, body = self.stack.http("POST", path, b"{}", {"Content-Type": "application/json"})
+        self.assertEqual(st, 401, body)
+        rid = hdrs["X-Request-Id"]
+        error_log = self.stack.nginxes["nginx"].error_log
+        line = wait_until(lambda: [ln for ln in error_log.read_text().splitlines() if rid in ln], 5,
+                          "the refusal's error log line")[0]
+        self.assertIn("?app_id=paygate-dev&access_token=***&access_token=*** HTTP/1.1", line)
+
 
 class SecretGrepTest(StackTestCase):
     """The harness fails a test whose stack logged a secret: a client token, a key file's secret,
