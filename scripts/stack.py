@@ -15,7 +15,9 @@ Library use (see docs/testing.md):
 
 `Stack.__exit__` stops everything (nginx QUIT, daemons TERM with exit status 0 asserted,
 `pg_ctl stop -m fast`) and then runs `check_logs()`, which fails on nginx `[alert]`/`[emerg]`,
-crashed workers, and any AddressSanitizer / LeakSanitizer / UBSan report of nginx or a daemon.
+crashed workers, any AddressSanitizer / LeakSanitizer / UBSan report of nginx or a daemon, and
+any secret of the stack (register_secret, tokens, key files) found in any of its logs.
+paygated's log is one JSON object per line: read it with Daemon.events() / requests().
 
 CLI (the `make run` contract):
 
