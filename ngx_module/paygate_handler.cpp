@@ -7,6 +7,8 @@
 #include <string>
 #include <string_view>
 
+#include "request_line.hpp"
+
 namespace paygate::module {
 namespace {
 
@@ -174,37 +176,12 @@ std::string_view route_path(ngx_http_request_t* r, std::string& storage) {
 // and into $request: a credential in the query string (mserver's access_token) is masked there
 // before anything about the request is logged. r->args keeps the real value for the check.
 void mask_query_credential(ngx_http_request_t* r, std::string_view name) {
-    std::string_view line = view(r->request_line);
-    std::size_t q = line.find('?');
-    if (q == std::string_view::npos) return;
-    std::size_t end = line.find(' ', q);
-    if (end == std::string_view::npos) end = line.size();
-    std::string masked(line.substr(0, q + 1));
-    bool changed = false;
-    std::string_view query = line.substr(q + 1, end - q - 1);
-    while (true) {
-        std::size_t amp = query.find('&');
-        std::string_view param = query.substr(0, amp);
-        std::size_t eq = param.find('=');
-        std::string_view key = param.substr(0, eq);
-        if (eq != std::string_view::npos && key.size() == name.size() &&
-            ngx_strncasecmp(reinterpret_cast<u_char*>(const_cast<char*>(key.data())),
-                            reinterpret_cast<u_char*>(const_cast<char*>(name.data())), name.size()) == 0) {
-            masked.append(key).append("=***");
-            changed = true;
-        } else {
-            masked.append(param);
-        }
-        if (amp == std::string_view::npos) break;
-        masked.push_back('&');
-        query.remove_prefix(amp + 1);
-    }
-    if (!changed) return;
-    masked.append(line.substr(end));
-    auto* data = static_cast<u_char*>(ngx_pnalloc(r->pool, masked.size()));
+    std::optional<std::string> masked = mask_query_parameter(view(r->request_line), name);
+    if (!masked) return;
+    auto* data = static_cast<u_char*>(ngx_pnalloc(r->pool, masked->size()));
     if (data == nullptr) return;   // then the line stays as it was; the request goes on
-    ngx_memcpy(data, masked.data(), masked.size());
-    r->request_line = {masked.size(), data};
+    ngx_memcpy(data, masked->data(), masked->size());
+    r->request_line = {masked->size(), data};
 }
 
 ngx_int_t handle(ngx_http_request_t* r) {
