@@ -91,7 +91,10 @@ void TaskRunner::run(unsigned index) {
             }
             static const char* const kNext[] = {"done", "retry", "reschedule", "dead"};
             double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
-            auto line = r.next == TaskResult::Next::Dead ? log::warn("task_dead") : log::info("task_ran");
+            // A status check that found nothing new (reschedule) is routine: debug (quiet by default).
+            auto line = r.next == TaskResult::Next::Dead         ? log::warn("task_dead")
+                        : r.next == TaskResult::Next::Reschedule ? log::debug("task_ran")
+                                                                 : log::info("task_ran");
             line.kv("task_id", task->id)
                 .kv("kind", task->kind)
                 .kv("payment_id", task->payment_id)
