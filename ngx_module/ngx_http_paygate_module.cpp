@@ -114,6 +114,8 @@ char* set_pass(ngx_conf_t* cf, ngx_command_t*, void* data) {
     return NGX_CONF_OK;
 }
 
+ngx_int_t preconfiguration(ngx_conf_t* cf) { return add_variables(cf); }
+
 ngx_int_t postconfiguration(ngx_conf_t* cf) {
     if (register_request_id_variable(cf) != NGX_OK) return NGX_ERROR;
     install_error_page_filters();
@@ -212,7 +214,7 @@ ngx_command_t commands[] = {
     ngx_null_command};
 
 ngx_http_module_t module_ctx = {
-    nullptr,             // preconfiguration
+    preconfiguration,    // preconfiguration: the $paygate_* variables
     postconfiguration,   // postconfiguration
     create_main_conf,    // create main configuration
     init_main_conf,      // init main configuration

@@ -58,6 +58,14 @@ std::string_view find_header(ngx_http_request_t* r, std::initializer_list<std::s
     return found;
 }
 
+std::optional<std::uint64_t> client_of_token(ngx_http_request_t* r) {
+    bool ambiguous = false;
+    std::string_view token = auth_token(r, ambiguous);
+    if (ambiguous || token.empty() || worker == nullptr) return std::nullopt;
+    TokenLookup found = lookup_token(token);
+    return found.state == TokenLookup::Usable ? found.client : std::nullopt;
+}
+
 bool authenticate(ngx_http_request_t* r, std::string& principal, ngx_int_t& rc) {
     bool ambiguous = false;
     std::string_view token = auth_token(r, ambiguous);

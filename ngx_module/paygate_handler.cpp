@@ -7,6 +7,8 @@
 #include <string>
 #include <string_view>
 
+#include "request_line.hpp"
+
 namespace paygate::module {
 namespace {
 
@@ -100,6 +102,7 @@ ngx_int_t forward(ngx_http_request_t* r, RequestCtx* ctx) {
                     reply.headers.emplace_back("content-type", "application/json");
                     reply.headers.emplace_back(std::string(idempotency::kReplayedHeader), "true");
                     reply.body = std::move(stored.body);
+                    ctx->replayed = "zone";
                     return send_reply(r, reply);
                 }
                 case ReplayLookup::Conflict:
@@ -169,9 +172,24 @@ std::string_view route_path(ngx_http_request_t* r, std::string& storage) {
     return uri;
 }
 
+// nginx writes the request line into every error log line about a request (", request: ...")
+// and into $request: a credential in the query string (mserver's access_token) is masked there
+// before anything about the request is logged. r->args keeps the real value for the check.
+void mask_query_credential(ngx_http_request_t* r, std::string_view name) {
+    std::optional<std::string> masked = mask_query_parameter(view(r->request_line), name);
+    if (!masked) return;
+    auto* data = static_cast<u_char*>(ngx_pnalloc(r->pool, masked->size()));
+    if (data == nullptr) return;   // then the line stays as it was; the request goes on
+    ngx_memcpy(data, masked->data(), masked->size());
+    r->request_line = {masked->size(), data};
+}
+
 ngx_int_t handle(ngx_http_request_t* r) {
     std::string rewritten;
-    routes::Match match = routes::match(view(r->method_name), route_path(r, rewritten));
+    routes::Match match = match_route(r, rewritten);
+    if (match.result == routes::MatchResult::Found) {
+        if (RequestCtx* early = ensure_ctx(r)) early->route_name = match.route->name;
+    }
     if (match.result != routes::MatchResult::Found) {
         ngx_int_t rc = ngx_http_discard_request_body(r);
         if (rc != NGX_OK) return rc;
@@ -189,6 +207,7 @@ ngx_int_t handle(ngx_http_request_t* r) {
         principal = "partner:" + std::string(match.route->partner);
     }
     if (match.route->access == routes::Access::AppToken) {
+        mask_query_credential(r, "access_token");
         ngx_int_t rc;
         if (!check_app_token(r, *match.route, rc)) return rc;
         principal = "partner:" + std::string(match.route->partner);
@@ -197,6 +216,7 @@ ngx_int_t handle(ngx_http_request_t* r) {
         ngx_int_t rc;   // a request parked until the token table is loaded returns NGX_DONE here
         if (!authenticate(r, principal, rc)) return rc;
     }
+    std::string client = match.route->access == routes::Access::Client ? principal : std::string();
 
     // An oversized Content-Length never gets here: nginx's client_max_body_size check, clamped to
     // paygate_max_body_size in merge_loc_conf, answers it before the content phase.
@@ -204,6 +224,7 @@ ngx_int_t handle(ngx_http_request_t* r) {
     if (ctx == nullptr) return NGX_HTTP_INTERNAL_SERVER_ERROR;
     ctx->match = std::move(match);
     ctx->principal = std::move(principal);
+    ctx->client = std::move(client);
     ctx->callback_ref = std::move(callback_ref);
 
     ngx_int_t rc = ngx_http_read_client_request_body(r, on_body_read);
@@ -268,6 +289,10 @@ void client_gone(ngx_http_request_t* r, const char* how, ngx_err_t err) {
 }
 
 }  // namespace
+
+routes::Match match_route(ngx_http_request_t* r, std::string& storage) {
+    return routes::match(view(r->method_name), route_path(r, storage));
+}
 
 ngx_int_t paygate_handler(ngx_http_request_t* r) {
     try {
@@ -337,6 +362,9 @@ void install_request_body_filter() {
 void deliver_reply(ngx_http_request_t* r, const ipc::Reply& reply) {
     RequestCtx* ctx = ctx_of(r);
     stop_waiting(ctx);
+    for (const auto& [name, value] : reply.headers) {
+        if (name == idempotency::kOutcomeHeader && value == idempotency::kOutcomeReplayed) ctx->replayed = "daemon";
+    }
     remember_outcome(r, ctx, reply);
     ngx_int_t rc;
     try {

@@ -114,6 +114,10 @@ struct RequestCtx {
     std::string error_body;      // JSON replacing nginx's own HTML error page, once set
     bool error_body_sent = false;
     bool body_over_buffer = false;   // the body would have spilled to disk: refused with 413
+    // For the access log ($paygate_route, $paygate_client, $paygate_replayed; paygate_variables.cpp).
+    std::string_view route_name;     // the matched route (the route table's static names)
+    std::string client;              // the authenticated client id of an Access::Client route
+    std::string_view replayed;       // "zone" or "daemon" when the answer is a recorded one
 };
 
 inline std::string_view view(const ngx_str_t& s) { return {reinterpret_cast<const char*>(s.data), s.len}; }
@@ -134,6 +138,10 @@ ngx_int_t send_internal_error(ngx_http_request_t* r, const char* what);
 
 // ---- paygate_handler.cpp: the content handler and the request's wait for its reply ----
 
+// The request matched against the route table (paygate_callback_prefix applied); `storage` holds
+// a rewritten path.
+routes::Match match_route(ngx_http_request_t* r, std::string& storage);
+
 // The content handler of paygate_pass locations.
 ngx_int_t paygate_handler(ngx_http_request_t* r);
 RequestCtx* ctx_of(ngx_http_request_t* r);
@@ -151,6 +159,10 @@ void deliver_reply(ngx_http_request_t* r, const ipc::Reply& reply);
 void install_request_body_filter();
 
 // ---- paygate_auth.cpp: client tokens of Access::Client routes ----
+
+// The client id of the request's token, if the token table is usable and the token live; no
+// answer is sent and nothing is parked (for $paygate_client before the content phase).
+std::optional<std::uint64_t> client_of_token(ngx_http_request_t* r);
 
 // True with `principal` set; false when the request was answered instead (403, or 503 without a
 // fresh token table) or parked until the table is loaded, `rc` being what the handler returns.
@@ -215,6 +227,10 @@ char* check_link_keys(ngx_conf_t* cf, MainConf& conf);
 // the daemon's index, or -1 when none is connected or every queue is full. Schedules a drain of
 // that daemon's socket (a send can swallow ZMQ_FD's edge).
 int send_to_daemons(const ipc::Request& request, int avoid = -1);
+
+// ---- paygate_variables.cpp: $paygate_route, $paygate_client, $paygate_replayed ----
+
+ngx_int_t add_variables(ngx_conf_t* cf);
 
 // ---- paygate_error_pages.cpp: nginx's own error pages in paygate locations become JSON ----
 

@@ -15,7 +15,9 @@ Library use (see docs/testing.md):
 
 `Stack.__exit__` stops everything (nginx QUIT, daemons TERM with exit status 0 asserted,
 `pg_ctl stop -m fast`) and then runs `check_logs()`, which fails on nginx `[alert]`/`[emerg]`,
-crashed workers, and any AddressSanitizer / LeakSanitizer / UBSan report of nginx or a daemon.
+crashed workers, any AddressSanitizer / LeakSanitizer / UBSan report of nginx or a daemon, and
+any secret of the stack (register_secret, tokens, key files) found in any of its logs.
+paygated's log is one JSON object per line: read it with Daemon.events() / requests().
 
 CLI (the `make run` contract):
 
@@ -34,6 +36,7 @@ import argparse
 import ctypes
 import fcntl
 import http.client
+import json
 import os
 import pwd
 import re
@@ -76,7 +79,10 @@ PG_OS_USER = "postgres"
 NGINX_BAD_LINE = re.compile(r"\[(alert|emerg)\]|exited on signal")
 # Lines that fail a test unless the test declared them expected (Stack.allow_log).
 NGINX_ERROR_LINE = re.compile(r"\[(crit|error)\]")
-DAEMON_ERROR_LINE = re.compile(r"^\S+ error event=")
+# paygated writes one JSON object per line; these levels fail a test unless declared (allow_log).
+DAEMON_ERROR_LEVELS = ("error",)
+# A secret must be at least this long to be looked for in the logs (shorter strings match by chance).
+MIN_SECRET_LENGTH = 12
 # Sanitizer reports, wherever they show up (report files, stderr of a process).
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
                      "ERROR: UndefinedBehaviorSanitizer", "SUMMARY: UndefinedBehaviorSanitizer",
@@ -505,6 +511,45 @@ class Postgres:
                             "-U", DB_USER, DB_NAME], check=True, capture_output=True, timeout=60)
 
 
+def parse_daemon_log(text: str) -> list[dict]:
+    """paygated's log as one dict per line (its JSON object: time, level, event, then the
+    event's keys). A line that is not a JSON object (a fatal start-up message, a sanitizer
+    report on stderr) becomes {"raw": line}, so nothing is dropped."""
+    events = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            obj = None
+        events.append(obj if isinstance(obj, dict) else {"raw": line})
+    return events
+
+
+def _logfmt_value(value) -> str:
+    if not isinstance(value, str):
+        return json.dumps(value)
+    if value and not any(c <= " " or c in '"=\\\x7f' for c in value):
+        return value
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t") + '"'
+
+
+def logfmt(event: dict) -> str:
+    """A daemon log line as `<level> event=<name> key=value ...`, values quoted and escaped only
+    when they hold spaces, quotes, '=' or control characters: what Stack.allow_log patterns of
+    source "daemon" are also matched against, so a pattern can be written as
+    `event=db_error .*sqlstate=42P01 error="relation ..."`."""
+    if "raw" in event:
+        return event["raw"]
+    parts = [str(event.get("level", ""))]
+    for key, value in event.items():
+        if key in ("time", "level"):
+            continue
+        parts.append(f"{key}={_logfmt_value(value)}")
+    return " ".join(parts)
+
+
 class Daemon:
     """One paygated process with its own config file, endpoint and log."""
 
@@ -538,8 +583,21 @@ class Daemon:
         """The log of every incarnation in this stack (whole) or of the current one."""
         return _read_text(self.logfile, self.base_offset if whole else self.log_offset)
 
+    def events(self, event: Optional[str] = None, whole: bool = True, **fields) -> list[dict]:
+        """The log's lines as dicts (parse_daemon_log), of every incarnation (whole) or of the
+        current one; only those of `event` and whose keys equal `fields` when given:
+        d.events("request", route="payment.create")."""
+        return [e for e in parse_daemon_log(self.log_text(whole))
+                if (event is None or e.get("event") == event)
+                and all(e.get(k) == v for k, v in fields.items())]
+
+    def requests(self, **fields) -> list[dict]:
+        """The `request` events (one per request served), e.g. requests(route="health")."""
+        return self.events("request", **fields)
+
     def request_lines(self) -> list[str]:
-        return [ln for ln in self.log_text().splitlines() if "event=request" in ln]
+        """The `request` events as their raw JSON lines (for substring checks like `rid in line`)."""
+        return [ln for ln in self.log_text().splitlines() if '"event":"request"' in ln]
 
 
 class Nginx:
@@ -652,6 +710,10 @@ class Stack:
         self.sandbox_url: Optional[str] = None
         self.mserver: Optional[subprocess.Popen] = None
         self.mserver_url: Optional[str] = None
+        # Secret values (tokens, keys) that no log may ever contain: value -> what it is.
+        self._secrets: dict[str, str] = {}
+        # A persistent root keeps earlier runs' logs: only what is written from now on is checked.
+        self._log_offsets = {f: _size(f) for f in self.log_files()}
 
     # -- context manager ----------------------------------------------------------------------
 
@@ -760,13 +822,73 @@ class Stack:
 
     def create_token(self, client: str) -> str:
         """`paygatectl token create --client CLIENT`: a new token for `client` (created on first
-        use). Returns the token, the only line paygatectl prints on stdout."""
+        use). Returns the token, the only line paygatectl prints on stdout. The token is
+        registered as a secret (register_secret): no log may show it."""
         res = self.ctl("token", "create", "--client", client)
         lines = res.stdout.splitlines()
         if len(lines) != 1 or not lines[0].strip() or lines[0] != lines[0].strip():
             raise StackError(f"paygatectl token create printed {res.stdout!r}, expected exactly "
                              f"the token on one line")
+        self.register_secret(lines[0], f"client token of {client}")
         return lines[0]
+
+    # -- secrets never logged ----------------------------------------------------------------------
+
+    def register_secret(self, value: str, what: str = "secret") -> None:
+        """Records a secret this stack made or was given (a token, an app secret, a partner key,
+        a JWT or HMAC key): check_logs() fails the test if any log of the stack contains it.
+        Values shorter than MIN_SECRET_LENGTH are refused (they would match by chance). Key
+        files under <root>/keys and <root>/tls are found without registering them
+        (secret_key_values)."""
+        value = value.strip() if isinstance(value, str) else value
+        if isinstance(value, bytes):
+            value = value.decode()
+        if len(value) < MIN_SECRET_LENGTH:
+            raise ValueError(f"register_secret: {what} is shorter than {MIN_SECRET_LENGTH} characters")
+        self._secrets.setdefault(value, what)
+
+    def secret_key_values(self) -> dict[str, str]:
+        """The secrets in this stack's key files: every private key, keyring and password file
+        under <root>/keys (not *.pub, not the allow list modules.keys) and <root>/tls/*.key. Each
+        word of MIN_SECRET_LENGTH or more on a line that is not a comment or a PEM armour line
+        (so each base64 line of a PEM key, the Z85 CURVE secret, a keyring's base64 secret)."""
+        files = [f for f in self.keys_dir.rglob("*") if f.is_file()
+                 and f.suffix != ".pub" and f.name != "modules.keys" and not f.name.endswith(".tmp")]
+        files += list((self.root / "tls").glob("*.key"))
+        found = {}
+        for f in files:
+            for line in _read_text(f).splitlines():
+                line = line.strip()
+                if not line or line.startswith("#") or line.startswith("-----"):
+                    continue
+                for word in line.split():
+                    if len(word) >= MIN_SECRET_LENGTH:
+                        found.setdefault(word, f"key file {f.relative_to(self.root)}")
+        return found
+
+    def log_files(self) -> list[Path]:
+        """Every log this stack writes: daemons, nginx (error, access, stderr), sandboxes,
+        PostgreSQL, sanitizer reports."""
+        files = list(self.daemon_dir.glob("*.log"))
+        for name in sorted(p.name for p in self.root.iterdir() if (p / "logs").is_dir()):
+            files += [f for f in (self.root / name / "logs").iterdir() if f.is_file() and f.suffix != ".pid"]
+        files += [f for f in self.root.iterdir() if f.is_file() and f.suffix in (".log", ".stderr")]
+        files.append(self.pg.logfile)
+        files += [f for f in self.san_dir.glob("*") if f.is_file()]
+        return [f for f in files if f.exists()]
+
+    def _secret_problems(self) -> list[str]:
+        secrets = {**self.secret_key_values(), **self._secrets}
+        problems = []
+        for f in self.log_files():
+            text = _read_text(f, self._log_offsets.get(f, 0))
+            for value, what in secrets.items():
+                at = text.find(value)
+                if at >= 0:
+                    line = text.count("\n", 0, at) + 1
+                    problems.append(f"{f}: contains a secret ({what}) in line {line} of what this stack "
+                                    f"wrote; no log may show a token, key or password")
+        return problems
 
     def revoke_token(self, token: Optional[str] = None, client: Optional[str] = None,
                      check: bool = True) -> subprocess.CompletedProcess:
@@ -852,6 +974,11 @@ class Stack:
             import secrets
             _write_private(keys / "mserver.password", secrets.token_urlsafe(18) + "\n")
             _write_private(keys / "mserver.app_secret", secrets.token_urlsafe(24) + "\n")
+        # The notifications' access_token is a credential of its own (it never changes).
+        import hashlib
+        app_secret = (keys / "mserver.app_secret").read_text().strip()
+        self.register_secret(hashlib.sha1((MSERVER_APP_ID + app_secret).encode()).hexdigest(),
+                             "mserver notification access_token")
         return keys
 
     def start_mserver(self, timeout: float = 30.0, **options) -> str:
@@ -1005,8 +1132,9 @@ class Stack:
     def allow_log(self, pattern: str, reason: str, source: str = "any") -> None:
         """Declares error lines this test expects: nginx `[error]`/`[crit]` lines (source "nginx")
         or daemon `error` lines (source "daemon") matching the regex `pattern` do not fail it.
-        `reason` says why they are expected; [alert]/[emerg] and sanitizer reports are never
-        excused."""
+        A daemon line matches when the pattern is found in its JSON text or in its logfmt()
+        rendering (`error event=db_error sqlstate=42P01 ...`). `reason` says why they are
+        expected; [alert]/[emerg] and sanitizer reports are never excused."""
         if source not in ("any", "nginx", "daemon"):
             raise ValueError(f"bad source {source!r}")
         if not reason:
@@ -1014,7 +1142,15 @@ class Stack:
         self._allowed_lines.append((source, re.compile(pattern), reason))
 
     def _allowed(self, source: str, line: str) -> bool:
-        return any(src in ("any", source) and rx.search(line) for src, rx, _ in self._allowed_lines)
+        forms = [line]
+        if source == "daemon":
+            forms += [logfmt(e) for e in parse_daemon_log(line)]
+        return any(src in ("any", source) and any(rx.search(f) for f in forms)
+                   for src, rx, _ in self._allowed_lines)
+
+    @staticmethod
+    def _daemon_error(line: str) -> bool:
+        return any(e.get("level") in DAEMON_ERROR_LEVELS for e in parse_daemon_log(line))
 
     def expect_daemon_exit(self, name: str, reason: str) -> None:
         """Excuses the current incarnation of daemon `name` for exiting by itself (e.g. a test
@@ -1039,7 +1175,7 @@ class Stack:
 
     def start_daemon(self, name: str = "d1", timeout: float = 30.0, env: Optional[dict] = None,
                      curve_key: Optional[str] = None, **config) -> Daemon:
-        """Starts (or restarts) paygated `name` and waits for its `event=ready` log line.
+        """Starts (or restarts) paygated `name` and waits for its `ready` event in the log.
 
         env: extra environment variables for this incarnation only (e.g. the test-only
         {"PAYGATED_TEST_FAULT": "kill-after-commit"}); a restart without env= drops them.
@@ -1081,14 +1217,14 @@ class Stack:
             if d.proc.poll() is not None:
                 raise StackError(f"paygated {name} exited with {d.proc.returncode} before ready:\n"
                                  f"{_tail(d.logfile, offset=d.log_offset)}")
-            if "event=ready" in d.log_text(whole=False):
+            if '"event":"ready"' in d.log_text(whole=False):
                 return True
             if d.conf_values.get("log_level", "info") in ("debug", "info"):
                 return False
-            # warn/error hide event=ready: then ready means the endpoint accepts connections
+            # warn/error hide the ready event: then ready means the endpoint accepts connections
             return _endpoint_accepts(d.endpoint, d.conf_values.get("socket_mode"))
         try:
-            wait_until(ready, timeout, f"paygated {name} event=ready")
+            wait_until(ready, timeout, f"paygated {name} ready")
         except StackError as e:
             raise StackError(f"{e}\n--- {d.logfile} ---\n{_tail(d.logfile, offset=d.log_offset)}") from None
         return d
@@ -1131,7 +1267,7 @@ class Stack:
         return prefix
 
     def render_nginx_conf(self, *, port: int, prefix: Path, daemons: Iterable[str],
-                          worker_processes: int = 2, access_log: str = "logs/access.log",
+                          worker_processes: int = 2, access_log: str = "logs/access.log paygate",
                           http_extra: str = "", server_extra: str = "", main_extra: str = "",
                           directives: Optional[dict] = None,
                           tls: Optional[tuple[Path, Path]] = None,
@@ -1184,7 +1320,7 @@ class Stack:
         return f" public_key={self.keys_dir / 'curve' / (pair + '.pub')}" if pair else ""
 
     def start_nginx(self, *, daemons: Optional[Iterable[str]] = None, worker_processes: int = 2,
-                    access_log: str = "logs/access.log", http_extra: str = "",
+                    access_log: str = "logs/access.log paygate", http_extra: str = "",
                     server_extra: str = "", name: str = "nginx", timeout: float = 30.0,
                     main_extra: str = "", tls: bool = False, h2c: bool = False,
                     **directives) -> Nginx:
@@ -1467,9 +1603,10 @@ http {{
     def check_logs(self, raise_on_problems: bool = True) -> list[str]:
         """Scans nginx error logs, daemon logs and sanitizer report files written since this
         stack started. Fails on [alert]/[emerg], workers that died on a signal, and any
-        ASan/LSan/UBSan report (except Debian nginx's own start-up leak, see _is_nginx_own_leak).
+        ASan/LSan/UBSan report (except Debian nginx's own start-up leak, see _is_nginx_own_leak),
+        and on any registered secret or key file secret found in any log (log_files()).
         """
-        problems = self._daemon_exit_problems()
+        problems = self._daemon_exit_problems() + self._secret_problems()
         for ngx in self.nginxes.values():
             text = _read_text(ngx.error_log, ngx.error_log_offset)
             bad = [ln for ln in text.splitlines() if NGINX_BAD_LINE.search(ln)]
@@ -1496,7 +1633,7 @@ http {{
             if any(m in text for m in SANITIZER_MARKERS):
                 problems.append(f"sanitizer output in daemon log {d.logfile}")
             unexpected = [ln for ln in text.splitlines()
-                          if DAEMON_ERROR_LINE.search(ln) and not self._allowed("daemon", ln)]
+                          if self._daemon_error(ln) and not self._allowed("daemon", ln)]
             if unexpected:
                 problems.append(f"{d.logfile}: error lines no test declared (Stack.allow_log):\n  "
                                 + "\n  ".join(unexpected[:20]))

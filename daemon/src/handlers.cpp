@@ -67,14 +67,14 @@ ipc::Reply dispatch(const std::vector<HandlerEntry>& table, const ipc::Request& 
             log::error("handler_exception")
                 .kv("request_id", request.request_id)
                 .kv("route", request.route)
-                .kv("worker", ctx.worker)
+                .kv("worker", std::to_string(ctx.worker))
                 .kv("what", e.what());
             reply = ipc::error_reply(request.id, 500, "internal_error", "internal error");
         } catch (...) {
             log::error("handler_exception")
                 .kv("request_id", request.request_id)
                 .kv("route", request.route)
-                .kv("worker", ctx.worker);
+                .kv("worker", std::to_string(ctx.worker));
             reply = ipc::error_reply(request.id, 500, "internal_error", "internal error");
         }
     }
@@ -117,7 +117,7 @@ ipc::Reply guarded(const ipc::Request& request, WorkerContext& ctx, const std::f
             log::warn("db_deadline_exceeded")
                 .kv("request_id", request.request_id)
                 .kv("route", request.route)
-                .kv("worker", ctx.worker)
+                .kv("worker", std::to_string(ctx.worker))
                 .kv("sqlstate", e.sqlstate);
             return ipc::error_reply(request.id, 504, "gateway_timeout",
                                     "the payment core did not finish in time; nothing was changed");
@@ -125,7 +125,7 @@ ipc::Reply guarded(const ipc::Request& request, WorkerContext& ctx, const std::f
         log::error("db_error")
             .kv("request_id", request.request_id)
             .kv("route", request.route)
-            .kv("worker", ctx.worker)
+            .kv("worker", std::to_string(ctx.worker))
             .kv("sqlstate", e.sqlstate)
             .kv("error", e.what());
         return ipc::error_reply(request.id, 500, "internal_error", "internal error");

@@ -10,7 +10,7 @@ ipc::Reply handle_health(const ipc::Request&, WorkerContext& ctx) {
     PgResult result = ctx.db.exec("SELECT 1");
     bool healthy = result && PQresultStatus(result.get()) == PGRES_TUPLES_OK;
     if (result && !healthy) {
-        log::warn("health_check_failed").kv("worker", ctx.worker).kv("error", pg_error_line(result.get()));
+        log::warn("health_check_failed").kv("worker", std::to_string(ctx.worker)).kv("error", pg_error_line(result.get()));
     }
 
     Json body(json_object());

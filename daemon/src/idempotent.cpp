@@ -26,7 +26,7 @@ void after_commit(const ipc::Request& request, const WorkerContext& ctx) {
     log::warn("test_fault_kill")
         .kv("request_id", request.request_id)
         .kv("route", request.route)
-        .kv("worker", ctx.worker)
+        .kv("worker", std::to_string(ctx.worker))
         .kv("fault", "kill-after-commit");
     ::kill(::getpid(), SIGKILL);
     ::pause();  // SIGKILL cannot be caught: the process is gone before this returns
@@ -43,7 +43,7 @@ void before_commit(const ipc::Request& request, const WorkerContext& ctx) {
     log::warn("test_fault_stop")
         .kv("request_id", request.request_id)
         .kv("route", request.route)
-        .kv("worker", ctx.worker)
+        .kv("worker", std::to_string(ctx.worker))
         .kv("fault", "stop-before-commit");
     // raise(), i.e. tgkill() to this thread, not kill(getpid()): a process-directed signal may be
     // taken by another thread while this one returns to user space and sends the COMMIT before

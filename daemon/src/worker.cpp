@@ -12,6 +12,7 @@
 #include "paygate/idempotency.hpp"
 #include "paygate/ipc.hpp"
 #include "paygate/json_error.hpp"
+#include "paygate/routes.hpp"
 #include "paygated/db.hpp"
 #include "paygated/handlers.hpp"
 #include "paygated/log.hpp"
@@ -42,7 +43,7 @@ void handle(zmq::socket_t& sock, std::vector<zmq::message_t>& job, WorkerContext
         queued[i] = ms_between(received, Clock::now());
         std::string error;
         ok[i] = ipc::decode(job[3 * i + 1].to_string_view(), requests[i], error);
-        if (!ok[i]) log::warn("bad_frame").kv("worker", ctx.worker).kv("bytes", job[3 * i + 1].size()).kv("reason", error);
+        if (!ok[i]) log::warn("bad_frame").kv("worker", std::to_string(ctx.worker)).kv("bytes", job[3 * i + 1].size()).kv("reason", error);
     }
     if (n > 1) prefetch_for_batch(requests, ctx);
     ctx.batch = n;
@@ -80,7 +81,7 @@ std::string serve(const ipc::Request& request, double queued_ms, WorkerContext& 
             .kv("reason", "expired")
             .kv("waited_ms", age_ms)
             .kv("timeout_ms", request.timeout_ms)
-            .kv("worker", ctx.worker);
+            .kv("worker", std::to_string(ctx.worker));
         return ipc::encode(ipc::not_executed_reply(request.id, ipc::NotExecuted::Overloaded));
     }
 
@@ -104,16 +105,19 @@ std::string serve(const ipc::Request& request, double queued_ms, WorkerContext& 
         }
         frame = ipc::encode(reply);
     } catch (const std::exception& e) {
-        log::error("reply_failed").kv("request_id", request.request_id).kv("worker", ctx.worker).kv("what", e.what());
+        log::error("reply_failed").kv("request_id", request.request_id).kv("worker", std::to_string(ctx.worker)).kv("what", e.what());
         status = 500;
         frame = ipc::encode(ipc::error_reply(request.id, 500, "internal_error", "internal error"));
     }
-    log::Line line = log::info("request");
+    // The module's token poll comes about four times a second from every nginx: routine, so
+    // debug unless it fails (quiet by default; docs/daemon.md#logs).
+    bool routine = request.route == routes::kAuthTokensRoute && status < 400;
+    log::Line line(routine ? LogLevel::Debug : LogLevel::Info, "request");
     line.kv("request_id", request.request_id)
         .kv("route", request.route)
         .kv("status", status)
         .kv("ms", queued_ms + ms_between(start, Clock::now()))
-        .kv("worker", ctx.worker);
+        .kv("worker", std::to_string(ctx.worker));
     if (!idempotency.empty()) line.kv("idempotency", idempotency);
     if (ctx.batch > 1) line.kv("batch", ctx.batch);
     return frame;
@@ -150,7 +154,7 @@ void run_worker(zmq::context_t& zctx, const WorkerSettings& settings) noexcept {
             if (!zmq::recv_multipart(sock, std::back_inserter(job))) continue;
             if (job.size() == 1) break;  // stop
             if (job.size() % 3 != 0) {
-                log::error("worker_protocol_error").kv("worker", settings.id).kv("frames", job.size());
+                log::error("worker_protocol_error").kv("worker", std::to_string(settings.id)).kv("frames", job.size());
                 send_ready(sock);
                 continue;
             }
@@ -160,14 +164,14 @@ void run_worker(zmq::context_t& zctx, const WorkerSettings& settings) noexcept {
                 throw;
             } catch (const std::exception& e) {
                 // Out of memory or the like: the request is lost, the worker is not.
-                log::error("worker_request_failed").kv("worker", settings.id).kv("what", e.what());
+                log::error("worker_request_failed").kv("worker", std::to_string(settings.id)).kv("what", e.what());
                 send_ready(sock);
             }
         }
     } catch (const zmq::error_t& e) {
-        if (e.num() != ETERM) log::error("worker_failed").kv("worker", settings.id).kv("what", e.what());
+        if (e.num() != ETERM) log::error("worker_failed").kv("worker", std::to_string(settings.id)).kv("what", e.what());
     } catch (const std::exception& e) {
-        log::error("worker_failed").kv("worker", settings.id).kv("what", e.what());
+        log::error("worker_failed").kv("worker", std::to_string(settings.id)).kv("what", e.what());
     }
 }
 

@@ -634,17 +634,16 @@ class IdempotencyTestCase(PaymentStackTestCase):
         self.assertNotEqual(rid, original[1].get("X-Request-Id"))
 
     def daemon_lines(self, rid: str) -> list:
-        """Request log lines of every daemon of the stack that name X-Request-Id `rid`."""
-        return [ln for d in self.stack.daemons.values() for ln in d.request_lines()
-                if rid in ln]
+        """Request events (dicts) of every daemon of the stack with X-Request-Id `rid`."""
+        return [e for d in self.stack.daemons.values() for e in d.requests(request_id=rid)]
 
-    def assertSeenByDaemon(self, response, idempotency: str = None) -> str:
+    def assertSeenByDaemon(self, response, idempotency: str = None) -> dict:
         """The daemon logged the request of `response` (optionally with idempotency=<value>)."""
         rid = response[1].get("X-Request-Id")
         lines = wait_until(lambda: self.daemon_lines(rid), 5, f"daemon log line of {rid}")
         self.assertEqual(len(lines), 1, lines)
         if idempotency is not None:
-            self.assertIn(f"idempotency={idempotency}", lines[0])
+            self.assertEqual(lines[0].get("idempotency"), idempotency, lines[0])
         return lines[0]
 
     def assertNotSeenByDaemon(self, response) -> None:

@@ -7,6 +7,7 @@ in the handshake; an nginx with an unlisted key, the wrong daemon key or `paygat
 503 and says why in its error log; nginx and paygated refuse to start half configured.
 """
 
+import json
 import os
 import re
 import subprocess
@@ -34,7 +35,8 @@ class CurveTestCase(StackTestCase):
                               env=self.stack._san_env("ipc-send"))
 
     def daemon_lines(self, name, event):
-        return [ln for ln in self.stack.daemons[name].log_text().splitlines() if f"event={event} " in ln]
+        """The daemon's `event` lines, as JSON text (for substring checks)."""
+        return [json.dumps(e) for e in self.stack.daemons[name].events(event)]
 
     def wait_for_daemon_line(self, name, event, text):
         def found():
@@ -79,9 +81,11 @@ class DaemonRefusesUnknownKeysTest(CurveTestCase):
                 self.assertIn("no reply within", bad.stderr)
                 self.assertEqual(bad.stdout, "")
         lines = self.wait_for_daemon_line("d1", "curve_refused", stranger)
-        self.assertIn("warn event=curve_refused", lines[0])
-        self.assertIn('reason="public key not allowed"', lines[0])
-        self.assertTrue(any("address=127.0.0.1" in ln for ln in self.daemon_lines("d1", "curve_refused")))
+        refused = json.loads(lines[0])
+        self.assertEqual(refused["level"], "warn")
+        self.assertEqual(refused["reason"], "public key not allowed")
+        self.assertTrue(any(e.get("address", "").startswith("127.0.0.1")
+                            for e in self.stack.daemons["d1"].events("curve_refused")))
         requests = "\n".join(self.stack.daemons["d1"].request_lines())
         self.assertNotIn("intruder-", requests)   # nothing reached a handler
 

@@ -45,7 +45,7 @@ class LockWaitEndsWithTheDeadlineTest(PaymentStackTestCase):
             status, _, body = self.retrieve(other)
             self.assertEqual(status, 200, body)
         self.assertIsNone(holder.poll(), "the lock holder ended early: the test proves nothing")
-        self.assertIn("event=db_deadline_exceeded", self.stack.daemons["d1"].log_text())
+        self.assertTrue(self.stack.daemons["d1"].events("db_deadline_exceeded"))
 
         holder.wait(30)
         # the cancel that timed out changed nothing

@@ -70,22 +70,21 @@ class FrozenDaemonTestCase(IdempotencyTestCase):
         """Sends the create through edge2 (-> d2) on a thread; waits until d2 has frozen itself
         inside the transaction. Returns (future of edge2's answer, request id d2 logged)."""
         d2 = self.stack.daemons["d2"]
-        self.assertIn("fault=stop-before-commit", d2.log_text(whole=False))   # test_fault_armed
+        self.assertTrue(d2.events("test_fault_armed", whole=False, fault="stop-before-commit"))
         first = self.pool.submit(self.post, "create", body, nginx="edge2", timeout=timeout)
 
         def frozen():
             if first.done():   # answered without freezing: the switch did not fire
                 r = first.result()
                 self.fail(f"edge2 answered {r[0]} {r[2][:200]!r} before d2 froze")
-            lines = [ln for ln in d2.log_text(whole=False).splitlines()
-                     if "event=test_fault_stop" in ln]
+            lines = d2.events("test_fault_stop", whole=False)
             return lines if lines and process_state(d2.pid) == "T" else None
         lines = wait_until(frozen, 30, "d2 to SIGSTOP itself before COMMIT")
         self.assertEqual(len(lines), 1, lines)
-        self.assertIn("route=payment.create", lines[0])
+        self.assertEqual(lines[0].get("route"), "payment.create", lines[0])
         # d2 stopped itself; this SIGSTOP is a no-op that tells the harness (stop() resumes it).
         self.stack.kill_daemon("d2", signal.SIGSTOP)
-        rid = lines[0].split("request_id=", 1)[1].split()[0]
+        rid = lines[0]["request_id"]
         return first, rid
 
     def key_rows_naming(self, pid: str) -> int:
@@ -112,7 +111,7 @@ class FrozenInTransactionTest(FrozenDaemonTestCase):
         self.assertJsonError(busy, 409, "idempotency_in_progress")
         self.assertIsNone(busy[1].get(REPLAYED_HEADER))
         self.assertEqual(self.payments_of_sender(sender), [])
-        self.assertNotIn("idempotency=", self.assertSeenByDaemon(busy))   # d1: nothing stored
+        self.assertNotIn("idempotency", self.assertSeenByDaemon(busy))   # d1: nothing stored
 
         # PostgreSQL ends the frozen session after the lease: the retry executes (once).
         executed = self.post_until_settled("create", body, nginx="nginx", timeout=60)
@@ -130,12 +129,12 @@ class FrozenInTransactionTest(FrozenDaemonTestCase):
         self.assertIsNone(late[1].get(REPLAYED_HEADER))
         self.assertEqual(late[1].get("X-Request-Id"), frozen_rid)
         d2 = self.stack.daemons["d2"]
-        line = wait_until(lambda: [ln for ln in d2.request_lines() if frozen_rid in ln], 10,
+        line = wait_until(lambda: d2.requests(request_id=frozen_rid), 10,
                           "d2's request line of the frozen create")
         self.assertEqual(len(line), 1, line)
-        self.assertIn("status=503", line[0])
-        self.assertNotIn("idempotency=", line[0])
-        self.assertIn("event=db_connection_lost", d2.log_text(whole=False))
+        self.assertEqual(line[0]["status"], 503)
+        self.assertNotIn("idempotency", line[0])
+        self.assertTrue(d2.events("db_connection_lost", whole=False))
         self.assertEqual(self.payments_of_sender(sender), [pid])
         self.assertEqual(self.count("payment_events", pid), 1)
         self.assertEqual(self.key_rows_naming(pid), 1)
@@ -227,16 +226,16 @@ class RetentionPurgeTest(RetentionTestCase):
         d1 = self.stack.daemons["d1"]
         sender = unique_id()
         body = self.encode(create_body(sender=sender))
-        log_from = len(d1.log_text(whole=False))
+        log_from = len(d1.events(whole=False))
         first, pid1 = self.create_once(body)   # its row may be purged any time from now on
 
         wait_until(lambda: not self.key_of_payment(pid1), 60, "the janitor to purge the key")
 
         def purged_lines():
-            return [ln for ln in d1.log_text(whole=False)[log_from:].splitlines()
-                    if "event=idempotency_purged" in ln and "count=0" not in ln]
-        lines = wait_until(purged_lines, 10, "event=idempotency_purged count>=1 in d1's log")
-        counts = [int(ln.split("count=", 1)[1].split()[0]) for ln in lines]
+            return [e for e in d1.events(whole=False)[log_from:]
+                    if e.get("event") == "idempotency_purged" and e.get("count") != 0]
+        lines = wait_until(purged_lines, 10, "idempotency_purged with count >= 1 in d1's log")
+        counts = [e["count"] for e in lines]
         self.assertGreaterEqual(sum(counts), 1, lines)
 
         second, pid2 = self.create_once(body)               # no Idempotent-Replayed

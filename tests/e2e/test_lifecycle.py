@@ -128,11 +128,10 @@ class LifecycleCase(PaymentStackTestCase):
         self.stack.start_daemon("d1", **self.daemon_config)
         self.wait_until_token_accepted(self.stack, self.token)
 
-    def shutdown_line(self, event: str) -> str:
-        """The current daemon incarnation's `event=<event>` log line ('' if none yet)."""
-        lines = [ln for ln in self.stack.daemons["d1"].log_text(whole=False).splitlines()
-                 if f" event={event}" in ln]
-        return lines[-1] if lines else ""
+    def shutdown_line(self, event: str) -> dict:
+        """The current daemon incarnation's `event` line ({} if none yet)."""
+        lines = self.stack.daemons["d1"].events(event, whole=False)
+        return lines[-1] if lines else {}
 
 
 class SigtermDrainsTest(LifecycleCase):
@@ -159,15 +158,15 @@ class SigtermDrainsTest(LifecycleCase):
 
         # SIGTERM now; kill_daemon waits for the exit, which must not come before the lock goes.
         term = Call(lambda: self.stack.kill_daemon("d1", signal.SIGTERM, timeout=120))
-        begin = wait_until(lambda: self.shutdown_line("shutdown_begin"), 60, "event=shutdown_begin")
-        self.assertIn("signal=SIGTERM", begin)
-        self.assertIn("in_flight=1", begin)
+        begin = wait_until(lambda: self.shutdown_line("shutdown_begin"), 60, "the shutdown_begin event")
+        self.assertEqual(begin["signal"], "SIGTERM")
+        self.assertEqual(begin["in_flight"], 1)
         # The signal is in, the request is still held: the daemon runs, the backend still waits,
         # the client has no answer.
         self.assertTrue(self.stack.daemons["d1"].running(), "paygated exited with work in flight")
         self.assertEqual(self.blocked_by(lock.pid), blocked)
         self.assertTrue(create.is_alive(), f"the create was answered while blocked: {create.result}")
-        self.assertEqual(self.shutdown_line("shutdown_done"), "")
+        self.assertEqual(self.shutdown_line("shutdown_done"), {})
 
         lock.release()
         st, hdrs, raw = create.outcome()
@@ -176,7 +175,7 @@ class SigtermDrainsTest(LifecycleCase):
         self.assertTrue(UUID_RE.match(tid), tid)
         self.assertEqual(term.outcome(), 0, "paygated exit status after SIGTERM")
         self.assertTrue(self.shutdown_line("shutdown_done"))
-        self.assertEqual(self.shutdown_line("shutdown_timeout"), "")
+        self.assertEqual(self.shutdown_line("shutdown_timeout"), {})
 
         # Committed: the row, its create event and the key's recorded outcome.
         self.assertEqual(self.payments_of_sender(sender), [tid])
@@ -218,9 +217,9 @@ class ShutdownTimeoutTest(LifecycleCase):
         # The lock stays: the daemon gives up after 1 s. kill_daemon excuses the exit it asked for.
         rc = self.stack.kill_daemon("d1", signal.SIGTERM, timeout=60)
         self.assertEqual(rc, 1, "paygated exit status after shutdown_timeout")
-        self.assertIn("in_flight=1", self.shutdown_line("shutdown_begin"))
+        self.assertEqual(self.shutdown_line("shutdown_begin").get("in_flight"), 1)
         self.assertTrue(self.shutdown_line("shutdown_timeout"))
-        self.assertEqual(self.shutdown_line("shutdown_done"), "")
+        self.assertEqual(self.shutdown_line("shutdown_done"), {})
         self.assertIn(self.stack.daemons["d1"].proc.pid, self.stack.daemons["d1"].excused_pids)
 
         self.assertJsonError(create.outcome(), 504, "gateway_timeout")

@@ -123,8 +123,7 @@ class PaymentsTest(MserverTestCase):
         self.assertIn(f"after create {op['id']}", ledger["dropped"])
         self.assertEqual(ledger["pays"][op["ref"]], 1)
         # the second create is ours (not libcurl re-sending on its own), with the same id
-        log = self.stack.daemons["d1"].logfile.read_text()
-        self.assertRegex(log, rf"mserver_prepare_retry.*operation_id={op['id']}")
+        self.assertTrue(self.stack.daemons["d1"].events("mserver_prepare_retry", operation_id=op["id"]))
 
     def test_dropped_pay_is_resolved_by_status_reads_never_paid_twice(self):
         self.stack.mserver_call("POST", "/_sandbox/plan", {"amount": "78.78", "scenario": "drop_after_pay"})

@@ -63,15 +63,15 @@ class JanitorLosesPostgresTest(StackTestCase):
         d = self.stack.start_daemon("d1", env={"PAYGATED_TEST_FAULT": "janitor-stall"},
                                     idempotency_purge_interval_s=1)
         self.stack.allow_log(r"event=test_fault_armed|event=test_fault_janitor_stall", "the fault is armed", "daemon")
-        wait_until(lambda: "event=test_fault_janitor_stall" in d.log_text(), 10, "the janitor's stall")
+        wait_until(lambda: d.events("test_fault_janitor_stall"), 10, "the janitor's stall")
         self.stack.stop_postgres()
         # the stall ends, the purge finds its connection gone and gives up that round
-        wait_until(lambda: "worker=janitor reason=connection closed" in d.log_text()
-                   or "event=db_unavailable worker=janitor" in d.log_text(), 10, "the janitor's failed purge")
+        wait_until(lambda: [e for e in d.events(worker="janitor") if str(e.get("reason", "")).startswith("connection closed")]
+                   or d.events("db_unavailable", worker="janitor"), 10, "the janitor's failed purge")
         self.assertTrue(d.running(), "paygated died when the janitor lost its connection")
         self.stack.start_postgres()
         # later rounds purge again over a fresh connection
-        wait_until(lambda: d.log_text().count("event=db_connected worker=janitor") >= 2, 20,
+        wait_until(lambda: len(d.events("db_connected", worker="janitor")) >= 2, 20,
                    "the janitor reconnected")
         self.assertTrue(d.running())
 

@@ -69,7 +69,6 @@ STALE_LINE = re.compile(r"\[warn\] (\d+)#\d+: \*\d+ paygate: 503, token list not
                         r"request_id=([0-9a-f]+)")
 NO_DAEMON_LINE = re.compile(r"\[warn\] (\d+)#\d+: \*\d+ paygate: 503, no daemon connected or send "
                             r"queue full, request_id=([0-9a-f]+)")
-SYNC_REQUEST_LINE = re.compile(r"event=request request_id=auth-sync-(\d+) route=auth\.tokens status=200")
 
 
 def scale_token(seed: str, i: int) -> str:
@@ -168,8 +167,11 @@ class TokenSyncTestCase(StackTestCase):
         return found
 
     def syncing_workers(self) -> set:
-        """The worker pids whose auth.tokens requests the daemon answered, so far."""
-        return {int(p) for p in SYNC_REQUEST_LINE.findall(self.stack.daemons["d1"].log_text())}
+        """The worker pids whose auth.tokens requests the daemon answered, so far (the daemon
+        logs those routine requests at debug: a class that counts them sets log_level debug)."""
+        return {int(e["request_id"][len("auth-sync-"):])
+                for e in self.stack.daemons["d1"].requests(route="auth.tokens", status=200)
+                if e["request_id"].startswith("auth-sync-")}
 
     # -- requests -------------------------------------------------------------------------------
 
@@ -436,6 +438,7 @@ class SharedTableTest(TokenSyncTestCase):
     keeps a copy of its own."""
 
     COUNT = 50_000
+    daemon_config = {"log_level": "debug"}   # the daemon's auth.tokens request lines name the syncers
     # A worker's own memory (RssAnon) may grow this much while COUNT tokens arrive. A copy per
     # worker is ~200 bytes a token (hex strings in a hash map), ~10 MB here, plus the JSON it came in.
     OWN_GROWTH_BOUND_KB = 4 * 1024

@@ -255,15 +255,15 @@ void link_auth_answers_logs_and_reloads(void**) {
     reply = auth->on_zap_request(zap_frames(kPublicB), t0);
     assert_string_equal(reply[2].c_str(), "400");
     std::string text = cap.text();
-    assert_true(contains(text, "warn event=curve_refused public_key="));
+    assert_true(contains(text, R"("level":"warn","event":"curve_refused","public_key":")"));
     assert_true(contains(text, kPublicB));
-    assert_true(contains(text, "address=10.0.0.9"));
-    assert_int_equal(cap.count("event=curve_refused"), 1);
+    assert_true(contains(text, R"("address":"10.0.0.9")"));
+    assert_int_equal(cap.count(R"("event":"curve_refused")"), 1);
     auth->on_zap_request(zap_frames(kPublicB), t0 + seconds(1));   // throttled
-    assert_int_equal(cap.count("event=curve_refused"), 1);
+    assert_int_equal(cap.count(R"("event":"curve_refused")"), 1);
     auth->on_zap_request(zap_frames(kPublicB), t0 + seconds(12));
-    assert_int_equal(cap.count("event=curve_refused"), 2);
-    assert_true(contains(cap.text(), "refused_since_last=1"));
+    assert_int_equal(cap.count(R"("event":"curve_refused")"), 2);
+    assert_true(contains(cap.text(), R"("refused_since_last":1)"));
     // A malformed request still gets an answer (libzmq waits for one).
     reply = auth->on_zap_request({"1.0", "req-2"}, t0);
     assert_int_equal(reply.size(), 6);
@@ -277,15 +277,15 @@ void link_auth_answers_logs_and_reloads(void**) {
     reply = auth->on_zap_request(zap_frames(kPublicB), t0 + seconds(14));
     assert_string_equal(reply[2].c_str(), "200");
     assert_string_equal(reply[4].c_str(), "nginx-2");
-    assert_true(contains(cap.text(), "info event=curve_allowed_keys_reloaded"));
+    assert_true(contains(cap.text(), R"("level":"info","event":"curve_allowed_keys_reloaded")"));
     // A broken file: an error line, and the keys in force stay.
     write_file(allowed, "this is not a key\n");
     later[1].tv_sec += 5;
     utimensat(AT_FDCWD, allowed.c_str(), later, 0);
     reply = auth->on_zap_request(zap_frames(kPublicB), t0 + seconds(16));
     assert_string_equal(reply[2].c_str(), "200");
-    assert_true(contains(cap.text(), "error event=curve_allowed_keys_reload_failed"));
-    assert_true(contains(cap.text(), "kept_keys=2"));
+    assert_true(contains(cap.text(), R"("level":"error","event":"curve_allowed_keys_reload_failed")"));
+    assert_true(contains(cap.text(), R"("kept_keys":2)"));
 
     // Loading fails on a missing or too open secret, or an empty allow list.
     chmod(secret.c_str(), 0644);

@@ -111,7 +111,7 @@ void daemon_serves_and_stops(void**) {
     assert_int_equal(pipe(stop), 0);
     int rc = -1;
     std::thread daemon([&] { rc = run_daemon(config, stop[0]); });
-    if (!cap.wait_for("event=ready", milliseconds(10000))) {
+    if (!cap.wait_for(R"("event":"ready")", milliseconds(10000))) {
         std::fprintf(stderr, "%s", cap.text().c_str());
         fail();
     }
@@ -145,8 +145,8 @@ void daemon_serves_and_stops(void**) {
     r = call(client, "ping", 4);
     assert_int_equal(r.status, 200);
     assert_false(receive(client, milliseconds(200)).has_value());
-    assert_true(cap.wait_for("reason=\"bad magic\"", milliseconds(2000)) ||
-                cap.count("event=bad_frame") >= 2);
+    assert_true(cap.wait_for(R"("reason":"bad magic")", milliseconds(2000)) ||
+                cap.count(R"("event":"bad_frame")") >= 2);
 
     // Several peers with pipelined requests over both endpoints: every reply finds its peer and id.
     std::vector<zmq::socket_t> peers;
@@ -174,9 +174,9 @@ void daemon_serves_and_stops(void**) {
     daemon.join();
     assert_int_equal(rc, 0);
     std::string text = cap.text();
-    assert_true(text.find("event=shutdown_begin") != std::string::npos);
-    assert_true(text.find("event=shutdown_done") != std::string::npos);
-    assert_true(text.find("event=request request_id=t2 route=health status=503") != std::string::npos);
+    assert_true(text.find(R"("event":"shutdown_begin")") != std::string::npos);
+    assert_true(text.find(R"("event":"shutdown_done")") != std::string::npos);
+    assert_true(text.find(R"("event":"request","request_id":"t2","route":"health","status":503)") != std::string::npos);
     assert_true(text.find("hunter2") == std::string::npos);
     assert_int_not_equal(access(sock_path.c_str(), F_OK), 0);  // our socket file is gone
 
@@ -217,7 +217,7 @@ std::string line_with(const LogCapture& cap, const std::string& event, const std
     while (at < all.size()) {
         std::size_t nl = all.find('\n', at);
         std::string line = all.substr(at, nl == std::string::npos ? std::string::npos : nl - at);
-        if (line.find("event=" + event) != std::string::npos && line.find(text) != std::string::npos) return line;
+        if (line.find("\"event\":\"" + event + "\"") != std::string::npos && line.find(text) != std::string::npos) return line;
         if (nl == std::string::npos) break;
         at = nl + 1;
     }
@@ -270,8 +270,8 @@ void curve_link_admits_only_allowed_keys(void**) {
     assert_int_equal(pipe(stop), 0);
     int rc = -1;
     std::thread daemon([&] { rc = run_daemon(config, stop[0]); });
-    assert_true(cap.wait_for("event=ready", milliseconds(10000)));
-    assert_true(cap.text().find("event=curve_enabled") != std::string::npos);
+    assert_true(cap.wait_for(R"("event":"ready")", milliseconds(10000)));
+    assert_true(cap.text().find(R"("event":"curve_enabled")") != std::string::npos);
 
     zmq::context_t ctx(1);
     const std::string daemon_pub = dir + "/paygated.pub";
@@ -287,8 +287,8 @@ void curve_link_admits_only_allowed_keys(void**) {
     send_request(intruder, request("auth.tokens", 7));
     assert_false(receive(intruder, milliseconds(1000)).has_value());
     assert_true(wait_line(cap, "curve_refused", stranger.public_key));
-    assert_true(line_with(cap, "curve_refused", stranger.public_key).find("address=127.0.0.1") != std::string::npos);
-    assert_true(line_with(cap, "request", "request_id=t7").empty());
+    assert_true(line_with(cap, "curve_refused", stranger.public_key).find(R"("address":"127.0.0.1)") != std::string::npos);
+    assert_true(line_with(cap, "request", R"("request_id":"t7")").empty());
 
     // A plain peer and one that holds another daemon's public key: refused in the handshake.
     zmq::socket_t plain = dealer(ctx, ipc_ep);
@@ -316,7 +316,7 @@ void curve_link_admits_only_allowed_keys(void**) {
     }
     zmq::socket_t welcome = dealer(ctx, tcp_ep, dir + "/stranger.key", daemon_pub);
     assert_int_equal(call(welcome, "ping", 10).status, 200);
-    assert_true(cap.wait_for("event=curve_allowed_keys_reloaded", milliseconds(1000)));
+    assert_true(cap.wait_for(R"("event":"curve_allowed_keys_reloaded")", milliseconds(1000)));
 
     assert_int_equal(write(stop[1], "x", 1), 1);
     daemon.join();
@@ -324,7 +324,7 @@ void curve_link_admits_only_allowed_keys(void**) {
     // A daemon whose key files are missing does not start (exit status 2).
     config.curve_secret_key = dir + "/missing.key";
     assert_int_equal(run_daemon(config, stop[0]), 2);
-    assert_true(cap.text().find("event=curve_config_failed") != std::string::npos);
+    assert_true(cap.text().find(R"("event":"curve_config_failed")") != std::string::npos);
     close(stop[0]);
     close(stop[1]);
     for (const char* f : {"paygated.key", "paygated.pub", "nginx.key", "nginx.pub", "stranger.key", "stranger.pub",
@@ -375,7 +375,7 @@ void worker_refuses_expired_requests(void**) {
         assert_int_equal(reply.id, 77);
         assert_true(not_executed(reply, "overloaded"));
     }
-    assert_true(cap.wait_for("event=request_not_executed request_id=t77 route=ping reason=expired", milliseconds(1000)));
+    assert_true(cap.wait_for(R"("event":"request_not_executed","request_id":"t77","route":"ping","reason":"expired")", milliseconds(1000)));
 
     ipc::Request untimed = request("ping", 78);
     untimed.timeout_ms = 0;  // no deadline: never dropped
@@ -468,7 +468,7 @@ void daemon_sheds_load_and_drains(void**) {
     assert_int_equal(pipe(stop), 0);
     int rc = -1;
     std::thread daemon([&] { rc = run_daemon(config, stop[0]); });
-    assert_true(cap.wait_for("event=ready", milliseconds(10000)));
+    assert_true(cap.wait_for(R"("event":"ready")", milliseconds(10000)));
 
     zmq::context_t ctx(1);
     zmq::socket_t client(ctx, zmq::socket_type::dealer);
@@ -501,12 +501,12 @@ void daemon_sheds_load_and_drains(void**) {
         assert_int_equal(reply->id, want);
         assert_true(not_executed(*reply, "overloaded"));
     }
-    assert_true(cap.wait_for("reason=queue_full", milliseconds(100)));
-    assert_true(cap.wait_for("reason=queue_age", milliseconds(100)));
+    assert_true(cap.wait_for(R"("reason":"queue_full")", milliseconds(100)));
+    assert_true(cap.wait_for(R"("reason":"queue_age")", milliseconds(100)));
 
     // SIGTERM while 1 is still in hand: new requests are refused "draining", 1 still answered.
     assert_int_equal(write(stop[1], "x", 1), 1);
-    assert_true(cap.wait_for("event=shutdown_begin", milliseconds(2000)));
+    assert_true(cap.wait_for(R"("event":"shutdown_begin")", milliseconds(2000)));
     send_request(client, skewed("health", 5));
     reply = receive(client, milliseconds(1000));
     assert_true(reply.has_value());

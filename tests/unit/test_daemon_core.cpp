@@ -2,6 +2,7 @@
 // backoff, conninfo helpers, the handler table and dispatcher, health without PostgreSQL,
 // and the ipc:// socket file helpers.
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <fcntl.h>
@@ -45,11 +46,12 @@ const std::string* header(const ipc::Reply& r, const char* name) {
 void log_line_format(void**) {
     log::set_level(LogLevel::Info);
     LogCapture cap;
-    log::info("request").kv("request_id", "5f2c0a").kv("route", "health").kv("status", 200).kv("ms", 0.4149).kv("worker", 2);
+    log::info("request").kv("request_id", "5f2c0a").kv("route", "health").kv("status", 200).kv("ms", 0.4149).kv("worker", "2");
     log::debug("hidden").kv("x", 1);  // below the level
     std::string text = cap.text();
     std::regex line(
-        R"(^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z info event=request request_id=5f2c0a route=health status=200 ms=0\.41 worker=2\n$)");
+        R"(^\{"time":"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z","level":"info","event":"request","request_id":"5f2c0a",)"
+        R"("route":"health","status":200,"ms":0\.41,"worker":"2"\}\n$)");
     if (!std::regex_match(text, line)) {
         std::fprintf(stderr, "got: %s", text.c_str());
         fail();
@@ -66,18 +68,47 @@ void log_values_quoted(void**) {
         log::append_kv(out, "k", v);
         return out;
     };
-    assert_string_equal(kv("plain-value_1.2:3/x").c_str(), " k=plain-value_1.2:3/x");
-    assert_string_equal(kv("").c_str(), " k=\"\"");
-    assert_string_equal(kv("two words").c_str(), " k=\"two words\"");
-    assert_string_equal(kv("a=b").c_str(), " k=\"a=b\"");
-    assert_string_equal(kv("say \"hi\"\\").c_str(), " k=\"say \\\"hi\\\"\\\\\"");
+    assert_string_equal(kv("plain-value_1.2:3/x").c_str(), ",\"k\":\"plain-value_1.2:3/x\"");
+    assert_string_equal(kv("").c_str(), ",\"k\":\"\"");
+    assert_string_equal(kv("two words a=b").c_str(), ",\"k\":\"two words a=b\"");
+    assert_string_equal(kv("say \"hi\"\\").c_str(), ",\"k\":\"say \\\"hi\\\"\\\\\"");
     // A forged second line stays on the first.
-    assert_string_equal(kv("x\n2026-01-01 info event=fake").c_str(), " k=\"x\\n2026-01-01 info event=fake\"");
-    assert_string_equal(kv(std::string_view("\x01\x7f", 2)).c_str(), " k=\"\\x01\\x7f\"");
+    assert_string_equal(kv("x\n{\"level\":\"info\"}\r\t").c_str(), ",\"k\":\"x\\n{\\\"level\\\":\\\"info\\\"}\\r\\t\"");
+    assert_string_equal(kv(std::string_view("\x01\x7f\0", 3)).c_str(), ",\"k\":\"\\u0001\\u007f\\u0000\"");
+    // UTF-8 passes; bytes that are not UTF-8 (lone continuation, overlong, surrogate, cut) become U+FFFD.
+    assert_string_equal(kv("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x92\xb3").c_str(), ",\"k\":\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x92\xb3\"");
+    assert_string_equal(kv("\x80|\xc0\xaf|\xed\xa0\x80|\xe2\x82").c_str(),
+                        ",\"k\":\"\\ufffd|\\ufffd\\ufffd|\\ufffd\\ufffd\\ufffd|\\ufffd\\ufffd\"");
     std::string long_value(300, 'a');
     std::string out = kv(long_value);
-    assert_int_equal(out.size(), std::strlen(" k=\"\"") + 256 + 3);
+    assert_int_equal(out.size(), std::strlen(",\"k\":\"\"") + 256 + 3);
     assert_true(contains(out, "...\""));
+    // A cut never splits a UTF-8 sequence: 255 ASCII bytes then a 2-byte sequence across byte 256.
+    std::string straddling = std::string(255, 'a') + "\xc3\xa9" + std::string(10, 'b');
+    assert_string_equal(kv(straddling).c_str(), (",\"k\":\"" + std::string(255, 'a') + "...\"").c_str());
+}
+
+void log_numbers_are_json_numbers(void**) {
+    log::set_level(LogLevel::Info);
+    LogCapture cap;
+    log::info("n").kv("int", -7).kv("big", 18446744073709551615ULL).kv("ms", 1.005).kv("nan", std::nan("")).kv("yes", true).kv("s", "7");
+    assert_true(contains(cap.text(), R"("event":"n","int":-7,"big":18446744073709551615,"ms":1.00,"nan":null,"yes":true,"s":"7"})"));
+    // Every line is a JSON document of its own, whatever its values held.
+    log::info("odd").kv("v", std::string_view("\"}\n{\x01\xff\0", 7)).kv("k\"ey", 1);
+    std::string text = cap.text();
+    std::size_t at = 0;
+    int lines = 0;
+    for (std::size_t nl; (nl = text.find('\n', at)) != std::string::npos; at = nl + 1, ++lines) {
+        json_error_t err;
+        json_t* doc = json_loadb(text.data() + at, nl - at, JSON_DECODE_INT_AS_REAL | JSON_ALLOW_NUL, &err);
+        if (doc == nullptr) {
+            std::fprintf(stderr, "not JSON (%s): %s\n", err.text, text.substr(at, nl - at).c_str());
+            fail();
+        }
+        assert_true(json_is_object(doc));
+        json_decref(doc);
+    }
+    assert_int_equal(lines, 2);
 }
 
 void timestamps(void**) {
@@ -182,7 +213,7 @@ void handler_exception_500(void**) {
         assert_false(contains(r.body, "secret"));
         assert_string_equal(header(r, "content-type")->c_str(), "application/json");
     }
-    assert_true(contains(cap.text(), "event=handler_exception"));
+    assert_true(contains(cap.text(), R"("event":"handler_exception")"));
     ipc::Reply r = dispatch(table, request("bare", 6), ctx);
     assert_int_equal(r.id, 6);
     assert_int_equal(r.status, 201);
@@ -211,7 +242,7 @@ void health_without_database(void**) {
         if (i == 1) assert_true(took < milliseconds(50));
     }
     std::string text = cap.text();
-    assert_true(contains(text, "event=db_unavailable worker=7 backoff_ms=100"));
+    assert_true(contains(text, R"("event":"db_unavailable","worker":"7","backoff_ms":100)"));
     assert_false(contains(text, "hunter2"));
     // One attempt only: the second request did not retry inside the backoff window.
     assert_int_equal(text.find("db_unavailable"), text.rfind("db_unavailable"));
@@ -226,8 +257,8 @@ void workers_share_the_backoff(void**) {
     assert_null(first.connection());   // tries, fails, starts the backoff
     assert_null(second.connection());  // inside the shared backoff: does not even try
     std::string text = cap.text();
-    assert_true(contains(text, "event=db_unavailable worker=1"));
-    assert_false(contains(text, "worker=2"));
+    assert_true(contains(text, R"("event":"db_unavailable","worker":"1")"));
+    assert_false(contains(text, R"("worker":"2")"));
 }
 
 void handler_table_matches_routes(void**) {
@@ -327,6 +358,7 @@ int main() {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(log_line_format),
         cmocka_unit_test(log_values_quoted),
+        cmocka_unit_test(log_numbers_are_json_numbers),
         cmocka_unit_test(timestamps),
         cmocka_unit_test(backoff_doubles_and_caps),
         cmocka_unit_test(conninfo_helpers),

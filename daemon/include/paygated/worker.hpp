@@ -22,7 +22,7 @@
 namespace paygate::daemon {
 
 struct WorkerSettings {
-    int id = 0;                                  // 1..workers, appears as worker=<id> in logs
+    int id = 0;                                  // 1..workers, appears as "worker":"<id>" in logs
     std::string endpoint;                        // inproc endpoint of the broker's back end
     std::string database;                        // libpq conninfo
     std::shared_ptr<RetryGate> db_retry;         // shared by the daemon's workers

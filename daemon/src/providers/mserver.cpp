@@ -311,7 +311,7 @@ Mserver::Call Mserver::call(const std::string& method, const std::string& path, 
         .kv("provider", name_)
         .kv("method", method)
         .kv("path", path.substr(0, path.find('?')))
-        .kv("http_status", std::to_string(c.response.status))
+        .kv("http_status", c.response.status)
         .kv("ms", c.response.seconds * 1000.0);
     return c;
 }
@@ -334,7 +334,7 @@ ProviderAnswer Mserver::charge(const Operation& op) {
         if (prepared.response.outcome == HttpResponse::Outcome::Answered) break;
         log::warn("mserver_prepare_retry")
             .kv("operation_id", op.id)
-            .kv("attempt", std::to_string(attempt))
+            .kv("attempt", attempt)
             .kv("error", prepared.response.error);
     }
     if (prepared.response.outcome != HttpResponse::Outcome::Answered) {

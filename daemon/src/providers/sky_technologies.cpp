@@ -120,7 +120,7 @@ SkyTechnologies::Call SkyTechnologies::post(const std::string& endpoint, const s
     log::debug("provider_call")
         .kv("provider", name_)
         .kv("endpoint", endpoint)
-        .kv("http_status", std::to_string(call.response.status))
+        .kv("http_status", call.response.status)
         .kv("ms", call.response.seconds * 1000.0);
     return call;
 }

@@ -91,13 +91,16 @@ void TaskRunner::run(unsigned index) {
             }
             static const char* const kNext[] = {"done", "retry", "reschedule", "dead"};
             double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
-            auto line = r.next == TaskResult::Next::Dead ? log::warn("task_dead") : log::info("task_ran");
+            // A status check that found nothing new (reschedule) is routine: debug (quiet by default).
+            auto line = r.next == TaskResult::Next::Dead         ? log::warn("task_dead")
+                        : r.next == TaskResult::Next::Reschedule ? log::debug("task_ran")
+                                                                 : log::info("task_ran");
             line.kv("task_id", task->id)
                 .kv("kind", task->kind)
                 .kv("payment_id", task->payment_id)
-                .kv("attempt", std::to_string(task->attempts))
+                .kv("attempt", task->attempts)
                 .kv("next", kNext[static_cast<int>(r.next)])
-                .kv("delay_ms", std::to_string(delay))
+                .kv("delay_ms", delay)
                 .kv("lease", recorded ? "held" : "lost")
                 .kv("ms", ms);
             if (!r.note.empty()) line.kv("note", r.note);
