@@ -397,15 +397,31 @@ def drain(stack: Stack, client_id: str, timeout: float) -> float:
 
 
 def reconcile(stack: Stack, told: Told, client_id: str) -> tuple[dict, list[str]]:
-    """The three ledgers side by side. Returns (category -> count, explanations)."""
-    why: list[str] = []
-    cat = collections.Counter()
+    """Reads PostgreSQL's and the sandbox's ledgers and compares them with what clients were told."""
     db = {r[0]: {"status": r[1], "amount": int(r[2]), "captured": int(r[3]), "refunded": int(r[4]),
                  "reversal_requested": r[5] == "t"}
           for r in rows(stack, "SELECT id, status, amount_minor, captured_minor, refunded_minor, reversal_requested "
                                f"FROM payments WHERE client_id = {client_id}")}
     events = rows(stack, "SELECT e.payment_id, e.action, coalesce(e.idempotency_token::text, '') FROM payment_events e "
                          f"JOIN payments p ON p.id = e.payment_id WHERE p.client_id = {client_id}")
+    open_tasks = rows(stack, "SELECT t.payment_id, t.kind, t.state FROM tasks t JOIN payments p ON p.id = t.payment_id "
+                             f"WHERE p.client_id = {client_id} AND t.state IN ('pending', 'running', 'dead')")
+    open_ops = rows(stack, "SELECT o.payment_id, o.kind, o.state FROM provider_operations o JOIN payments p "
+                           f"ON p.id = o.payment_id WHERE p.client_id = {client_id} "
+                           "AND o.state NOT IN ('completed', 'declined')")
+    ledger = stack.sandbox_get("/_sandbox/ledger")
+    with told.lock:
+        snapshot = {"creates": dict(told.creates), "payments": dict(told.payments),
+                    "actions": dict(told.actions), "replays_differing": told.replays_differing}
+    return compare(snapshot, db, events, open_tasks, open_ops, ledger)
+
+
+def compare(told: dict, db: dict, events: list, open_tasks: list, open_ops: list,
+            ledger: dict) -> tuple[dict, list[str]]:
+    """The three ledgers side by side (plain data, so bench/test_chaos_reconcile.py can plant
+    each kind of fault). Returns (category -> count, one explanation per finding)."""
+    why: list[str] = []
+    cat = collections.Counter()
     creates_of = collections.defaultdict(set)
     action_events = collections.Counter()
     for pid, action, token in events:
@@ -413,12 +429,6 @@ def reconcile(stack: Stack, told: Told, client_id: str) -> tuple[dict, list[str]
             creates_of[token].add(pid)
         elif token:
             action_events[token] += 1
-    open_tasks = rows(stack, "SELECT t.payment_id, t.kind, t.state FROM tasks t JOIN payments p ON p.id = t.payment_id "
-                             f"WHERE p.client_id = {client_id} AND t.state IN ('pending', 'running', 'dead')")
-    open_ops = rows(stack, "SELECT o.payment_id, o.kind, o.state FROM provider_operations o JOIN payments p "
-                           f"ON p.id = o.payment_id WHERE p.client_id = {client_id} "
-                           "AND o.state NOT IN ('completed', 'declined')")
-    ledger = stack.sandbox_get("/_sandbox/ledger")
     charges = collections.defaultdict(list)
     reversals = collections.defaultdict(list)
     for op in ledger["operations"]:
@@ -427,10 +437,7 @@ def reconcile(stack: Stack, told: Told, client_id: str) -> tuple[dict, list[str]
         else:
             reversals[op["payment_id"]].append(op)
 
-    with told.lock:
-        creates = dict(told.creates)
-        payments = dict(told.payments)
-        actions = dict(told.actions)
+    creates, payments, actions = told["creates"], told["payments"], told["actions"]
     cat["created"] = len(payments)
 
     # lost: told 2xx, not in PostgreSQL (or charged at the sandbox with no row)
@@ -457,7 +464,7 @@ def reconcile(stack: Stack, told: Told, client_id: str) -> tuple[dict, list[str]
         if n > 1:
             cat["duplicated"] += 1
             why.append(f"duplicated: action token {token} is in the history {n} times")
-    cat["duplicated"] += told.replays_differing
+    cat["duplicated"] += told["replays_differing"]
 
     # double-charged: two charges at the sandbox for one payment, or more reversed than charged
     for pid, ops in charges.items():
