@@ -61,6 +61,11 @@ SCHEDULE = (
     (0.83, "rejoin", "the lost node back as the new primary's synchronous standby"),
 )
 
+# The stack's task retry backoff (200 ms doubling to 2 s) is a test's: 12 attempts span about
+# 13 s. Production's (500 ms to 300 s) outlasts outages of ten minutes and more; a cap of 5 s keeps
+# that proportion to the drill's 20 s provider outages (12 attempts span over 30 s).
+DAEMON_CONFIG = {"task_backoff_max_ms": "5000"}
+
 # No log line is excused: the faults make the daemons warn (db_connection_lost, db_unavailable,
 # provider_outcome_unknown…), never log an error; the stack's log check (no error lines, no
 # sanitizer report, no crash, every SIGTERM an exit 0) is part of the verdict.
@@ -330,7 +335,7 @@ class Faults:
     def kill_daemon(self):
         code = self.stack.kill_daemon("d1", signal.SIGKILL)
         time.sleep(2.0)
-        self.stack.start_daemon("d1")
+        self.stack.start_daemon("d1", **DAEMON_CONFIG)
         return f" (exit {code})"
 
     def provider_5xx(self):
@@ -357,7 +362,7 @@ class Faults:
         codes = []
         for name in ("d1", "d2"):
             codes.append(self.stack.kill_daemon(name, signal.SIGTERM))
-            self.stack.start_daemon(name)
+            self.stack.start_daemon(name, **DAEMON_CONFIG)
         return f" (exits {codes})"
 
     def failover(self):
@@ -584,7 +589,7 @@ def main() -> int:
             client_id = stack.psql(f"SELECT id FROM clients WHERE name = '{CLIENT}'")
             stack.start_sandbox(processing_seconds=1)
             for name in ("d1", "d2"):
-                stack.start_daemon(name)
+                stack.start_daemon(name, **DAEMON_CONFIG)
             for name in ("nginx", "nginx2"):
                 stack.start_nginx(name=name, worker_processes=2, paygate_timeout="5s")
             for name in stack.nginxes:   # each instance has its own token table

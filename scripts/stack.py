@@ -520,6 +520,13 @@ class Postgres:
                 pass
         wait_until(lambda: not any(_pid_alive(v) for v in victims), 30, "killed PostgreSQL to exit")
         self.started_by_us = False
+        # Nobody is left to remove the postmaster's small System V segment (line 7 of its pid
+        # file: key and id); this data directory is never started again.
+        try:
+            shm_id = (self.data / "postmaster.pid").read_text().split("\n")[6].split()[1]
+            subprocess.run(["ipcrm", "-m", shm_id], capture_output=True, timeout=10)
+        except (OSError, IndexError, subprocess.SubprocessError):
+            pass
 
     def ensure_database(self) -> None:
         if self.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DB_NAME}'", "postgres") != "1":
