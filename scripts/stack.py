@@ -505,6 +505,48 @@ class Postgres:
             raise StackError(f"psql failed: {res.stderr}")
         return res.stdout.strip()
 
+    def clone_from(self, primary: "Postgres", application_name: str, quick: bool) -> None:
+        """pg_basebackup of `primary` into this (empty) cluster, set up as its streaming standby
+        naming itself `application_name` (what synchronous_standby_names lists)."""
+        self._prepare_dirs()
+        if self.data.exists():
+            shutil.rmtree(self.data)
+        cmd = [str(PG_BIN / "pg_basebackup"), "-h", "127.0.0.1", "-p", str(primary.port), "-U", DB_USER,
+               "-D", str(self.data), "-X", "stream", "-c", "fast", "-R"]
+        if quick:
+            cmd.append("--no-sync")
+        self._as_owner(cmd)
+        # -R wrote primary_conninfo; the last setting in the file wins, so ours adds the name.
+        with open(self.data / "postgresql.auto.conf", "a") as f:
+            f.write(f"primary_conninfo = 'host=127.0.0.1 port={primary.port} user={DB_USER} "
+                    f"application_name={application_name}'\n")
+        (self.data / "postmaster.pid").unlink(missing_ok=True)
+
+    def promote(self) -> None:
+        """`pg_ctl promote -w`: this standby becomes a primary (read-write)."""
+        self._as_owner([str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-w", "-t", "60", "promote"])
+
+    def kill_server(self) -> None:
+        """SIGKILL of the postmaster and every process it started, at once: the host is gone."""
+        pid = self._postmaster_pid()
+        if pid is None or not _pid_alive(pid):
+            return
+        victims = [pid] + [child for child, _ in _children_of(pid)]
+        for victim in victims:
+            try:
+                os.kill(victim, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        wait_until(lambda: not any(_pid_alive(v) for v in victims), 30, "killed PostgreSQL to exit")
+        self.started_by_us = False
+        # Nobody is left to remove the postmaster's small System V segment (line 7 of its pid
+        # file: key and id); this data directory is never started again.
+        try:
+            shm_id = (self.data / "postmaster.pid").read_text().split("\n")[6].split()[1]
+            subprocess.run(["ipcrm", "-m", shm_id], capture_output=True, timeout=10)
+        except (OSError, IndexError, subprocess.SubprocessError):
+            pass
+
     def ensure_database(self) -> None:
         if self.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DB_NAME}'", "postgres") != "1":
             subprocess.run([str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(self.port),
@@ -696,6 +738,11 @@ class Stack:
         os.chmod(self.san_dir, 0o1777 if IS_ROOT else 0o755)
 
         self.pg = Postgres(self.root / "pg", pg_port or free_port(), self.fsync)
+        # start_standby(): the synchronous standby, and the ports every daemon's multi-host
+        # conninfo names (fixed once set: a failover swaps the roles, not the string).
+        self.pg_standby: Optional[Postgres] = None
+        self.pg_ports: Optional[list[int]] = None
+        self._pg_clusters: list[Postgres] = [self.pg]
         self.http_port = http_port or free_port()
         self.daemons: dict[str, Daemon] = {}
         self.nginxes: dict[str, Nginx] = {}
@@ -781,7 +828,57 @@ class Stack:
 
     @property
     def conninfo(self) -> str:
-        return self.pg.conninfo
+        """The daemons' libpq string: one host, or (after start_standby) both servers with
+        target_session_attrs=read-write, so a connection always lands on the current primary."""
+        if self.pg_ports is None:
+            return self.pg.conninfo
+        ports = ",".join(str(p) for p in self.pg_ports)
+        hosts = ",".join("127.0.0.1" for _ in self.pg_ports)
+        return (f"host={hosts} port={ports} dbname={DB_NAME} user={DB_USER} connect_timeout=3 "
+                f"target_session_attrs=read-write")
+
+    def start_standby(self, name: str = "standby1", timeout: float = 60.0) -> Postgres:
+        """A streaming standby of the running primary (pg_basebackup -R into <root>/pg-<n>),
+        made synchronous: the primary lists it in synchronous_standby_names, so a COMMIT returns
+        only once the standby has the WAL. From then on `conninfo` names both servers. Returns it."""
+        if self.pg_standby is not None:
+            raise StackError("a standby is running already")
+        port = (self.pg_ports[1] if self.pg_ports and self.pg_ports[0] == self.pg.port
+                else self.pg_ports[0]) if self.pg_ports else free_port()
+        standby = Postgres(self.root / f"pg-{len(self._pg_clusters) + 1}", port, self.fsync)
+        standby.clone_from(self.pg, name, quick=self.temporary)
+        standby.start(repick_port=self.pg_ports is None)
+        self._pg_clusters.append(standby)
+        self.pg_standby = standby
+        if self.pg_ports is None:
+            self.pg_ports = [self.pg.port, standby.port]
+
+        def state():
+            return self.pg.psql("SELECT sync_state FROM pg_stat_replication "
+                                f"WHERE application_name = '{name}' AND state = 'streaming'")
+        wait_until(state, timeout, f"standby {name} streaming")
+        self.pg.psql(f"ALTER SYSTEM SET synchronous_standby_names = '\"{name}\"'")
+        self.pg.psql("SELECT pg_reload_conf()")
+        wait_until(lambda: state() == "sync", timeout, f"standby {name} synchronous")
+        return standby
+
+    def failover(self) -> Postgres:
+        """Kills the primary (every process of it, SIGKILL) and promotes the standby
+        (`pg_ctl promote`): the standby becomes `pg`, with no standby of its own (commits stop
+        waiting for one) until rejoin_standby(). Returns the new primary."""
+        if self.pg_standby is None:
+            raise StackError("failover needs start_standby() first")
+        old, new = self.pg, self.pg_standby
+        old.kill_server()
+        new.promote()
+        wait_until(lambda: new.psql("SELECT pg_is_in_recovery()") == "f", 30, "promoted standby to accept writes")
+        self.pg, self.pg_standby = new, None
+        return new
+
+    def rejoin_standby(self, name: str = "standby1") -> Postgres:
+        """After failover(): the lost primary's port comes back as a fresh synchronous standby of
+        the new primary (a new base backup, as an operator rebuilds a failed node)."""
+        return self.start_standby(name)
 
     def start_postgres(self) -> None:
         """initdb on first use, then start (again, on the same data dir) and create the db."""
@@ -964,6 +1061,16 @@ class Stack:
         import json
         import urllib.request
         with urllib.request.urlopen(self.sandbox_url + path, timeout=10) as resp:
+            return json.loads(resp.read())
+
+    def sandbox_post(self, path: str, body: dict):
+        """POST JSON to a sandbox-only endpoint of the sky-technologies sandbox, e.g.
+        /_sandbox/faults {"provider": "5xx", "seconds": 20}; returns the parsed answer."""
+        import json
+        import urllib.request
+        req = urllib.request.Request(self.sandbox_url + path, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
             return json.loads(resp.read())
 
     def mserver_secrets(self) -> Path:
@@ -1590,11 +1697,15 @@ http {{
                         d.proc.wait()
         self.stop_sandbox()
         self.stop_mserver()
-        try:
-            if self.pg.started_by_us or (not self.temporary and self.pg.is_running()):
-                self.pg.stop()
-        except Exception as e:
-            problems.append(f"postgres: {e}")
+        for cluster in self._pg_clusters:
+            try:
+                if cluster is self.pg:
+                    if self.pg.started_by_us or (not self.temporary and self.pg.is_running()):
+                        self.pg.stop()
+                elif cluster.started_by_us:   # a standby, or a primary lost in a failover
+                    cluster.stop()
+            except Exception as e:
+                problems.append(f"postgres {cluster.dir.name}: {e}")
         problems += self._late_problems
         self._late_problems = []
         if problems:

@@ -167,6 +167,8 @@ PGconn* Db::connection() {
     log::info("db_connected")
         .kv("worker", who_)
         .kv("db", describe_conninfo(conninfo_))
+        // which of several hosts answered (multi-host conninfo: the primary after a failover)
+        .kv("server", std::string(PQhost(conn.get())) + ":" + PQport(conn.get()))
         .kv("server_version", PQserverVersion(conn.get()))
         .kv("ms", std::chrono::duration<double, std::milli>(now - started).count());
     conn_ = std::move(conn);

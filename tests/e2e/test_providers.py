@@ -230,6 +230,36 @@ if __name__ == "__main__":
     unittest.main()
 
 
+class ProviderOutageTest(ProviderTestCase):
+    """A charge whose outcome is unknown is checked until the provider answers, however long it
+    is down: its status checks follow the re-check schedule and never use up task_max_attempts
+    (found by the chaos drill: a 20 s sandbox outage left charges in dead tasks, their payments
+    stuck in bank_processing)."""
+    daemon_config = {"task_max_attempts": 3}
+
+    def test_unknown_charge_outlasts_an_outage_and_charges_once(self):
+        # a first payment opens the daemon's payment session, so the next charge is sent (and
+        # answered 500: outcome unknown) rather than refused at initSession (nothing sent)
+        self.wait_status(self.accepted_payment(), "completed")
+        self.addCleanup(self.stack.sandbox_post, "/_sandbox/faults", {"provider": "none"})
+        self.stack.sandbox_post("/_sandbox/faults", {"provider": "5xx", "seconds": 60})
+        pid = self.accepted_payment()
+        # the charge answered 500 (outcome unknown), then more failed status checks than attempts
+        def checked_or_dead():
+            row = self.stack.psql(f"SELECT t.state || ' ' || o.status_checks FROM tasks t JOIN provider_operations o "
+                                  f"ON o.payment_id = t.payment_id WHERE t.payment_id = '{pid}' AND t.kind = '{CHARGE_TASK}'")
+            state, checks = row.split() if row else ("", "0")
+            return (state, int(checks)) if state == "dead" or int(checks) > 4 else None
+        state, checks = wait_until(checked_or_dead, 30, "status checks during the outage", interval=0.1)
+        self.assertNotEqual(state, "dead", f"the charge's task gave up after {checks} status checks during the outage")
+        self.assertEqual(self.status_of(pid), "bank_processing")
+        self.stack.sandbox_post("/_sandbox/faults", {"provider": "none"})
+        self.wait_status(pid, "completed", timeout=40)
+        ops, ledger = self.ledger_ops(pid)
+        self.assertEqual(len(ops), 1, ops)
+        self.assertEqual([d for d in ledger["duplicate_attempts"] if d["request_id"] == ops[0]["request_id"]], [])
+
+
 class DeadTaskTest(ProviderTestCase):
     """A task that keeps failing is dead after task_max_attempts, never dropped: an operator sees
     it in `paygatectl tasks list` and retries (or cancels) it."""

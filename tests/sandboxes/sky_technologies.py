@@ -202,6 +202,9 @@ class Sandbox:
         self.five_xx_seen: dict[str, int] = {}
         self.refused = {k: 0 for k in REFUSED_KINDS}
         self.callbacks: list[dict] = []
+        # /_sandbox/faults: what goes wrong for everyone until a monotonic deadline (chaos drill)
+        self.faults: dict[str, tuple[str, float]] = {}
+        self.fault_log: list[dict] = []
 
     # -- logging ---------------------------------------------------------------------------------
 
@@ -247,6 +250,47 @@ class Sandbox:
         return Refusal(409, "duplicate_request_id",
                        f"request_id {request_id} was already recorded", None,
                        {"status": op["status"]})
+
+    # -- injected faults --------------------------------------------------------------------------
+
+    def set_fault(self, body) -> dict:
+        """{"provider": "5xx"|"timeout"|"none"} and/or {"callbacks": "drop"|"double"|"none"}, with
+        "seconds" (how long; default 20). provider 5xx: every /v1/ call is answered 500 and does
+        nothing; timeout: calls are carried out but their answers held until the window closes
+        (at most --timeout-seconds), so the caller cannot know the outcome. callbacks drop: no
+        delivery is sent; double: every delivery is sent twice."""
+        if not isinstance(body, dict):
+            raise bad_request("the body must be a JSON object")
+        seconds = body.get("seconds", 20)
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds <= 3600:
+            raise bad_request("seconds must be a number in (0, 3600]")
+        allowed = {"provider": ("5xx", "timeout", "none"), "callbacks": ("drop", "double", "none")}
+        changes = {k: body[k] for k in allowed if k in body}
+        if not changes or set(body) - set(allowed) - {"seconds"}:
+            raise bad_request('give "provider" and/or "callbacks" (and "seconds")')
+        for kind, mode in changes.items():
+            if mode not in allowed[kind]:
+                raise bad_request(f"{kind} must be one of {', '.join(allowed[kind])}")
+        with self.lock:
+            until = time.monotonic() + seconds
+            for kind, mode in changes.items():
+                if mode == "none":
+                    self.faults.pop(kind, None)
+                else:
+                    self.faults[kind] = (mode, until)
+                self.fault_log.append({"kind": kind, "mode": mode, "seconds": seconds, "at": now_iso()})
+            return self.active_faults()
+
+    def active_faults(self) -> dict:
+        """{kind: (mode, seconds left)} of the faults still on (call with self.lock held)."""
+        now = time.monotonic()
+        return {k: {"mode": m, "seconds_left": round(u - now, 3)} for k, (m, u) in self.faults.items() if u > now}
+
+    def fault(self, kind: str) -> tuple[str | None, float]:
+        with self.lock:
+            mode, until = self.faults.get(kind, (None, 0.0))
+        left = until - time.monotonic()
+        return (mode, left) if left > 0 else (None, 0.0)
 
     # -- authentication --------------------------------------------------------------------------
 
@@ -440,10 +484,18 @@ class Sandbox:
             self._refresh(self.operations[request_id])
         self._deliver(request_id, 0.0)
 
-    def _deliver(self, request_id: str, delay: float) -> None:
+    def _deliver(self, request_id: str, delay: float, injected: bool = False) -> None:
         """One delivery: up to 1 + len(CALLBACK_RETRY_DELAYS) attempts, the same webhook-id."""
         if delay > 0 and self.stopping.wait(delay):
             return
+        mode, _ = self.fault("callbacks")
+        if mode == "drop" and not injected:
+            with self.lock:
+                self.callbacks.append({"request_id": request_id, "dropped": True})
+            self.log(f"CALLBACK dropped request_id={request_id} (fault callbacks=drop)")
+            return
+        if mode == "double" and not injected:
+            self._start(self._deliver, request_id, DOUBLE_CALLBACK_GAP, True)
         with self.lock:
             op = self.operations[request_id]
             self._refresh(op)
@@ -514,7 +566,8 @@ class Sandbox:
             return {"operations": operations,
                     "duplicate_attempts": [dict(d) for d in self.duplicate_attempts],
                     "failed_calls": self.failed_calls, "refused": dict(self.refused),
-                    "callbacks": [dict(c) for c in self.callbacks]}
+                    "callbacks": [dict(c) for c in self.callbacks],
+                    "faults": [dict(f) for f in self.fault_log]}
 
     def count_refusal(self, counter: str | None) -> None:
         if counter:
@@ -585,6 +638,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if path == "/_sandbox/callback":
             self._sandbox_callback(raw)
             return
+        if path == "/_sandbox/faults":
+            try:
+                body = json.loads((raw or b"").decode("utf-8"))
+                self._send(200, {"faults": self.sandbox.set_fault(body)})
+                self._log(None, f"200 faults {body}")
+            except (UnicodeDecodeError, ValueError):
+                self._send(400, {"error": "invalid_request", "message": "the body is not UTF-8 JSON"})
+                self._log(None, "400 faults")
+            except Refusal as r:
+                self._send(r.status, {"error": r.error, "message": r.message})
+                self._log(None, f"{r.status} faults")
+            return
         if path == "/_sandbox/forget_sessions":
             # as after a provider restart: every session handed out so far is unknown now
             with self.sandbox.lock:
@@ -612,6 +677,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if body["merchant_id"] != self.headers.get("X-Merchant-Id"):
                 raise Refusal(403, "unknown_merchant",
                               "merchant_id differs from X-Merchant-Id", "unknown_merchant")
+            fault, left = self.sandbox.fault("provider")
+            if fault == "5xx":
+                with self.sandbox.lock:
+                    self.sandbox.failed_calls += 1
+                raise Refusal(500, "internal_error", "sandbox failure (fault provider=5xx)")
             handler = {"initSession": self.sandbox.init_session,
                        "completeMerchantAcquiring": self.sandbox.complete_merchant_acquiring,
                        "processPaymentReversal": self.sandbox.process_payment_reversal,
@@ -625,6 +695,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self._log(request_id, f"{r.status} {r.error}" + (f" ({r.counter})"
                                                              if r.counter == "wrong_key" else ""))
             return
+        if fault == "timeout":
+            # carried out, but the caller gives up before it hears so
+            self.sandbox.stopping.wait(min(left, self.sandbox.timeout_seconds))
+            outcome += " (answer held: fault provider=timeout)"
         self._send(status, answer)
         self._log(request_id, f"{status} {outcome}")
         if after is not None:

@@ -475,6 +475,73 @@ class SkySandboxTest(unittest.TestCase):
         self.assertEqual((status, answer["status"]), (200, "COMPLETED"))
         self.assertGreaterEqual(time.monotonic() - started, 0.3)
 
+    # -- injected faults (/_sandbox/faults, the chaos drill's) ---------------------------------
+
+    def set_fault(self, **body):
+        raw = json.dumps(body).encode()
+        return self.http("POST", "/_sandbox/faults", raw, {"Content-Type": "application/json"})
+
+    def test_fault_provider_5xx_refuses_everything_until_lifted(self):
+        session = self.session("payment")
+        self.addCleanup(self.set_fault, provider="none")
+        status, answer = self.set_fault(provider="5xx", seconds=60)
+        self.assertEqual(status, 200)
+        self.assertEqual(answer["faults"]["provider"]["mode"], "5xx")
+        body = self.charge_body(session=session)
+        status, answer = self.call("completeMerchantAcquiring", body)
+        self.assertEqual((status, answer["error"]), (500, "internal_error"))
+        self.assertEqual(self.ops(body["request_id"]), [])
+        status, _ = self.call("initSession", {"merchant_id": MERCHANT, "purpose": "payment"})
+        self.assertEqual(status, 500)
+        self.assertEqual(self.set_fault(provider="none")[1]["faults"], {})
+        status, answer = self.call("completeMerchantAcquiring", body)
+        self.assertEqual((status, answer["status"]), (200, "COMPLETED"))
+        self.assertEqual(len(self.ops(body["request_id"])), 1)
+        self.assertIn({"kind": "provider", "mode": "5xx", "seconds": 60},
+                      [{k: f[k] for k in ("kind", "mode", "seconds")} for f in self.ledger()["faults"]])
+
+    def test_fault_provider_timeout_carries_out_but_holds_the_answer(self):
+        session = self.session("payment")
+        self.addCleanup(self.set_fault, provider="none")
+        self.assertEqual(self.set_fault(provider="timeout", seconds=1.5)[0], 200)
+        body = self.charge_body(session=session)
+        with self.assertRaises(OSError):                               # socket.timeout
+            self.call("completeMerchantAcquiring", body, timeout=0.3)
+        self.assertEqual(self.http("GET", "/_sandbox/health")[0], 200)  # sandbox endpoints answer
+        [op] = self.ops(body["request_id"])
+        self.assertEqual(op["status"], "COMPLETED")
+        # the window closes by itself: then answers come at once again
+        wait_until(lambda: self.http("POST", "/_sandbox/faults", b'{"callbacks":"none"}',
+                                     {"Content-Type": "application/json"})[1]["faults"] == {}, timeout=5)
+        self.assertEqual(self.status_of(body["request_id"], "payment")[1]["status"], "COMPLETED")
+
+    def test_fault_callbacks_dropped_then_doubled(self):
+        self.addCleanup(self.set_fault, callbacks="none")
+        self.assertEqual(self.set_fault(callbacks="drop", seconds=60)[0], 200)
+        body, status, _ = self.charge("card-1")
+        self.assertEqual(status, 200)
+        rid = body["request_id"]
+        wait_until(lambda: [c for c in self.ledger()["callbacks"] if c["request_id"] == rid])
+        time.sleep(0.3)
+        self.assertEqual(self.receiver.of(rid), [])
+        self.assertEqual([c for c in self.ledger()["callbacks"] if c["request_id"] == rid],
+                         [{"request_id": rid, "dropped": True}])
+        self.assertEqual(self.set_fault(callbacks="double", seconds=60)[0], 200)
+        body, status, _ = self.charge("card-1")
+        rid = body["request_id"]
+        callbacks = wait_until(lambda: len(self.receiver.of(rid)) == 2 and self.receiver.of(rid))
+        self.assertEqual(len({self.assert_webhook_signed(cb) for cb in callbacks}), 1)
+        time.sleep(0.4)
+        self.assertEqual(len(self.receiver.of(rid)), 2)
+
+    def test_fault_bad_requests_change_nothing(self):
+        for raw in (b"not json", b"[]", b"{}", b'{"provider":"slow"}', b'{"callbacks":"5xx"}',
+                    b'{"provider":"5xx","seconds":0}', b'{"provider":"5xx","seconds":"20"}',
+                    b'{"provider":"5xx","extra":1}'):
+            status, answer = self.http("POST", "/_sandbox/faults", raw, {"Content-Type": "application/json"})
+            self.assertEqual((status, answer["error"]), (400, "invalid_request"), raw)
+        self.assertEqual(self.set_fault(callbacks="none")[1]["faults"], {})
+
 
 if __name__ == "__main__":
     unittest.main()

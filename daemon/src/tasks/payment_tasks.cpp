@@ -195,7 +195,10 @@ TaskResult drive(Ctx& c, const std::string& id, bool may_send) {
             op->state = "new";
             return send(c, *provider, *op);
         default:
-            return result(Next::Retry, a.detail);
+            // The check itself failed (provider down, 5xx, timeout) and the operation may have
+            // moved money: check again on the re-check schedule, however long the outage, rather
+            // than count attempts and leave the payment stuck in a dead task.
+            return recheck("status check failed: " + a.detail);
     }
 }
 
