@@ -247,7 +247,8 @@ Result verify_or_throw(const Policy& policy, std::string_view token, std::int64_
         if (!policy.audience.empty() && !found) return refuse(Verdict::WrongAudience, kid_text);
     }
     const json::Value* merchant = claims.find(policy.merchant_claim);
-    if (merchant == nullptr || !merchant->is(json::Type::String) || !valid_kid(merchant->text())) {
+    if (merchant == nullptr || !merchant->is(json::Type::String) || merchant->text().size() > kMaxMerchantBytes ||
+        !valid_kid(merchant->text())) {
         return refuse(Verdict::NoMerchant, kid_text);
     }
     Result ok;

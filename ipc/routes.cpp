@@ -41,6 +41,7 @@ const std::vector<Route>& table() {
     static const std::vector<Route> routes = {
         {"health", ipc::Method::Get, "/health"},
         {"ping", ipc::Method::Get, "/ping"},
+        {"health", ipc::Method::Get, "/v1/health"},   // the ZooTicket surface's alias (seed 002)
         {"payment.create", ipc::Method::Post, "/api/v1/payment/create", Access::Client},
         {"payment.retrieve", ipc::Method::Get, "/api/v1/payment/{payment_id}/retrieve", Access::Client},
         {"payment.status", ipc::Method::Get, "/api/v1/payment/{payment_id}/retrieve/status", Access::Client},
@@ -49,6 +50,7 @@ const std::vector<Route>& table() {
         {"payment.accept", ipc::Method::Post, "/api/v1/payment/{payment_id}/accept", Access::Client},
         {"payment.extra_charge", ipc::Method::Post, "/api/v1/payment/{payment_id}/extra_charge", Access::Client},
         {"payment.refund", ipc::Method::Post, "/api/v1/payment/{payment_id}/refund", Access::Client},
+        {"zooticket.payment.get", ipc::Method::Get, "/v1/payments/{payment_id}", Access::MerchantJwt},
         {"callback.sky_technologies", ipc::Method::Post, "/callbacks/sky-technologies/v1/on_payment_completed",
          Access::Partner, "sky-technologies"},
         {"callback.mserver", ipc::Method::Post, "/callbacks/mserver/notify", Access::AppToken, "mserver"},

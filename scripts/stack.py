@@ -61,6 +61,9 @@ SANDBOX_PYTHON = os.environ.get("PAYGATE_SANDBOX_PYTHON", "/usr/bin/python3")
 SKY_MERCHANT_ID = "paygate-dev"
 MSERVER_SANDBOX = REPO / "tests" / "sandboxes" / "mserver.py"
 MSERVER_LOGIN = "+79261111111"      # the wallet paygate pays from (HTTP Basic user)
+MERCHANT_ID = "zooticket"           # the demo merchant of the ZooTicket API (seed 002)
+MERCHANT_JWT_ES_KID = "zt-es-1"
+MERCHANT_JWT_HS_KID = "zt-hs-1"
 MSERVER_APP_ID = "paygate-dev"      # notifications: app_id, access_token = sha1(app_id + secret)
 MSERVER_CURRENCY = "RUB"            # routed to mserver when its sandbox runs
 MODULE_NAME = "ngx_http_paygate_module.so"
@@ -841,6 +844,31 @@ class Stack:
             _write_private(keys / "mserver.app_secret", secrets.token_urlsafe(24) + "\n")
         return keys
 
+    def merchant_jwt_keys(self) -> Path:
+        """The ZooTicket merchant's JWT keys (docs/partners/zooticket.md), made once per stack in
+        <root>/keys with `paygatectl jwt keygen`: zooticket-es.key/.pub (ES256, kid MERCHANT_JWT_ES_KID)
+        and zooticket-hs.secret (HS256, kid MERCHANT_JWT_HS_KID). nginx gets the public key and the secret."""
+        keys = self.provider_keys()
+        if not (keys / "zooticket-hs.secret").exists():
+            self._require(self.paygatectl)
+            for alg, prefix in (("ES256", "zooticket-es"), ("HS256", "zooticket-hs")):
+                subprocess.run([str(self.paygatectl), "jwt", "keygen", "--alg", alg, "--out", str(keys / prefix)],
+                               check=True, capture_output=True, timeout=30, env=self._san_env("paygatectl"))
+        return keys
+
+    def mint_merchant_jwt(self, merchant: str = MERCHANT_ID, alg: str = "ES256", ttl: int = 3600,
+                          **claims) -> str:
+        """A merchant Bearer token from `paygatectl jwt mint` with the stack's keys; claims: iss, aud."""
+        keys = self.merchant_jwt_keys()
+        kid, key = ((MERCHANT_JWT_ES_KID, keys / "zooticket-es.key") if alg == "ES256"
+                    else (MERCHANT_JWT_HS_KID, keys / "zooticket-hs.secret"))
+        cmd = [str(self.paygatectl), "jwt", "mint", "--alg", alg, "--kid", kid, "--key", str(key),
+               "--merchant", merchant, "--ttl", str(ttl)]
+        for name, value in claims.items():
+            cmd += ["--" + name, str(value)]
+        return subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=30,
+                              env=self._san_env("paygatectl")).stdout.strip()
+
     def start_mserver(self, timeout: float = 30.0, **options) -> str:
         """Starts the mserver wallet sandbox (tests/sandboxes/mserver.py) on an ephemeral port,
         notifying nginx's /callbacks/mserver/notify; paygated routes MSERVER_CURRENCY to it.
@@ -1232,6 +1260,10 @@ class Stack:
         # The wallet's notifications (docs/providers/mserver.md).
         self.mserver_secrets()
         directives.setdefault("paygate_app_secret", f"mserver {MSERVER_APP_ID} {keys / 'mserver.app_secret'}")
+        # The ZooTicket merchant API's JWT keys (docs/partners/zooticket.md).
+        jwt_keys = self.merchant_jwt_keys()
+        directives.setdefault("paygate_jwt_key", [f"{MERCHANT_JWT_ES_KID} ES256 {jwt_keys / 'zooticket-es.pub'}",
+                                                  f"{MERCHANT_JWT_HS_KID} HS256 {jwt_keys / 'zooticket-hs.secret'}"])
         # The authenticated link (docs/security.md); paygate_curve="off" (with no keys) for plain.
         if directives.get("paygate_curve") != "off":
             curve = self.curve_keys()

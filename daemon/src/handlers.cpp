@@ -24,6 +24,7 @@ const std::vector<HandlerEntry>& handler_table() {
         {"payment.accept", handle_payment_accept},
         {"payment.extra_charge", handle_payment_extra_charge},
         {"payment.refund", handle_payment_refund},
+        {"zooticket.payment.get", handle_zooticket_payment_get},
         {"callback.sky_technologies", handle_callback_sky_technologies},
         {"callback.mserver", handle_callback_mserver},
         {routes::kAuthTokensRoute, handle_auth_tokens, Runs::Inline},  // internal: the module's token poll, from memory

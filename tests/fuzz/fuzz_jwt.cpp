@@ -72,7 +72,7 @@ const Material& material() {
     return m;
 }
 
-bool valid_merchant(const std::string& m) { return jwt::valid_kid(m); }
+bool valid_merchant(const std::string& m) { return m.size() <= jwt::kMaxMerchantBytes && jwt::valid_kid(m); }
 
 }  // namespace
 

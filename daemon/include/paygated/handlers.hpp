@@ -119,6 +119,18 @@ ipc::Reply handle_payment_refund(const ipc::Request& request, WorkerContext& ctx
 // decimal without leading zeros, at most 18 digits. Nothing when empty or malformed (-> 403).
 std::optional<std::string> client_principal(std::string_view principal);
 
+// --- handlers_zooticket.cpp (docs/partners/zooticket.md): the merchant API of seed 002 ---
+ipc::Reply handle_zooticket_payment_get(const ipc::Request& request, WorkerContext& ctx);   // GET /v1/payments/{id}
+
+inline constexpr std::size_t kMaxMerchantName = 48;   // zooticket_merchants.name
+// The merchant of request.principal ("merchant:<name>", set by the module from the verified JWT):
+// 1-48 of [A-Za-z0-9._-]. Nothing when absent or malformed (-> 401).
+std::optional<std::string> merchant_principal(std::string_view principal);
+// "ZT_" and 10 digits: the one payment id format of this surface.
+bool is_merchant_payment_id(std::string_view id);
+// The surface's status of a core status (docs/partners/zooticket.md, "Statuses").
+std::string_view merchant_status(std::string_view core_status, std::string_view cancel_reason);
+
 // --- handlers_callbacks.cpp (docs/callbacks.md) ---
 // POST /callbacks/sky-technologies/v1/on_payment_completed, verified by the module: inbox + status check.
 ipc::Reply handle_callback_sky_technologies(const ipc::Request& request, WorkerContext& ctx);

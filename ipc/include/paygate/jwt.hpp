@@ -55,7 +55,7 @@ enum class Verdict {
     NotYetValid,        // nbf - leeway not reached
     WrongIssuer,
     WrongAudience,
-    NoMerchant,         // the merchant claim is missing or not 1-64 of [A-Za-z0-9._-]
+    NoMerchant,         // the merchant claim is missing or not 1-48 of [A-Za-z0-9._-]
 };
 std::string_view verdict_name(Verdict v);   // "ok", "malformed", "unsupported_alg", ...
 
@@ -66,6 +66,7 @@ struct Result {
 };
 
 inline constexpr std::size_t kMaxTokenBytes = 8192;
+inline constexpr std::size_t kMaxMerchantBytes = 48;   // the merchant claim: 1-48 of [A-Za-z0-9._-]
 
 // Never throws (an internal failure is BadSignature); checks in this order: size and shape,
 // header (alg, kid, key, pin, crit), claims are a JSON object, signature, then the claims
