@@ -22,7 +22,7 @@ CLI (the `make run` contract):
     python3 scripts/stack.py run --build-dir build --var-dir var
 
 It also creates the demo clients `demo` and `demo-other` (earlier demo tokens revoked), writes
-var/demo-credentials.env (PAYGATE_URL, PAYGATE_TOKEN, PAYGATE_TOKEN_OTHER) and var/demo-token,
+var/demo-credentials.env (PAYGATE_URL, PAYGATE_TOKEN, PAYGATE_TOKEN_OTHER, ZOOTICKET_JWT) and var/demo-token,
 and prints a curl walk-through of the payment API.
 
 Standard library only (Python >= 3.9).
@@ -1566,7 +1566,7 @@ http {{
 # ----------------------------------------------------------------------------------------------
 
 DEMO_CLIENTS = ("demo", "demo-other")
-DEMO_CREDENTIALS = "demo-credentials.env"   # shell-sourceable: PAYGATE_URL, PAYGATE_TOKEN(_OTHER)
+DEMO_CREDENTIALS = "demo-credentials.env"   # shell-sourceable: PAYGATE_URL, PAYGATE_TOKEN(_OTHER), ZOOTICKET_JWT
 DEMO_TOKEN = "demo-token"                   # just PAYGATE_TOKEN (the dev stack contract)
 
 
@@ -1589,12 +1589,15 @@ def make_demo_tokens(stack: "Stack", var_dir: Path) -> dict:
             raise StackError(f"revoking the earlier tokens of {client!r} failed "
                              f"({res.returncode}): {(res.stderr or res.stdout).strip()}")
     tokens = {client: stack.create_token(client) for client in DEMO_CLIENTS}
+    # The ZooTicket merchant's Bearer JWT (docs/partners/zooticket.md), ES256, valid for a day.
+    merchant_jwt = stack.mint_merchant_jwt(ttl=86400)
     _write_private(var_dir / DEMO_CREDENTIALS,
                    "# paygate dev stack demo credentials, written by `make run` (new on every run)\n"
                    "# usage: source var/demo-credentials.env\n"
                    f"PAYGATE_URL=http://127.0.0.1:{stack.http_port}\n"
                    f"PAYGATE_TOKEN={tokens[DEMO_CLIENTS[0]]}\n"
-                   f"PAYGATE_TOKEN_OTHER={tokens[DEMO_CLIENTS[1]]}\n")
+                   f"PAYGATE_TOKEN_OTHER={tokens[DEMO_CLIENTS[1]]}\n"
+                   f"ZOOTICKET_JWT={merchant_jwt}\n")
     _write_private(var_dir / DEMO_TOKEN, tokens[DEMO_CLIENTS[0]] + "\n")
     log(f"demo clients {', '.join(DEMO_CLIENTS)}: tokens in {var_dir / DEMO_CREDENTIALS} "
         f"and {var_dir / DEMO_TOKEN}")

@@ -183,6 +183,25 @@ class MerchantJwtTest(PaymentStackTestCase):
         st, _, body = self.stack.http("GET", UNKNOWN, headers={"x_auth_token": self.token})
         self.assertEqual(st, 401, body)
 
+    def test_make_run_writes_a_demo_jwt(self):
+        import tempfile
+        from pathlib import Path
+        from stack import make_demo_tokens
+        with tempfile.TemporaryDirectory() as var:
+            make_demo_tokens(self.stack, Path(var))
+            env = dict(line.split("=", 1) for line in (Path(var) / "demo-credentials.env").read_text().splitlines()
+                       if "=" in line and not line.startswith("#"))
+        token = env["ZOOTICKET_JWT"]
+        head, claims, sig = token.split(".")
+        pad = lambda part: base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))  # noqa: E731
+        self.assertEqual(json.loads(pad(head)), {"alg": "ES256", "typ": "JWT", "kid": MERCHANT_JWT_ES_KID})
+        doc = json.loads(pad(claims))
+        self.assertEqual(doc["merchant_id"], MERCHANT_ID)
+        self.assertEqual(doc["exp"] - doc["iat"], 86400)
+        # This class's nginx also wants iss and aud: the demo token (made for `make run`, which
+        # sets neither) is refused here for its issuer, which proves its signature was good.
+        self.assertRefused(token, "wrong_issuer", "Token issuer not accepted")
+
     def test_v1_health_is_an_alias_without_auth(self):
         st, headers, body = self.stack.http("GET", "/v1/health")
         self.assertEqual(st, 200, body)
