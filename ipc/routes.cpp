@@ -50,6 +50,7 @@ const std::vector<Route>& table() {
         {"payment.accept", ipc::Method::Post, "/api/v1/payment/{payment_id}/accept", Access::Client},
         {"payment.extra_charge", ipc::Method::Post, "/api/v1/payment/{payment_id}/extra_charge", Access::Client},
         {"payment.refund", ipc::Method::Post, "/api/v1/payment/{payment_id}/refund", Access::Client},
+        {"zooticket.session.create", ipc::Method::Post, "/v1/payments/sessions", Access::MerchantJwt},
         {"zooticket.payment.get", ipc::Method::Get, "/v1/payments/{payment_id}", Access::MerchantJwt},
         {"callback.sky_technologies", ipc::Method::Post, "/callbacks/sky-technologies/v1/on_payment_completed",
          Access::Partner, "sky-technologies"},

@@ -856,6 +856,16 @@ class Stack:
                                check=True, capture_output=True, timeout=30, env=self._san_env("paygatectl"))
         return keys
 
+    def customer_data_key(self) -> Path:
+        """paygated's AES-256-GCM key for customers' personal data (64 hex digits), made once per
+        stack in <root>/keys/customer-c1.key."""
+        keys = self.provider_keys()
+        path = keys / "customer-c1.key"
+        if not path.exists():
+            import secrets
+            _write_private(path, secrets.token_hex(32) + "\n")
+        return path
+
     def mint_merchant_jwt(self, merchant: str = MERCHANT_ID, alg: str = "ES256", ttl: int = 3600,
                           **claims) -> str:
         """A merchant Bearer token from `paygatectl jwt mint` with the stack's keys; claims: iss, aud."""
@@ -956,6 +966,10 @@ class Stack:
             "callback_base_url": f"http://127.0.0.1:{self.http_port}/callbacks",
             "callback_keys": str(keys / "callback.keys"),
         }
+        # The ZooTicket merchant API (docs/partners/zooticket.md): its personal-data key and page.
+        cfg.update({"customer_data_key": f"c1 {self.customer_data_key()}",
+                    "zooticket_page_url": f"http://127.0.0.1:{self.http_port}/pay",
+                    "zooticket_allow_http_loopback": "on"})
         if self.mserver_url:
             mkeys = self.mserver_secrets()
             cfg.update({"mserver_url": self.mserver_url, "mserver_login": MSERVER_LOGIN,

@@ -32,6 +32,10 @@ CREATE TABLE zooticket_payments (
     customer_sealed    bytea,
     customer_key_id    text,
     paid_method        text,
+    -- The hosted page's capability token (confirmation_url): its SHA-256 finds the session, the
+    -- token itself is kept only sealed (a repeated POST answers the same URL).
+    page_token_sha256  text NOT NULL UNIQUE CHECK (page_token_sha256 ~ '^[0-9a-f]{64}$'),
+    page_token_sealed  bytea NOT NULL,
     expires_at         timestamptz NOT NULL,
     deleted_at         timestamptz,
     created_at         timestamptz NOT NULL DEFAULT now(),

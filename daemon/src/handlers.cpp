@@ -25,6 +25,7 @@ const std::vector<HandlerEntry>& handler_table() {
         {"payment.extra_charge", handle_payment_extra_charge},
         {"payment.refund", handle_payment_refund},
         {"zooticket.payment.get", handle_zooticket_payment_get},
+        {"zooticket.session.create", handle_zooticket_session_create},
         {"callback.sky_technologies", handle_callback_sky_technologies},
         {"callback.mserver", handle_callback_mserver},
         {routes::kAuthTokensRoute, handle_auth_tokens, Runs::Inline},  // internal: the module's token poll, from memory

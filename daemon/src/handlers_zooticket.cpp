@@ -2,9 +2,17 @@
 // core. The module has verified the merchant's Bearer JWT: request.principal is
 // "merchant:<name>". Every answer is in the seed's envelope ({"success", "message", ...}); the
 // SQL is here, beside the only handlers that use it.
+#include <ctime>
 #include <string>
 #include <utility>
 #include <vector>
+
+#include <openssl/rand.h>
+
+#include "paygate/crypto.hpp"
+#include "paygate/digest.hpp"
+#include "paygated/payment_rules.hpp"
+#include "paygated/zooticket.hpp"
 
 #include "paygate/json.hpp"
 #include "paygate/merchant_envelope.hpp"
@@ -130,7 +138,205 @@ std::optional<MerchantPayment> find_merchant_payment(Session& s, const std::stri
                            nullable(p, 0, 4), value(p, 0, 5), nullable(p, 0, 6), nullable(p, 0, 7)};
 }
 
+std::string random_bytes(std::size_t n) {
+    std::string out(n, '\0');
+    if (RAND_bytes(reinterpret_cast<unsigned char*>(out.data()), static_cast<int>(n)) != 1) {
+        throw std::runtime_error("no random bytes");
+    }
+    return out;
+}
+
+std::string random_uuid() {
+    std::string b = random_bytes(16);
+    b[6] = static_cast<char>((b[6] & 0x0f) | 0x40);
+    b[8] = static_cast<char>((b[8] & 0x3f) | 0x80);
+    static constexpr char kHex[] = "0123456789abcdef";
+    std::string out;
+    for (std::size_t i = 0; i < 16; ++i) {
+        if (i == 4 || i == 6 || i == 8 || i == 10) out.push_back('-');
+        out.push_back(kHex[(static_cast<unsigned char>(b[i]) >> 4) & 15]);
+        out.push_back(kHex[static_cast<unsigned char>(b[i]) & 15]);
+    }
+    return out;
+}
+
+std::string new_payment_id() {
+    std::string b = random_bytes(10);
+    std::string id = "ZT_";
+    for (char c : b) id.push_back(static_cast<char>('0' + static_cast<unsigned char>(c) % 10));
+    return id;
+}
+
+std::string today_utc() {
+    std::time_t now = std::time(nullptr);
+    std::tm tm{};
+    gmtime_r(&now, &tm);
+    char buf[16];
+    std::strftime(buf, sizeof buf, "%Y-%m-%d", &tm);
+    return buf;
+}
+
+const zooticket::Settings& require_settings(const WorkerContext& ctx) {
+    if (!ctx.zooticket || ctx.zooticket->keyring.empty() || ctx.zooticket->page_url.empty()) {
+        // Personal data is never stored unsealed, and a session without a page cannot be paid.
+        throw MerchantRefusal{503, "service_unavailable", "Payment sessions are not configured on this gateway"};
+    }
+    return *ctx.zooticket;
+}
+
+bool is_json(const ipc::Request& request) {
+    for (const auto& [name, value] : request.headers) {
+        if (name != "content-type") continue;
+        std::string_view v = value;
+        v = v.substr(0, v.find(';'));
+        while (!v.empty() && v.back() == ' ') v.remove_suffix(1);
+        std::string lower(v);
+        for (char& c : lower) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+        return lower == "application/json";
+    }
+    return false;
+}
+
+ipc::Reply validation_failed(const std::vector<zooticket::FieldError>& errors) {
+    std::vector<Value> details;
+    for (const zooticket::FieldError& e : errors) {
+        details.push_back(Value::object({{"field", Value::string(e.field)}, {"message", Value::string(e.message)}}));
+    }
+    return value_reply(422, Value::object({
+        {"success", Value::from_bool(false)},
+        {"message", Value::string("Validation failed")},
+        {"error", Value::object({{"code", Value::string("validation_error")}, {"details", Value::array(std::move(details))}})},
+    }));
+}
+
+// The merchant's clients row ("zt.<merchant>"), made on its first session.
+std::string merchant_client(Session& s, const std::string& merchant) {
+    PgResult known = s.exec("SELECT client_id FROM zooticket_merchants WHERE name = $1", {merchant});
+    if (PQntuples(known.get()) == 1) return value(known.get(), 0, 0);
+    PgResult made = s.exec("INSERT INTO clients (name) VALUES ('zt.' || $1) ON CONFLICT (name) DO NOTHING RETURNING id",
+                           {merchant});
+    // A client of the seed-000 API already named so is never taken over.
+    if (PQntuples(made.get()) != 1) throw std::runtime_error("clients name zt." + merchant + " is taken");
+    std::string client_id = value(made.get(), 0, 0);
+    s.exec("INSERT INTO zooticket_merchants (name, client_id) VALUES ($1, $2::bigint)", {merchant, client_id});
+    return client_id;
+}
+
+ipc::Reply session_created(const std::string& payment_id, const std::string& session_id, const std::string& status,
+                           const std::string& confirmation_url, const std::string& expires_at) {
+    return value_reply(201, Value::object({
+        {"success", Value::from_bool(true)},
+        {"message", Value::string("Payment session created successfully")},
+        {"data", Value::object({{"payment_id", Value::string(payment_id)},
+                                {"session_id", Value::string(session_id)},
+                                {"status", Value::string(status)},
+                                {"confirmation_url", Value::string(confirmation_url)},
+                                {"expires_at", Value::string(expires_at)}})},
+    }));
+}
+
+std::string unhex_bytea(const std::string& text) {   // PostgreSQL's "\x…" text form of bytea
+    std::string out;
+    auto nibble = [](char c) { return c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10; };
+    for (std::size_t i = 2; i + 1 < text.size(); i += 2) out.push_back(static_cast<char>(nibble(text[i]) * 16 + nibble(text[i + 1])));
+    return out;
+}
+
+std::string hex_bytea(std::string_view bytes) {
+    static constexpr char kHex[] = "0123456789abcdef";
+    std::string out = "\\x";
+    for (char c : bytes) {
+        out.push_back(kHex[(static_cast<unsigned char>(c) >> 4) & 15]);
+        out.push_back(kHex[static_cast<unsigned char>(c) & 15]);
+    }
+    return out;
+}
+
 }  // namespace
+
+ipc::Reply handle_zooticket_session_create(const ipc::Request& request, WorkerContext& ctx) {
+    return merchant_guarded(request, ctx, [&] {
+        std::string merchant = require_merchant(request);
+        const zooticket::Settings& settings = require_settings(ctx);
+        if (!is_json(request)) {
+            throw MerchantRefusal{415, "unsupported_media_type", "Content-Type must be application/json"};
+        }
+        zooticket::Validation checked =
+            zooticket::validate_session(request.body, zooticket::Rules{today_utc(), settings.allow_http_loopback});
+        if (!checked.request) return validation_failed(checked.errors);
+        const zooticket::SessionRequest& req = *checked.request;
+
+        Session s(ctx.db);
+        s.begin();
+        // Concurrent POSTs of one session_id queue here; the unique constraint is the last word.
+        s.exec("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", {"zooticket\n" + merchant + "\n" + req.session_id});
+        PgResult existing = s.exec(
+            "SELECT z.payment_id, z.request_sha256, z.customer_key_id, z.page_token_sealed, " ZT_UTC("z.expires_at")
+            ", p.status, p.cancel_reason, z.deleted_at IS NOT NULL, z.page_token_sha256"
+            " FROM zooticket_payments z JOIN payments p ON p.id = z.core_payment_id"
+            " WHERE z.merchant = $1 AND z.session_id = $2",
+            {merchant, req.session_id});
+        if (PQntuples(existing.get()) == 1) {
+            const PGresult* e = existing.get();
+            if (value(e, 0, 1) != req.fingerprint || value(e, 0, 7) == "t") {
+                throw MerchantRefusal{422, "session_id_reused",
+                                      "session_id " + req.session_id + " was used for another payment session"};
+            }
+            // The same session again: the same answer (the page token is kept sealed for this).
+            std::string payment_id = value(e, 0, 0);
+            std::optional<std::string> token =
+                settings.keyring.open(value(e, 0, 2), unhex_bytea(value(e, 0, 3)), "page:" + payment_id);
+            if (!token) throw std::runtime_error("page token of " + payment_id + " cannot be opened (key removed?)");
+            s.commit();
+            return session_created(payment_id, req.session_id,
+                                   std::string(merchant_status(value(e, 0, 5), nullable(e, 0, 6).value_or(""))),
+                                   settings.page_url + "/" + *token, value(e, 0, 4));
+        }
+
+        std::string client_id = merchant_client(s, merchant);
+        CreateRequest core;
+        core.idempotency_token = random_uuid();
+        core.money.method_id = "zooticket-session";
+        core.money.amount = req.total;
+        core.recipient_id = "zt." + merchant;
+        core.sender_id = "zt-customer";
+        std::string core_id = create_payment(s, client_id, "merchant:" + merchant, core);
+
+        std::string payment_id;
+        for (int attempt = 0; attempt < 5 && payment_id.empty(); ++attempt) {
+            std::string candidate = new_payment_id();
+            PgResult taken = s.exec("SELECT 1 FROM zooticket_payments WHERE payment_id = $1", {candidate});
+            if (PQntuples(taken.get()) == 0) payment_id = candidate;
+        }
+        if (payment_id.empty()) throw std::runtime_error("no free payment id after 5 draws");
+        const std::string token = crypto::base64url_encode(random_bytes(32));
+        const std::string sealed_token = settings.keyring.seal(token, "page:" + payment_id);
+        const std::string sealed_customer = settings.keyring.seal(req.customer_json, "customer:" + payment_id);
+        std::string methods = "[";
+        for (const std::string& m : req.payment_methods) {
+            if (methods.size() > 1) methods += ",";
+            json::append_string(methods, m);
+        }
+        methods += "]";
+        Value confirmation = Value::object({{"type", Value::string("redirect")},
+                                            {"return_url", Value::string(req.return_url)},
+                                            {"cancel_url", Value::string(req.cancel_url)}});
+        PgResult inserted = s.exec(
+            "INSERT INTO zooticket_payments (payment_id, core_payment_id, merchant, session_id, request_sha256,"
+            " order_id, description, items, payment_methods, confirmation, customer_sealed, customer_key_id,"
+            " page_token_sha256, page_token_sealed, expires_at)"
+            " VALUES ($1, $2::uuid, $3, $4, $5, $6, $7, $8::jsonb, $9::jsonb, $10::jsonb, $11::bytea, $12, $13,"
+            " $14::bytea, now() + make_interval(secs => $15::int))"
+            " RETURNING " ZT_UTC("expires_at"),
+            {payment_id, core_id, merchant, req.session_id, req.fingerprint, req.order_id, req.description,
+             json::serialize(req.items_value), methods, json::serialize(confirmation), hex_bytea(sealed_customer),
+             settings.keyring.sealing_key_id(), sha256_hex(token), hex_bytea(sealed_token),
+             std::to_string(settings.session_lifetime_s)});
+        std::string expires_at = value(inserted.get(), 0, 0);
+        s.commit();
+        return session_created(payment_id, req.session_id, "pending", settings.page_url + "/" + token, expires_at);
+    });
+}
 
 ipc::Reply handle_zooticket_payment_get(const ipc::Request& request, WorkerContext& ctx) {
     return merchant_guarded(request, ctx, [&] {

@@ -24,6 +24,9 @@
 namespace paygate::daemon {
 
 class TokenLog;   // token_feed.hpp
+namespace zooticket {
+struct Settings;   // zooticket.hpp
+}
 
 // What a handler gets besides the request: state owned by the worker thread running it.
 struct WorkerContext {
@@ -39,6 +42,8 @@ struct WorkerContext {
     std::size_t batch = 1;   // requests in the job being served (its log lines say batch=N when > 1)
     // The token feed's log (token_feed.hpp): set on the broker thread, which serves auth.tokens.
     const TokenLog* tokens = nullptr;
+    // The ZooTicket merchant API's keys and settings (zooticket.hpp); null in unit tests.
+    std::shared_ptr<const zooticket::Settings> zooticket = nullptr;
 };
 
 // Routes whose requests a worker may take several at a time (the broker batches consecutive
@@ -121,6 +126,7 @@ std::optional<std::string> client_principal(std::string_view principal);
 
 // --- handlers_zooticket.cpp (docs/partners/zooticket.md): the merchant API of seed 002 ---
 ipc::Reply handle_zooticket_payment_get(const ipc::Request& request, WorkerContext& ctx);   // GET /v1/payments/{id}
+ipc::Reply handle_zooticket_session_create(const ipc::Request& request, WorkerContext& ctx);  // POST /v1/payments/sessions
 
 inline constexpr std::size_t kMaxMerchantName = 48;   // zooticket_merchants.name
 // The merchant of request.principal ("merchant:<name>", set by the module from the verified JWT):
