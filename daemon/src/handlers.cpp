@@ -26,6 +26,9 @@ const std::vector<HandlerEntry>& handler_table() {
         {"payment.refund", handle_payment_refund},
         {"zooticket.payment.get", handle_zooticket_payment_get},
         {"zooticket.session.create", handle_zooticket_session_create},
+        {"zooticket.payment.put", handle_zooticket_payment_put},
+        {"zooticket.payment.patch", handle_zooticket_payment_patch},
+        {"zooticket.payment.delete", handle_zooticket_payment_delete},
         {"callback.sky_technologies", handle_callback_sky_technologies},
         {"callback.mserver", handle_callback_mserver},
         {routes::kAuthTokensRoute, handle_auth_tokens, Runs::Inline},  // internal: the module's token poll, from memory

@@ -252,7 +252,183 @@ std::string hex_bytea(std::string_view bytes) {
     return out;
 }
 
+// The payment's rows locked for a change (zooticket_payments and payments, FOR UPDATE).
+struct Locked {
+    std::string core_id;
+    std::string core_status;
+    std::string cancel_reason;
+    std::string currency;
+    std::string amount_minor;
+    std::string method_id;
+    bool past_expiry = false;
+};
+
+std::optional<Locked> lock_payment(Session& s, const std::string& merchant, const std::string& id) {
+    PgResult r = s.exec(
+        "SELECT p.id, p.status, coalesce(p.cancel_reason, ''), p.currency, p.amount_minor, p.method_id,"
+        " z.expires_at <= now()"
+        " FROM zooticket_payments z JOIN payments p ON p.id = z.core_payment_id"
+        " WHERE z.payment_id = $1 AND z.merchant = $2 AND z.deleted_at IS NULL FOR UPDATE",
+        {id, merchant});
+    if (PQntuples(r.get()) == 0) return std::nullopt;
+    const PGresult* p = r.get();
+    return Locked{value(p, 0, 0), value(p, 0, 1), value(p, 0, 2), value(p, 0, 3),
+                  value(p, 0, 4), value(p, 0, 5), value(p, 0, 6) == "t"};
+}
+
+// The status this surface shows: a pending session past its expires_at is expired even before
+// the expiry task has run.
+std::string shown_status(const Locked& row) {
+    if (row.core_status == "created" && row.past_expiry) return "expired";
+    return std::string(merchant_status(row.core_status, row.cancel_reason));
+}
+
+// The seed's full payment (the PATCH answer): every field, the customer opened.
+Value full_payment(Session& s, const zooticket::Settings& settings, const std::string& merchant, const std::string& id,
+                   const std::vector<std::string>& updated_fields) {
+    PgResult r = s.exec(
+        "SELECT z.order_id, p.status, coalesce(p.cancel_reason, ''), p.currency, p.amount_minor, p.refunded_minor,"
+        " z.paid_method, " ZT_UTC("p.created_at") ", " ZT_UTC("greatest(p.updated_at, z.updated_at)") ","
+        " (SELECT " ZT_UTC("min(e.created_at)") " FROM payment_events e WHERE e.payment_id = p.id"
+        " AND e.to_status = 'completed'), z.confirmation::text, z.customer_key_id, z.customer_sealed,"
+        " z.metadata::text, z.description, z.expires_at <= now()"
+        " FROM zooticket_payments z JOIN payments p ON p.id = z.core_payment_id"
+        " WHERE z.payment_id = $1 AND z.merchant = $2",
+        {id, merchant});
+    if (PQntuples(r.get()) != 1) throw std::runtime_error("payment vanished inside its transaction");
+    const PGresult* p = r.get();
+    const Currency* currency = find_currency(value(p, 0, 3));
+    if (currency == nullptr) throw std::runtime_error("payment with unknown currency in the database");
+    Value confirmation, metadata, customer = Value::object({});
+    json::ParseError error;
+    if (!json::parse(value(p, 0, 10), confirmation, error) || !json::parse(value(p, 0, 13), metadata, error)) {
+        throw std::runtime_error("bad jsonb in zooticket_payments");
+    }
+    if (std::optional<std::string> key_id = nullable(p, 0, 11)) {
+        std::optional<std::string> opened = settings.keyring.open(*key_id, unhex_bytea(value(p, 0, 12)), "customer:" + id);
+        if (!opened || !json::parse(*opened, customer, error)) {
+            throw std::runtime_error("customer data of " + id + " cannot be opened (key " + *key_id + " removed?)");
+        }
+    }
+    std::vector<std::pair<std::string, Value>> meta(metadata.members().begin(), metadata.members().end());
+    std::vector<Value> fields;
+    for (const std::string& f : updated_fields) fields.push_back(Value::string(f));
+    meta.emplace_back("updated_fields", Value::array(std::move(fields)));
+    std::string status = value(p, 0, 1) == "created" && value(p, 0, 15) == "t"
+                             ? "expired"
+                             : std::string(merchant_status(value(p, 0, 1), value(p, 0, 2)));
+    std::optional<std::string> paid = nullable(p, 0, 6);
+    std::optional<std::string> captured = nullable(p, 0, 9);
+    return Value::object({
+        {"payment_id", Value::string(id)},
+        {"order_id", Value::string(value(p, 0, 0))},
+        {"status", Value::string(status)},
+        {"amount", money(value(p, 0, 4), *currency)},
+        {"refunded_amount", money(value(p, 0, 5), *currency)},
+        {"payment_method", paid ? Value::string(*paid) : Value::null()},
+        {"created_at", Value::string(value(p, 0, 7))},
+        {"updated_at", Value::string(value(p, 0, 8))},
+        {"captured_at", captured ? Value::string(*captured) : Value::null()},
+        {"confirmation", std::move(confirmation)},
+        {"customer", std::move(customer)},
+        {"metadata", Value::object(std::move(meta))},
+        {"description", Value::string(value(p, 0, 14))},
+    });
+}
+
+// PUT and PATCH: amount and customer only while the payment is pending (the core allows an
+// amount change only in `created`, and PostgreSQL enforces it too); metadata and description in
+// any status. Anything else: 400.
+ipc::Reply change_payment(const ipc::Request& request, WorkerContext& ctx, bool partial) {
+    std::string merchant = require_merchant(request);
+    std::string id = require_payment_id(request);
+    const zooticket::Settings& settings = require_settings(ctx);
+    if (!is_json(request)) throw MerchantRefusal{415, "unsupported_media_type", "Content-Type must be application/json"};
+    zooticket::UpdateValidation checked = zooticket::validate_update(request.body, partial);
+    if (!checked.request) return validation_failed(checked.errors);
+    const zooticket::UpdateRequest& req = *checked.request;
+
+    Session s(ctx.db);
+    s.begin();
+    std::optional<Locked> row = lock_payment(s, merchant, id);
+    if (!row) throw MerchantRefusal{404, "not_found", "Payment not found"};
+    const std::string status = shown_status(*row);
+    const bool amount_changes = req.amount && req.amount->minor_units != row->amount_minor;
+    if (req.amount && req.amount->currency->code != row->currency) {
+        return validation_failed({{"amount.currency", "must be the payment's currency (" + row->currency + ")"}});
+    }
+    if ((amount_changes || req.customer_json) && status != "pending") {
+        throw MerchantRefusal{400, "invalid_state",
+                              "Payment cannot be updated in its current status (" + status + ")"};
+    }
+    if (amount_changes) {
+        MoneyInfo money_info;
+        money_info.method_id = row->method_id;
+        money_info.amount = *req.amount;
+        update_money(s, row->core_id, money_info);
+        insert_event(s, PaymentEvent{row->core_id, "edit", row->core_status, row->core_status, "merchant:" + merchant,
+                                     std::nullopt, std::nullopt});
+    }
+    std::optional<std::string> sealed;
+    if (req.customer_json) sealed = hex_bytea(settings.keyring.seal(*req.customer_json, "customer:" + id));
+    s.exec("UPDATE zooticket_payments SET description = coalesce($3, description),"
+           " metadata = coalesce($4::jsonb, metadata),"
+           " customer_sealed = coalesce($5::bytea, customer_sealed),"
+           " customer_key_id = CASE WHEN $5 IS NULL THEN customer_key_id ELSE $6 END"
+           " WHERE payment_id = $1 AND merchant = $2",
+           {id, merchant, req.description, req.metadata_json, sealed, settings.keyring.sealing_key_id()});
+    Value data = full_payment(s, settings, merchant, id, req.updated_fields);
+    s.commit();
+    // The seed answers PUT with "Payment retrieved successfully": its words are the contract.
+    return value_reply(200, Value::object({
+        {"success", Value::from_bool(true)},
+        {"message", Value::string(partial ? "Payment updated successfully" : "Payment retrieved successfully")},
+        {"data", std::move(data)},
+    }));
+}
+
 }  // namespace
+
+ipc::Reply handle_zooticket_payment_put(const ipc::Request& request, WorkerContext& ctx) {
+    return merchant_guarded(request, ctx, [&] { return change_payment(request, ctx, false); });
+}
+
+ipc::Reply handle_zooticket_payment_patch(const ipc::Request& request, WorkerContext& ctx) {
+    return merchant_guarded(request, ctx, [&] { return change_payment(request, ctx, true); });
+}
+
+// Only cancelled (also expired) or failed payments. The personal data is erased and the payment
+// hidden from this API; the payments row, its history (payment_events) and provider operations
+// stay: they are the ledger accounting and reconciliation need, and hold no personal data.
+ipc::Reply handle_zooticket_payment_delete(const ipc::Request& request, WorkerContext& ctx) {
+    return merchant_guarded(request, ctx, [&] {
+        std::string merchant = require_merchant(request);
+        std::string id = require_payment_id(request);
+        Session s(ctx.db);
+        s.begin();
+        std::optional<Locked> row = lock_payment(s, merchant, id);
+        if (!row) throw MerchantRefusal{404, "not_found", "Payment not found"};
+        const std::string status = shown_status(*row);
+        // A pending session past its expiry is not deletable until the expiry has cancelled it in
+        // the core: the payment could still be mid-payment at the provider.
+        if (row->core_status != "cancelled" && row->core_status != "declined" && row->core_status != "reversed") {
+            throw MerchantRefusal{400, "invalid_state",
+                                  "Payment cannot be deleted in its current status (" + status +
+                                      "): only cancelled or failed payments can"};
+        }
+        PgResult r = s.exec("UPDATE zooticket_payments SET deleted_at = now(), customer_sealed = NULL,"
+                            " customer_key_id = NULL WHERE payment_id = $1 AND merchant = $2"
+                            " RETURNING " ZT_UTC("deleted_at"),
+                            {id, merchant});
+        std::string deleted_at = value(r.get(), 0, 0);
+        s.commit();
+        return value_reply(200, Value::object({
+            {"success", Value::from_bool(true)},
+            {"message", Value::string("Payment deleted successfully")},
+            {"data", Value::object({{"payment_id", Value::string(id)}, {"deleted_at", Value::string(deleted_at)}})},
+        }));
+    });
+}
 
 ipc::Reply handle_zooticket_session_create(const ipc::Request& request, WorkerContext& ctx) {
     return merchant_guarded(request, ctx, [&] {

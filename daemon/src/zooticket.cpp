@@ -349,6 +349,65 @@ Validation validate_session(std::string_view body, const Rules& rules) {
     return out;
 }
 
+UpdateValidation validate_update(std::string_view body, bool partial) {
+    UpdateValidation out;
+    Value doc;
+    json::ParseError parse_error;
+    if (!json::parse(body, doc, parse_error)) {
+        out.errors.push_back({"body", "not valid JSON at byte " + std::to_string(parse_error.offset) + ": " +
+                                          parse_error.message});
+        return out;
+    }
+    Reader r(out.errors);
+    if (!doc.is(Type::Object)) {
+        r.error("body", "must be a JSON object");
+        return out;
+    }
+    if (partial) {
+        r.only(doc, "", {"amount", "customer", "metadata", "description"});
+        if (doc.members().empty()) r.error("body", "name at least one of amount, customer, metadata, description");
+    } else {
+        r.only(doc, "", {"amount", "metadata", "description"});
+    }
+    UpdateRequest req;
+    for (const auto& [name, value] : doc.members()) req.updated_fields.push_back(name);
+    if (doc.find("amount") != nullptr || !partial) req.amount = r.money(doc, "amount", "");
+    if (const Value* m = doc.find("metadata")) {
+        std::string text = json::serialize(*m);
+        if (!m->is(Type::Object) || m->members().size() > 32 || text.size() > 4096) {
+            r.error("metadata", "must be an object of at most 32 members and 4 KiB");
+        } else if (m->find("updated_fields") != nullptr) {
+            r.error("metadata.updated_fields", "is reserved: paygate fills it in answers");
+        } else {
+            req.metadata_json = text;
+        }
+    } else if (!partial) {
+        r.error("metadata", "required");
+    }
+    if (doc.find("description") != nullptr || !partial) {
+        if (auto d = r.string(doc, "description", "")) {
+            if (d->empty() || d->size() > 1024) r.error("description", "must be 1-1024 bytes");
+            req.description = *d;
+        }
+    }
+    if (partial && doc.find("customer") != nullptr) {
+        if (const Value* customer = r.object(doc.find("customer"), "customer")) {
+            r.only(*customer, "customer.", {"email", "phone"});
+            std::optional<std::string> email = r.string(*customer, "email", "customer.");
+            std::optional<std::string> phone = r.string(*customer, "phone", "customer.", false);
+            if (email && !valid_email(*email)) r.error("customer.email", "must be an email address");
+            if (phone && !valid_phone(*phone)) r.error("customer.phone", "must be an E.164 number, e.g. +79991111111");
+            std::vector<std::pair<std::string, Value>> members;
+            if (email) members.emplace_back("email", Value::string(*email));
+            if (phone) members.emplace_back("phone", Value::string(*phone));
+            req.customer_json = json::serialize(Value::object(std::move(members)));
+        }
+    }
+    if (!out.errors.empty()) return out;
+    out.request = std::move(req);
+    return out;
+}
+
 // ---- personal data ----
 
 namespace {

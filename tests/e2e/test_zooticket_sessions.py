@@ -306,6 +306,127 @@ class SessionsTest(PaymentStackTestCase):
         st, _, raw = self.post(body)
         self.assertEqual(st, 201, raw)
 
+    # -- PUT / PATCH / DELETE -----------------------------------------------------------------------
+
+    def change(self, method, payment_id, body, jwt=None):
+        data = body if isinstance(body, bytes) else json.dumps(body, ensure_ascii=False).encode()
+        return self.stack.http(method, f"/v1/payments/{payment_id}", body=data,
+                               headers={"Authorization": f"Bearer {jwt or self.jwt}",
+                                        "Content-Type": "application/json"})
+
+    def new_payment(self) -> str:
+        st, _, raw = self.post(seed_body(self.session_id()))
+        self.assertEqual(st, 201, raw)
+        return json.loads(raw)["data"]["payment_id"]
+
+    def cancel_in_core(self, payment_id):
+        # Stands in for the customer's cancel on the hosted page (not there yet): the core's own
+        # transition, checked by its trigger, as that page will make it.
+        self.stack.psql("UPDATE payments SET status = 'cancelled', cancel_reason = 'user_request' WHERE id ="
+                        f" (SELECT core_payment_id FROM zooticket_payments WHERE payment_id = '{payment_id}')")
+
+    def test_patch_seed_example(self):
+        pid = self.new_payment()
+        body = {"amount": {"value": "2800.00", "currency": "RUB"},
+                "customer": {"email": "newemail@example.com", "phone": "+79992222222"}}
+        st, _, raw = self.change("PATCH", pid, body)
+        self.assertEqual(st, 200, raw)
+        doc = json.loads(raw)
+        self.assertEqual((doc["success"], doc["message"]), (True, "Payment updated successfully"))
+        data = doc["data"]
+        for k in ("created_at", "updated_at"):
+            self.assertRegex(data.pop(k), UTC_RE)
+        self.assertEqual(data, {
+            "payment_id": pid, "order_id": "ZT-20241025-001", "status": "pending",
+            "amount": {"value": "2800.00", "currency": "RUB"}, "refunded_amount": {"value": "0.00", "currency": "RUB"},
+            "payment_method": None, "captured_at": None,
+            "confirmation": {"type": "redirect", "return_url": "https://zooticket.ru/payment/success",
+                             "cancel_url": "https://zooticket.ru/payment/cancel"},
+            "customer": {"email": "newemail@example.com", "phone": "+79992222222"},
+            "metadata": {"updated_fields": ["amount", "customer"]},
+            "description": "Билеты в зоопарк на 25.10.2024",
+        })
+        self.assertEqual(json.loads(self.get_payment(pid)[2])["data"]["amount"], {"value": "2800.00", "currency": "RUB"})
+        self.assertEqual(self.stack.psql(
+            "SELECT string_agg(action || ':' || actor, ',' ORDER BY id) FROM payment_events WHERE payment_id ="
+            f" (SELECT core_payment_id FROM zooticket_payments WHERE payment_id = '{pid}')"),
+            f"create:merchant:{MERCHANT_ID},edit:merchant:{MERCHANT_ID}")
+        self.assertNotIn("newemail", self.stack.psql(f"SELECT z::text FROM zooticket_payments z WHERE payment_id = '{pid}'"))
+
+    def test_put_seed_example(self):
+        pid = self.new_payment()
+        body = {"amount": {"value": "3000.00", "currency": "RUB"}, "metadata": {"additional_info": "updated_data"},
+                "description": "Updated payment description"}
+        st, _, raw = self.change("PUT", pid, body)
+        self.assertEqual(st, 200, raw)
+        doc = json.loads(raw)
+        self.assertEqual((doc["success"], doc["message"]), (True, "Payment retrieved successfully"))
+        self.assertEqual(doc["data"]["amount"], {"value": "3000.00", "currency": "RUB"})
+        self.assertEqual(doc["data"]["description"], "Updated payment description")
+        self.assertEqual(doc["data"]["metadata"], {"additional_info": "updated_data",
+                                                   "updated_fields": ["amount", "metadata", "description"]})
+        self.assertEqual(json.loads(self.get_payment(pid)[2])["data"]["metadata"], {"additional_info": "updated_data"})
+
+    def test_put_and_patch_validation(self):
+        pid = self.new_payment()
+        full = {"amount": {"value": "3000.00", "currency": "RUB"}, "metadata": {}, "description": "d"}
+        for missing in ("amount", "metadata", "description"):
+            body = dict(full)
+            del body[missing]
+            st, _, raw = self.change("PUT", pid, body)
+            self.assertEqual(st, 422, raw)
+            self.assertIn(missing, {d["field"] for d in json.loads(raw)["error"]["details"]})
+        for body, field in (({}, "body"), ({"amount": {"value": "1.5", "currency": "RUB"}}, "amount.value"),
+                            ({"amount": {"value": "10.00", "currency": "USD"}}, "amount.currency"),
+                            ({"metadata": {"updated_fields": []}}, "metadata.updated_fields"),
+                            ({"metadata": []}, "metadata"), ({"status": "succeeded"}, "status"),
+                            ({"customer": {"email": "x"}}, "customer.email")):
+            with self.subTest(body=body):
+                st, _, raw = self.change("PATCH", pid, body)
+                self.assertEqual(st, 422, raw)
+                self.assertIn(field, {d["field"] for d in json.loads(raw)["error"]["details"]})
+        st, _, raw = self.change("PATCH", pid, b"{not json")
+        self.assertEqual(st, 422, raw)
+        self.assertEqual(self.change("PATCH", "ZT_9999999999", {"description": "x"})[0], 404)
+        self.assertEqual(self.change("PATCH", pid, {"description": "x"}, jwt=self.other_jwt)[0], 404)
+        self.assertEqual(json.loads(self.get_payment(pid)[2])["data"]["amount"]["value"], "2500.00")
+
+    def test_status_conflicts_are_400_and_delete(self):
+        pid = self.new_payment()
+        st, _, raw = self.change("DELETE", pid, b"")
+        self.assertEqual(st, 400, raw)
+        self.assertEqual(json.loads(raw), {"success": False, "error": {"code": "invalid_state"},
+                                           "message": "Payment cannot be deleted in its current status (pending):"
+                                                      " only cancelled or failed payments can"})
+        self.cancel_in_core(pid)
+        for method, body in (("PATCH", {"amount": {"value": "1.00", "currency": "RUB"}}),
+                             ("PATCH", {"customer": {"email": "a@b.cd"}}),
+                             ("PUT", {"amount": {"value": "1.00", "currency": "RUB"}, "metadata": {}, "description": "d"})):
+            st, _, raw = self.change(method, pid, body)
+            self.assertEqual(st, 400, raw)
+            self.assertEqual(json.loads(raw), {"success": False, "error": {"code": "invalid_state"},
+                                               "message": "Payment cannot be updated in its current status (cancelled)"})
+        # metadata and description may change in any status
+        st, _, raw = self.change("PATCH", pid, {"metadata": {"tickets_activated": False}})
+        self.assertEqual(st, 200, raw)
+        self.assertEqual(json.loads(raw)["data"]["status"], "cancelled")
+        core = self.stack.psql(f"SELECT core_payment_id FROM zooticket_payments WHERE payment_id = '{pid}'")
+        events = self.stack.psql(f"SELECT count(*) FROM payment_events WHERE payment_id = '{core}'")
+        st, _, raw = self.change("DELETE", pid, b"")
+        self.assertEqual(st, 200, raw)
+        doc = json.loads(raw)
+        self.assertEqual((doc["success"], doc["message"]), (True, "Payment deleted successfully"))
+        self.assertEqual(doc["data"]["payment_id"], pid)
+        self.assertRegex(doc["data"]["deleted_at"], UTC_RE)
+        # Hidden from this API, the personal data gone; the ledger (payment, history) stays.
+        self.assertEqual(self.get_payment(pid)[0], 404)
+        self.assertEqual(self.change("DELETE", pid, b"")[0], 404)
+        self.assertEqual(self.change("PATCH", pid, {"description": "x"})[0], 404)
+        self.assertEqual(self.stack.psql(f"SELECT customer_sealed IS NULL AND customer_key_id IS NULL"
+                                         f" FROM zooticket_payments WHERE payment_id = '{pid}'"), "t")
+        self.assertEqual(self.stack.psql(f"SELECT status FROM payments WHERE id = '{core}'"), "cancelled")
+        self.assertEqual(self.stack.psql(f"SELECT count(*) FROM payment_events WHERE payment_id = '{core}'"), events)
+
     def test_get_of_unknown_and_bad_ids(self):
         st, _, raw = self.get_payment("ZT_9999999999")
         self.assertEqual((st, json.loads(raw)), (404, {"success": False, "message": "Payment not found",

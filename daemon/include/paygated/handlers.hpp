@@ -127,6 +127,9 @@ std::optional<std::string> client_principal(std::string_view principal);
 // --- handlers_zooticket.cpp (docs/partners/zooticket.md): the merchant API of seed 002 ---
 ipc::Reply handle_zooticket_payment_get(const ipc::Request& request, WorkerContext& ctx);   // GET /v1/payments/{id}
 ipc::Reply handle_zooticket_session_create(const ipc::Request& request, WorkerContext& ctx);  // POST /v1/payments/sessions
+ipc::Reply handle_zooticket_payment_put(const ipc::Request& request, WorkerContext& ctx);      // PUT /v1/payments/{id}
+ipc::Reply handle_zooticket_payment_patch(const ipc::Request& request, WorkerContext& ctx);    // PATCH /v1/payments/{id}
+ipc::Reply handle_zooticket_payment_delete(const ipc::Request& request, WorkerContext& ctx);   // DELETE /v1/payments/{id}
 
 inline constexpr std::size_t kMaxMerchantName = 48;   // zooticket_merchants.name
 // The merchant of request.principal ("merchant:<name>", set by the module from the verified JWT):

@@ -58,6 +58,23 @@ const std::vector<std::string_view>& known_payment_methods();
 
 Validation validate_session(std::string_view body, const Rules& rules);
 
+// PUT (full: amount, metadata and description all required) or PATCH (partial: amount, customer,
+// metadata, description; at least one) of a payment.
+struct UpdateRequest {
+    std::optional<Amount> amount;
+    std::optional<std::string> metadata_json;      // an object, <= 32 members, <= 4 KiB
+    std::optional<std::string> description;
+    std::optional<std::string> customer_json;      // PATCH only; sealed before it is stored
+    std::vector<std::string> updated_fields;       // the body's fields, in the order given
+};
+
+struct UpdateValidation {
+    std::optional<UpdateRequest> request;
+    std::vector<FieldError> errors;
+};
+
+UpdateValidation validate_update(std::string_view body, bool partial);
+
 // An absolute https URL (http only to loopback when allowed): no userinfo, no whitespace or
 // control characters, at most 2048 bytes.
 bool acceptable_url(std::string_view url, bool allow_http_loopback);
