@@ -273,7 +273,7 @@ bool set_zooticket_page_url(std::string_view v, Config& c, std::string& why) {
     return set_http_url(v, c.zooticket_page_url, why);
 }
 bool set_zooticket_session_lifetime_s(std::string_view v, Config& c, std::string& why) {
-    return parse_unsigned(v, 10, 60, 86400, c.zooticket_session_lifetime_s, why);
+    return parse_unsigned(v, 10, 5, 86400, c.zooticket_session_lifetime_s, why);
 }
 bool set_zooticket_allow_http_loopback(std::string_view v, Config& c, std::string& why) {
     if (v == "on") c.zooticket_allow_http_loopback = true;

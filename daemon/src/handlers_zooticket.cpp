@@ -19,6 +19,7 @@
 #include "paygated/handlers.hpp"
 #include "paygated/money.hpp"
 #include "paygated/store.hpp"
+#include "paygated/tasks.hpp"
 
 namespace paygate::daemon {
 
@@ -122,20 +123,22 @@ struct MerchantPayment {
     std::string created_at;
     std::optional<std::string> captured_at;
     std::optional<std::string> cancel_reason;
+    bool past_expiry = false;
 };
 
 std::optional<MerchantPayment> find_merchant_payment(Session& s, const std::string& merchant, const std::string& id) {
     static const char* const kSelect =
         "SELECT z.payment_id, z.core_payment_id, z.order_id, z.metadata::text, z.paid_method, " ZT_UTC("p.created_at")
         ", (SELECT " ZT_UTC("min(e.created_at)") " FROM payment_events e WHERE e.payment_id = p.id"
-        " AND e.to_status = 'completed'), p.cancel_reason"
+        " AND e.to_status = 'completed'), p.cancel_reason, z.expires_at <= now()"
         " FROM zooticket_payments z JOIN payments p ON p.id = z.core_payment_id"
         " WHERE z.payment_id = $1 AND z.merchant = $2 AND z.deleted_at IS NULL";
     PgResult r = s.exec(kSelect, {id, merchant});
     if (PQntuples(r.get()) == 0) return std::nullopt;
     const PGresult* p = r.get();
     return MerchantPayment{value(p, 0, 0),    value(p, 0, 1),    value(p, 0, 2),    value(p, 0, 3),
-                           nullable(p, 0, 4), value(p, 0, 5), nullable(p, 0, 6), nullable(p, 0, 7)};
+                           nullable(p, 0, 4), value(p, 0, 5), nullable(p, 0, 6), nullable(p, 0, 7),
+                           value(p, 0, 8) == "t"};
 }
 
 std::string random_bytes(std::size_t n) {
@@ -509,6 +512,9 @@ ipc::Reply handle_zooticket_session_create(const ipc::Request& request, WorkerCo
              settings.keyring.sealing_key_id(), sha256_hex(token), hex_bytea(sealed_token),
              std::to_string(settings.session_lifetime_s)});
         std::string expires_at = value(inserted.get(), 0, 0);
+        // The expiry, durable: committed with the session, run by any daemon's task runner.
+        enqueue_task(s, kTaskZooticketSessionExpiry, core_id, std::string(kTaskZooticketSessionExpiry) + ":" + core_id,
+                     "{}", settings.session_lifetime_s * 1000U);
         s.commit();
         return session_created(payment_id, req.session_id, "pending", settings.page_url + "/" + token, expires_at);
     });
@@ -532,7 +538,9 @@ ipc::Reply handle_zooticket_payment_get(const ipc::Request& request, WorkerConte
         Value data = Value::object({
             {"payment_id", Value::string(found->payment_id)},
             {"order_id", Value::string(found->order_id)},
-            {"status", Value::string(std::string(merchant_status(core->status, found->cancel_reason.value_or(""))))},
+            {"status", Value::string(core->status == "created" && found->past_expiry
+                                         ? std::string("expired")
+                                         : std::string(merchant_status(core->status, found->cancel_reason.value_or(""))))},
             {"amount", money(core->amount_minor, *currency)},
             {"refunded_amount", money(core->refunded_minor, *currency)},
             {"payment_method", found->paid_method ? Value::string(*found->paid_method) : Value::null()},

@@ -436,5 +436,43 @@ class SessionsTest(PaymentStackTestCase):
             self.assertEqual(st, 422, raw)
 
 
+class ExpiryTest(PaymentStackTestCase):
+    """A session unpaid at expires_at is cancelled (reason expired) by the durable task queued with
+    it; the merchant then sees `expired`, may delete it, and may no longer change its amount."""
+
+    clients = ("alice",)
+    daemon_config = {"zooticket_session_lifetime_s": "5", "task_workers": "2"}
+
+    def test_unpaid_session_expires(self):
+        jwt = self.stack.mint_merchant_jwt()
+        headers = {"Authorization": f"Bearer {jwt}", "Content-Type": "application/json"}
+        st, _, raw = self.stack.http("POST", SESSIONS, body=json.dumps(seed_body("expiring-1")).encode(),
+                                     headers=headers)
+        self.assertEqual(st, 201, raw)
+        pid = json.loads(raw)["data"]["payment_id"]
+        core = self.stack.psql(f"SELECT core_payment_id FROM zooticket_payments WHERE payment_id = '{pid}'")
+        self.assertEqual(self.stack.psql(f"SELECT kind || ' ' || state FROM tasks WHERE payment_id = '{core}'"),
+                         "zooticket_session_expiry pending")
+
+        def expired_in_core():
+            return self.stack.psql(f"SELECT status || ' ' || cancel_reason FROM payments WHERE id = '{core}'"
+                                   ) == "cancelled expired"
+        from stack import wait_until
+        wait_until(expired_in_core, 30, "the session's expiry task")
+        st, _, raw = self.stack.http("GET", f"/v1/payments/{pid}", headers=headers)
+        self.assertEqual(json.loads(raw)["data"]["status"], "expired")
+        self.assertEqual(self.stack.psql(
+            f"SELECT action || ' ' || from_status || ' ' || to_status || ' ' || actor || ' ' || reason"
+            f" FROM payment_events WHERE payment_id = '{core}' ORDER BY id DESC LIMIT 1"),
+            "cancel created cancelled task:zooticket_session_expiry expired")
+        self.assertEqual(self.stack.psql(f"SELECT state FROM tasks WHERE payment_id = '{core}'"), "done")
+        st, _, raw = self.stack.http("PATCH", f"/v1/payments/{pid}", headers=headers,
+                                     body=b'{"amount": {"value": "1.00", "currency": "RUB"}}')
+        self.assertEqual(st, 400, raw)
+        self.assertIn("(expired)", json.loads(raw)["message"])
+        st, _, raw = self.stack.http("DELETE", f"/v1/payments/{pid}", headers=headers)
+        self.assertEqual(st, 200, raw)
+
+
 if __name__ == "__main__":
     unittest.main()

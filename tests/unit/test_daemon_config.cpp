@@ -276,7 +276,7 @@ void zooticket_keys(void**) {
     assert_string_equal(c.zooticket_page_url.c_str(), "https://pay.example/pay");
     assert_int_equal(c.zooticket_session_lifetime_s, 600);
     assert_true(c.zooticket_allow_http_loopback);
-    for (const char* bad : {"zooticket_session_lifetime_s = 59\n", "zooticket_session_lifetime_s = 86401\n",
+    for (const char* bad : {"zooticket_session_lifetime_s = 4\n", "zooticket_session_lifetime_s = 86401\n",
                             "zooticket_page_url = ftp://x\n", "zooticket_allow_http_loopback = yes\n"}) {
         Config d;
         if (parse_config(bad, "t.conf", d, error)) fail_msg("accepted %s", bad);
