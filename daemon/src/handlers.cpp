@@ -29,6 +29,9 @@ const std::vector<HandlerEntry>& handler_table() {
         {"zooticket.payment.put", handle_zooticket_payment_put},
         {"zooticket.payment.patch", handle_zooticket_payment_patch},
         {"zooticket.payment.delete", handle_zooticket_payment_delete},
+        {"zooticket.page.show", handle_zooticket_page_show},
+        {"zooticket.page.pay", handle_zooticket_page_pay},
+        {"zooticket.page.cancel", handle_zooticket_page_cancel},
         {"callback.sky_technologies", handle_callback_sky_technologies},
         {"callback.mserver", handle_callback_mserver},
         {routes::kAuthTokensRoute, handle_auth_tokens, Runs::Inline},  // internal: the module's token poll, from memory

@@ -19,6 +19,7 @@
 #include "paygate/json.hpp"
 #include "paygated/config.hpp"
 #include "paygated/db.hpp"
+#include "paygated/payment_rules.hpp"
 #include "paygated/store.hpp"
 
 namespace paygate::daemon {
@@ -120,6 +121,14 @@ ipc::Reply handle_payment_accept(const ipc::Request& request, WorkerContext& ctx
 ipc::Reply handle_payment_extra_charge(const ipc::Request& request, WorkerContext& ctx);  // POST .../{id}/extra_charge
 ipc::Reply handle_payment_refund(const ipc::Request& request, WorkerContext& ctx);    // POST .../{id}/refund
 
+// The core's state machine for another surface (the ZooTicket page): inside the caller's
+// transaction, locks the payment, checks the transition, makes the change with its event and its
+// provider work (accept queues the charge at the routed provider). Nothing when the action is not
+// allowed from the payment's status. Accept takes accept_info_json; cancel a reason.
+std::optional<PaymentStatus> apply_core_action(Session& s, const WorkerContext& ctx, const std::string& payment_id,
+                                               Action action, const std::string& actor,
+                                               std::optional<CancelReason> reason, const std::string& accept_info_json);
+
 // The client id in request.principal (set by the module from the caller's token): a positive
 // decimal without leading zeros, at most 18 digits. Nothing when empty or malformed (-> 403).
 std::optional<std::string> client_principal(std::string_view principal);
@@ -130,6 +139,10 @@ ipc::Reply handle_zooticket_session_create(const ipc::Request& request, WorkerCo
 ipc::Reply handle_zooticket_payment_put(const ipc::Request& request, WorkerContext& ctx);      // PUT /v1/payments/{id}
 ipc::Reply handle_zooticket_payment_patch(const ipc::Request& request, WorkerContext& ctx);    // PATCH /v1/payments/{id}
 ipc::Reply handle_zooticket_payment_delete(const ipc::Request& request, WorkerContext& ctx);   // DELETE /v1/payments/{id}
+// --- handlers_zooticket_page.cpp: the hosted payment page (HTML) ---
+ipc::Reply handle_zooticket_page_show(const ipc::Request& request, WorkerContext& ctx);     // GET /pay/{token}
+ipc::Reply handle_zooticket_page_pay(const ipc::Request& request, WorkerContext& ctx);      // POST /pay/{token}/pay
+ipc::Reply handle_zooticket_page_cancel(const ipc::Request& request, WorkerContext& ctx);   // POST /pay/{token}/cancel
 
 inline constexpr std::size_t kMaxMerchantName = 48;   // zooticket_merchants.name
 // The merchant of request.principal ("merchant:<name>", set by the module from the verified JWT):

@@ -95,6 +95,25 @@ private:
     std::vector<std::pair<std::string, std::string>> keys_;   // (id, 32 raw bytes)
 };
 
+// The hosted payment page (confirmation_url): plain HTML, no script, no third-party asset.
+struct PageView {
+    enum class Kind { Pay, Processing, Expired, Invalid } kind = Kind::Pay;
+    std::string token;                     // for the forms' relative actions
+    std::string description;
+    std::string total;                     // "2500.00 RUB"
+    std::vector<std::vector<std::string>> items;   // ticket type, quantity, unit price, visit
+    std::vector<std::string> methods;
+    long seconds_left = 0;
+    std::string back_url;                  // Expired: where "back to the shop" goes (cancel_url)
+    std::string error;                     // shown with role="alert" when not empty
+};
+std::string render_page(const PageView& view);
+std::string html_escape(std::string_view text);
+// The human name of a payment method ("bank_card" -> "Bank card").
+std::string method_label(std::string_view method);
+// application/x-www-form-urlencoded: the value of `name`, decoded; nothing when absent or malformed.
+std::optional<std::string> form_value(std::string_view body, std::string_view name);
+
 // What the handlers of this surface need from paygated's configuration, loaded once.
 struct Settings {
     CustomerKeyring keyring;
