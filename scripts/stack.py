@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import datetime
 import fcntl
 import http.client
 import os
@@ -1664,6 +1665,15 @@ def demo_walkthrough(var_dir: Path) -> str:
     refund_part = ('\'{"idempotency_token": "\'' + uuid + '\'", "amount": "4.00"}\'')
     refund_rest = ('\'{"idempotency_token": "\'' + uuid + '\'", "amount": "5.99"}\'')
     api = "$PAYGATE_URL/api/v1/payment"
+    visit = (datetime.date.today() + datetime.timedelta(days=30)).isoformat()
+    zooticket_session = (
+        "'{\"session_id\": \"'" + uuid + "'\", \"order\": {\"order_id\": \"ZT-1\", \"total_amount\": "
+        "{\"value\": \"25.00\", \"currency\": \"USD\"}}, \"description\": \"Zoo tickets\", \"items\": "
+        "[{\"ticket_type\": \"adult\", \"quantity\": 2, \"unit_price\": {\"value\": \"12.50\", \"currency\": "
+        "\"USD\"}, \"visit_date\": \"" + visit + "\"}], \"customer\": {\"email\": \"visitor@example.com\"}, "
+        "\"payment_methods\": [\"bank_card\", \"sbp\"], \"confirmation\": {\"type\": \"redirect\", "
+        "\"return_url\": \"https://zooticket.ru/payment/success\", "
+        "\"cancel_url\": \"https://zooticket.ru/payment/cancel\"}}'")
     return f"""
 Payments (demo clients {DEMO_CLIENTS[0]!r} and {DEMO_CLIENTS[1]!r}; new tokens on every run):
   source {creds_arg}
@@ -1702,7 +1712,13 @@ Payments (demo clients {DEMO_CLIENTS[0]!r} and {DEMO_CLIENTS[1]!r}; new tokens o
   curl -s -X POST "{api}/$PAYMENT_ID3/accept" {auth} {js} \\
     -d {accept_ms}; echo
   sleep 1
-  curl -s "{api}/$PAYMENT_ID3/retrieve/status" {auth}; echo    # completed"""
+  curl -s "{api}/$PAYMENT_ID3/retrieve/status" {auth}; echo    # completed
+
+ZooTicket merchant API (docs/partners/zooticket.md; Bearer JWT $ZOOTICKET_JWT, new on every run):
+  curl -s -X POST "$PAYGATE_URL/v1/payments/sessions" -H "Authorization: Bearer $ZOOTICKET_JWT" {js} \\
+    -d {zooticket_session}; echo
+  # open data.confirmation_url in a browser, pay (the sky-technologies sandbox charges USD), and it
+  # lands on return_url; then GET "$PAYGATE_URL/v1/payments/<payment_id>" says succeeded"""
 
 
 # ----------------------------------------------------------------------------------------------
