@@ -41,6 +41,7 @@ const std::vector<Route>& table() {
     static const std::vector<Route> routes = {
         {"health", ipc::Method::Get, "/health"},
         {"ping", ipc::Method::Get, "/ping"},
+        {"health", ipc::Method::Get, "/v1/health"},   // the ZooTicket surface's alias (seed 002)
         {"payment.create", ipc::Method::Post, "/api/v1/payment/create", Access::Client},
         {"payment.retrieve", ipc::Method::Get, "/api/v1/payment/{payment_id}/retrieve", Access::Client},
         {"payment.status", ipc::Method::Get, "/api/v1/payment/{payment_id}/retrieve/status", Access::Client},
@@ -49,6 +50,15 @@ const std::vector<Route>& table() {
         {"payment.accept", ipc::Method::Post, "/api/v1/payment/{payment_id}/accept", Access::Client},
         {"payment.extra_charge", ipc::Method::Post, "/api/v1/payment/{payment_id}/extra_charge", Access::Client},
         {"payment.refund", ipc::Method::Post, "/api/v1/payment/{payment_id}/refund", Access::Client},
+        {"zooticket.session.create", ipc::Method::Post, "/v1/payments/sessions", Access::MerchantJwt},
+        {"zooticket.payment.get", ipc::Method::Get, "/v1/payments/{payment_id}", Access::MerchantJwt},
+        {"zooticket.payment.put", ipc::Method::Put, "/v1/payments/{payment_id}", Access::MerchantJwt},
+        {"zooticket.payment.patch", ipc::Method::Patch, "/v1/payments/{payment_id}", Access::MerchantJwt},
+        {"zooticket.payment.delete", ipc::Method::Delete, "/v1/payments/{payment_id}", Access::MerchantJwt},
+        // The hosted payment page (confirmation_url): the token in the path is the credential.
+        {"zooticket.page.show", ipc::Method::Get, "/pay/{token}"},
+        {"zooticket.page.pay", ipc::Method::Post, "/pay/{token}/pay"},
+        {"zooticket.page.cancel", ipc::Method::Post, "/pay/{token}/cancel"},
         {"callback.sky_technologies", ipc::Method::Post, "/callbacks/sky-technologies/v1/on_payment_completed",
          Access::Partner, "sky-technologies"},
         {"callback.mserver", ipc::Method::Post, "/callbacks/mserver/notify", Access::AppToken, "mserver"},

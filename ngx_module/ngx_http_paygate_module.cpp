@@ -37,6 +37,7 @@ char* init_main_conf(ngx_conf_t* cf, void* data) {
     ngx_conf_init_value(conf->curve, 1);
     if (conf->daemons != NGX_CONF_UNSET_PTR) {
         warn_about_missing_callback_keys(cf, *conf);
+        warn_about_missing_jwt_keys(cf, *conf);
         // The token table every worker shares (a zone only costs the pages tokens occupy).
         if (add_token_zone(cf, *conf) != NGX_CONF_OK) return static_cast<char*>(NGX_CONF_ERROR);
     }
@@ -204,6 +205,16 @@ ngx_command_t commands[] = {
      0, nullptr},
     {ngx_string("paygate_app_secret"), NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE3, set_app_secret, NGX_HTTP_MAIN_CONF_OFFSET,
      0, nullptr},
+    {ngx_string("paygate_jwt_key"), NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE3, set_jwt_key, NGX_HTTP_MAIN_CONF_OFFSET, 0,
+     nullptr},
+    {ngx_string("paygate_jwt_issuer"), NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1, set_jwt_issuer, NGX_HTTP_MAIN_CONF_OFFSET, 0,
+     nullptr},
+    {ngx_string("paygate_jwt_audience"), NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1, set_jwt_audience, NGX_HTTP_MAIN_CONF_OFFSET,
+     0, nullptr},
+    {ngx_string("paygate_jwt_leeway"), NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1, set_jwt_leeway, NGX_HTTP_MAIN_CONF_OFFSET, 0,
+     nullptr},
+    {ngx_string("paygate_jwt_merchant_claim"), NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1, set_jwt_merchant_claim,
+     NGX_HTTP_MAIN_CONF_OFFSET, 0, nullptr},
     {ngx_string("paygate_pass"), NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS, set_pass, NGX_HTTP_LOC_CONF_OFFSET, 0, nullptr},
     {ngx_string("paygate_timeout"), NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1,
      ngx_conf_set_msec_slot, NGX_HTTP_LOC_CONF_OFFSET, offsetof(LocConf, timeout), nullptr},

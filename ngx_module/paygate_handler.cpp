@@ -212,6 +212,10 @@ ngx_int_t handle(ngx_http_request_t* r) {
         if (!check_app_token(r, *match.route, rc)) return rc;
         principal = "partner:" + std::string(match.route->partner);
     }
+    if (match.route->access == routes::Access::MerchantJwt) {
+        ngx_int_t rc;
+        if (!check_merchant_jwt(r, principal, rc)) return rc;
+    }
     if (match.route->access == routes::Access::Client) {
         ngx_int_t rc;   // a request parked until the token table is loaded returns NGX_DONE here
         if (!authenticate(r, principal, rc)) return rc;

@@ -26,6 +26,7 @@ extern ngx_module_t ngx_http_paygate_module;
 namespace paygate::module {
 
 struct CallbackKeys;   // paygate_callbacks.cpp
+struct MerchantJwt;    // paygate_jwt.cpp
 
 // One paygate_daemon line.
 struct DaemonConf {
@@ -44,6 +45,7 @@ struct MainConf {
     ngx_shm_zone_t* token_zone;  // the shared token table; null without paygate_daemon
     ReplayZone replay;           // paygate_idempotency_zone; replay.shm null when not configured
     CallbackKeys* callbacks;     // paygate_callback_keys / paygate_partner_key; null when none
+    MerchantJwt* jwt;            // paygate_jwt_key and friends; null when none
 };
 
 struct LocConf {
@@ -190,6 +192,19 @@ bool check_capability(ngx_http_request_t* r, const routes::Route& route, std::st
 // After the body: the partner's signature over it. True with `webhook_id` set; false when answered.
 bool check_signature(ngx_http_request_t* r, const routes::Route& route, std::string_view body, std::string& webhook_id,
                      ngx_int_t& rc);
+
+// ---- paygate_jwt.cpp: merchant Bearer JWTs (Access::MerchantJwt) ----
+
+// paygate_jwt_key KID ES256|HS256 FILE, paygate_jwt_issuer, paygate_jwt_audience, paygate_jwt_leeway,
+// paygate_jwt_merchant_claim (http). Key files are read here, in the master, at configuration time.
+char* set_jwt_key(ngx_conf_t* cf, ngx_command_t* cmd, void* conf);
+char* set_jwt_issuer(ngx_conf_t* cf, ngx_command_t* cmd, void* conf);
+char* set_jwt_audience(ngx_conf_t* cf, ngx_command_t* cmd, void* conf);
+char* set_jwt_leeway(ngx_conf_t* cf, ngx_command_t* cmd, void* conf);
+char* set_jwt_merchant_claim(ngx_conf_t* cf, ngx_command_t* cmd, void* conf);
+void warn_about_missing_jwt_keys(ngx_conf_t* cf, const MainConf& conf);
+// True with `principal` = "merchant:<id>"; false when answered (401 in the merchant envelope).
+bool check_merchant_jwt(ngx_http_request_t* r, std::string& principal, ngx_int_t& rc);
 
 // ---- paygate_token_sync.cpp: the shared token table and its sync from the daemons ----
 

@@ -24,7 +24,7 @@ CLI (the `make run` contract):
     python3 scripts/stack.py run --build-dir build --var-dir var
 
 It also creates the demo clients `demo` and `demo-other` (earlier demo tokens revoked), writes
-var/demo-credentials.env (PAYGATE_URL, PAYGATE_TOKEN, PAYGATE_TOKEN_OTHER) and var/demo-token,
+var/demo-credentials.env (PAYGATE_URL, PAYGATE_TOKEN, PAYGATE_TOKEN_OTHER, ZOOTICKET_JWT) and var/demo-token,
 and prints a curl walk-through of the payment API.
 
 Standard library only (Python >= 3.9).
@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import datetime
 import fcntl
 import http.client
 import json
@@ -64,6 +65,9 @@ SANDBOX_PYTHON = os.environ.get("PAYGATE_SANDBOX_PYTHON", "/usr/bin/python3")
 SKY_MERCHANT_ID = "paygate-dev"
 MSERVER_SANDBOX = REPO / "tests" / "sandboxes" / "mserver.py"
 MSERVER_LOGIN = "+79261111111"      # the wallet paygate pays from (HTTP Basic user)
+MERCHANT_ID = "zooticket"           # the demo merchant of the ZooTicket API (seed 002)
+MERCHANT_JWT_ES_KID = "zt-es-1"
+MERCHANT_JWT_HS_KID = "zt-hs-1"
 MSERVER_APP_ID = "paygate-dev"      # notifications: app_id, access_token = sha1(app_id + secret)
 MSERVER_CURRENCY = "RUB"            # routed to mserver when its sandbox runs
 MODULE_NAME = "ngx_http_paygate_module.so"
@@ -1088,6 +1092,41 @@ class Stack:
                              "mserver notification access_token")
         return keys
 
+    def merchant_jwt_keys(self) -> Path:
+        """The ZooTicket merchant's JWT keys (docs/partners/zooticket.md), made once per stack in
+        <root>/keys with `paygatectl jwt keygen`: zooticket-es.key/.pub (ES256, kid MERCHANT_JWT_ES_KID)
+        and zooticket-hs.secret (HS256, kid MERCHANT_JWT_HS_KID). nginx gets the public key and the secret."""
+        keys = self.provider_keys()
+        if not (keys / "zooticket-hs.secret").exists():
+            self._require(self.paygatectl)
+            for alg, prefix in (("ES256", "zooticket-es"), ("HS256", "zooticket-hs")):
+                subprocess.run([str(self.paygatectl), "jwt", "keygen", "--alg", alg, "--out", str(keys / prefix)],
+                               check=True, capture_output=True, timeout=30, env=self._san_env("paygatectl"))
+        return keys
+
+    def customer_data_key(self) -> Path:
+        """paygated's AES-256-GCM key for customers' personal data (64 hex digits), made once per
+        stack in <root>/keys/customer-c1.key."""
+        keys = self.provider_keys()
+        path = keys / "customer-c1.key"
+        if not path.exists():
+            import secrets
+            _write_private(path, secrets.token_hex(32) + "\n")
+        return path
+
+    def mint_merchant_jwt(self, merchant: str = MERCHANT_ID, alg: str = "ES256", ttl: int = 3600,
+                          **claims) -> str:
+        """A merchant Bearer token from `paygatectl jwt mint` with the stack's keys; claims: iss, aud."""
+        keys = self.merchant_jwt_keys()
+        kid, key = ((MERCHANT_JWT_ES_KID, keys / "zooticket-es.key") if alg == "ES256"
+                    else (MERCHANT_JWT_HS_KID, keys / "zooticket-hs.secret"))
+        cmd = [str(self.paygatectl), "jwt", "mint", "--alg", alg, "--kid", kid, "--key", str(key),
+               "--merchant", merchant, "--ttl", str(ttl)]
+        for name, value in claims.items():
+            cmd += ["--" + name, str(value)]
+        return subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=30,
+                              env=self._san_env("paygatectl")).stdout.strip()
+
     def start_mserver(self, timeout: float = 30.0, **options) -> str:
         """Starts the mserver wallet sandbox (tests/sandboxes/mserver.py) on an ephemeral port,
         notifying nginx's /callbacks/mserver/notify; paygated routes MSERVER_CURRENCY to it.
@@ -1180,6 +1219,10 @@ class Stack:
             "callback_base_url": f"http://127.0.0.1:{self.http_port}/callbacks",
             "callback_keys": str(keys / "callback.keys"),
         }
+        # The ZooTicket merchant API (docs/partners/zooticket.md): its personal-data key and page.
+        cfg.update({"customer_data_key": f"c1 {self.customer_data_key()}",
+                    "zooticket_page_url": f"http://127.0.0.1:{self.http_port}/pay",
+                    "zooticket_allow_http_loopback": "on"})
         if self.mserver_url:
             mkeys = self.mserver_secrets()
             cfg.update({"mserver_url": self.mserver_url, "mserver_login": MSERVER_LOGIN,
@@ -1493,6 +1536,10 @@ class Stack:
         # The wallet's notifications (docs/providers/mserver.md).
         self.mserver_secrets()
         directives.setdefault("paygate_app_secret", f"mserver {MSERVER_APP_ID} {keys / 'mserver.app_secret'}")
+        # The ZooTicket merchant API's JWT keys (docs/partners/zooticket.md).
+        jwt_keys = self.merchant_jwt_keys()
+        directives.setdefault("paygate_jwt_key", [f"{MERCHANT_JWT_ES_KID} ES256 {jwt_keys / 'zooticket-es.pub'}",
+                                                  f"{MERCHANT_JWT_HS_KID} HS256 {jwt_keys / 'zooticket-hs.secret'}"])
         # The authenticated link (docs/security.md); paygate_curve="off" (with no keys) for plain.
         if directives.get("paygate_curve") != "off":
             curve = self.curve_keys()
@@ -1800,7 +1847,7 @@ http {{
 # ----------------------------------------------------------------------------------------------
 
 DEMO_CLIENTS = ("demo", "demo-other")
-DEMO_CREDENTIALS = "demo-credentials.env"   # shell-sourceable: PAYGATE_URL, PAYGATE_TOKEN(_OTHER)
+DEMO_CREDENTIALS = "demo-credentials.env"   # shell-sourceable: PAYGATE_URL, PAYGATE_TOKEN(_OTHER), ZOOTICKET_JWT
 DEMO_TOKEN = "demo-token"                   # just PAYGATE_TOKEN (the dev stack contract)
 
 
@@ -1823,12 +1870,15 @@ def make_demo_tokens(stack: "Stack", var_dir: Path) -> dict:
             raise StackError(f"revoking the earlier tokens of {client!r} failed "
                              f"({res.returncode}): {(res.stderr or res.stdout).strip()}")
     tokens = {client: stack.create_token(client) for client in DEMO_CLIENTS}
+    # The ZooTicket merchant's Bearer JWT (docs/partners/zooticket.md), ES256, valid for a day.
+    merchant_jwt = stack.mint_merchant_jwt(ttl=86400)
     _write_private(var_dir / DEMO_CREDENTIALS,
                    "# paygate dev stack demo credentials, written by `make run` (new on every run)\n"
                    "# usage: source var/demo-credentials.env\n"
                    f"PAYGATE_URL=http://127.0.0.1:{stack.http_port}\n"
                    f"PAYGATE_TOKEN={tokens[DEMO_CLIENTS[0]]}\n"
-                   f"PAYGATE_TOKEN_OTHER={tokens[DEMO_CLIENTS[1]]}\n")
+                   f"PAYGATE_TOKEN_OTHER={tokens[DEMO_CLIENTS[1]]}\n"
+                   f"ZOOTICKET_JWT={merchant_jwt}\n")
     _write_private(var_dir / DEMO_TOKEN, tokens[DEMO_CLIENTS[0]] + "\n")
     log(f"demo clients {', '.join(DEMO_CLIENTS)}: tokens in {var_dir / DEMO_CREDENTIALS} "
         f"and {var_dir / DEMO_TOKEN}")
@@ -1881,6 +1931,15 @@ def demo_walkthrough(var_dir: Path) -> str:
     refund_part = ('\'{"idempotency_token": "\'' + uuid + '\'", "amount": "4.00"}\'')
     refund_rest = ('\'{"idempotency_token": "\'' + uuid + '\'", "amount": "5.99"}\'')
     api = "$PAYGATE_URL/api/v1/payment"
+    visit = (datetime.date.today() + datetime.timedelta(days=30)).isoformat()
+    zooticket_session = (
+        "'{\"session_id\": \"'" + uuid + "'\", \"order\": {\"order_id\": \"ZT-1\", \"total_amount\": "
+        "{\"value\": \"25.00\", \"currency\": \"USD\"}}, \"description\": \"Zoo tickets\", \"items\": "
+        "[{\"ticket_type\": \"adult\", \"quantity\": 2, \"unit_price\": {\"value\": \"12.50\", \"currency\": "
+        "\"USD\"}, \"visit_date\": \"" + visit + "\"}], \"customer\": {\"email\": \"visitor@example.com\"}, "
+        "\"payment_methods\": [\"bank_card\", \"sbp\"], \"confirmation\": {\"type\": \"redirect\", "
+        "\"return_url\": \"https://zooticket.ru/payment/success\", "
+        "\"cancel_url\": \"https://zooticket.ru/payment/cancel\"}}'")
     return f"""
 Payments (demo clients {DEMO_CLIENTS[0]!r} and {DEMO_CLIENTS[1]!r}; new tokens on every run):
   source {creds_arg}
@@ -1919,7 +1978,13 @@ Payments (demo clients {DEMO_CLIENTS[0]!r} and {DEMO_CLIENTS[1]!r}; new tokens o
   curl -s -X POST "{api}/$PAYMENT_ID3/accept" {auth} {js} \\
     -d {accept_ms}; echo
   sleep 1
-  curl -s "{api}/$PAYMENT_ID3/retrieve/status" {auth}; echo    # completed"""
+  curl -s "{api}/$PAYMENT_ID3/retrieve/status" {auth}; echo    # completed
+
+ZooTicket merchant API (docs/partners/zooticket.md; Bearer JWT $ZOOTICKET_JWT, new on every run):
+  curl -s -X POST "$PAYGATE_URL/v1/payments/sessions" -H "Authorization: Bearer $ZOOTICKET_JWT" {js} \\
+    -d {zooticket_session}; echo
+  # open data.confirmation_url in a browser, pay (the sky-technologies sandbox charges USD), and it
+  # lands on return_url; then GET "$PAYGATE_URL/v1/payments/<payment_id>" says succeeded"""
 
 
 # ----------------------------------------------------------------------------------------------

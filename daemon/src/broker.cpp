@@ -162,6 +162,9 @@ public:
         back_.set(zmq::sockopt::router_mandatory, 1);
         back_.bind(kBackEndpoint);
         auto retry = std::make_shared<RetryGate>(std::chrono::milliseconds(config_.db_retry_max_ms));
+        auto zooticket_settings = std::make_shared<zooticket::Settings>();
+        std::string zooticket_error;
+        if (!zooticket::load_settings(config_, *zooticket_settings, zooticket_error)) throw std::runtime_error(zooticket_error);
         for (unsigned i = 1; i <= config_.workers; ++i) {
             WorkerSettings settings;
             settings.id = static_cast<int>(i);
@@ -172,6 +175,7 @@ public:
             settings.idempotency_retention_s = config_.idempotency_retention_s;
             settings.test_fault = config_.test_fault;
             settings.provider_routes = config_.provider_routes;
+            settings.zooticket = zooticket_settings;
             threads_.emplace_back([this, settings] { run_worker(ctx_, settings); });
         }
         janitor_.start();

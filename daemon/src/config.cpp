@@ -265,6 +265,26 @@ struct KeyDef {
     bool (*set)(std::string_view value, Config& config, std::string& why);
 };
 
+bool set_customer_data_key(std::string_view v, Config& c, std::string&) {
+    c.customer_data_keys.emplace_back(v);
+    return true;
+}
+bool set_zooticket_page_url(std::string_view v, Config& c, std::string& why) {
+    return set_http_url(v, c.zooticket_page_url, why);
+}
+bool set_zooticket_session_lifetime_s(std::string_view v, Config& c, std::string& why) {
+    return parse_unsigned(v, 10, 5, 86400, c.zooticket_session_lifetime_s, why);
+}
+bool set_zooticket_allow_http_loopback(std::string_view v, Config& c, std::string& why) {
+    if (v == "on") c.zooticket_allow_http_loopback = true;
+    else if (v == "off") c.zooticket_allow_http_loopback = false;
+    else {
+        why = "expected on or off";
+        return false;
+    }
+    return true;
+}
+
 const KeyDef kKeys[] = {
     {{"listen", true, "ZeroMQ endpoint to bind (ipc://PATH or tcp://HOST:PORT); repeat for several"}, set_listen},
     {{"workers", false, "worker threads, each with its own PostgreSQL connection (1-256, default 4)"}, set_workers},
@@ -320,6 +340,14 @@ const KeyDef kKeys[] = {
      set_callback_base_url},
     {{"callback_keys", false, "capability keyring file (first key signs new callback URLs; nginx verifies with all)"},
      set_callback_keys},
+    {{"customer_data_key", true, "'ID FILE': AES-256-GCM key (64 hex digits) sealing customers' personal data; first seals, all open"},
+     set_customer_data_key},
+    {{"zooticket_page_url", false, "public base URL of the hosted payment page, e.g. https://pay.example/pay"},
+     set_zooticket_page_url},
+    {{"zooticket_session_lifetime_s", false, "how long a ZooTicket payment session stays payable (default 900)"},
+     set_zooticket_session_lifetime_s},
+    {{"zooticket_allow_http_loopback", false, "on: return/cancel URLs may be http:// to loopback (dev only; default off)"},
+     set_zooticket_allow_http_loopback},
     {{"curve", false, "on (default): the link to nginx uses CURVE and needs the two key files; off: plain, dev only"},
      set_curve},
     {{"curve_secret_key", false, "this daemon's CURVE secret key file (mode 0600; paygatectl keys generate)"},

@@ -190,6 +190,28 @@ ipc::Reply change_payment(Session& s, const WorkerContext& ctx, const Caller& ca
 
 }  // namespace
 
+std::optional<PaymentStatus> apply_core_action(Session& s, const WorkerContext& ctx, const std::string& payment_id,
+                                               Action action, const std::string& actor,
+                                               std::optional<CancelReason> reason, const std::string& accept_info_json) {
+    std::optional<PaymentRow> row = find_payment(s, payment_id, true);
+    if (!row) throw std::runtime_error("payment " + payment_id + " does not exist");
+    std::optional<Transition> t = transition(stored_status(row->status), action, row->reversal_requested);
+    if (!t) return std::nullopt;
+    if (action == Action::Accept) {
+        update_accepted(s, row->id, t->to, accept_info_json);
+    } else if (action == Action::Cancel && reason) {
+        update_cancelled(s, row->id, t->to, *reason, t->requests_reversal);
+    } else {
+        throw std::logic_error("apply_core_action: only accept, or cancel with a reason");
+    }
+    insert_event(s, PaymentEvent{row->id, std::string(action_name(action)), row->status, std::string(status_name(t->to)),
+                                 actor, reason ? std::optional<std::string>(std::string(reason_name(*reason))) : std::nullopt,
+                                 std::nullopt});
+    if (t->requests_charge) queue_charge(s, ctx, *row);
+    if (t->requests_reversal) queue_reversal(s, *row, PaymentRef{row->id, row->id});
+    return t->to;
+}
+
 ipc::Reply handle_payment_create(const ipc::Request& request, WorkerContext& ctx) {
     return guarded(request, ctx, [&] {
         Caller caller = require_client(request);

@@ -1,5 +1,10 @@
 // paygatectl: administration commands (database, tokens, tasks, CURVE key pairs). One table of subcommands.
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <fcntl.h>
+#include <unistd.h>
 #include <cstdlib>
 #include <exception>
 #include <iostream>
@@ -9,6 +14,8 @@
 #include <vector>
 
 #include "paygate/curve.hpp"
+#include "paygate/json.hpp"
+#include "paygate/jwt.hpp"
 #include "paygated/ctl.hpp"
 #include "paygated/db.hpp"
 #include "paygated/config.hpp"
@@ -312,6 +319,100 @@ int cmd_keys(const std::vector<std::string>& all) {
     return usage_error("keys: unknown action '" + action + "'", kKeysUsage);
 }
 
+constexpr const char* kJwtUsage =
+    "paygatectl jwt keygen --alg ES256|HS256 --out PREFIX\n"
+    "       paygatectl jwt mint --alg ES256|HS256 --kid KID --key FILE --merchant ID [--ttl SECONDS]\n"
+    "                           [--iss ISSUER] [--aud AUDIENCE] [--claim NAME]\n"
+    "  keygen: ES256 writes PREFIX.key (private, 0600: the merchant's signer) and PREFIX.pub (for\n"
+    "          paygate_jwt_key KID ES256 PREFIX.pub); HS256 writes PREFIX.secret (0600), shared by\n"
+    "          both sides. Never replaces a file.\n"
+    "  mint:   prints a merchant Bearer token (docs/partners/zooticket.md) signed with FILE (ES256:\n"
+    "          the private key; HS256: the secret), valid for --ttl seconds (default 3600), naming\n"
+    "          the merchant in claim --claim (default merchant_id). For tests and the demo.";
+
+// Creates `path` with `mode`, refusing to replace an existing file.
+bool write_new_file(const std::string& path, const std::string& content, mode_t mode, std::string& error) {
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+    if (fd < 0) {
+        error = "cannot create " + path + ": " + std::strerror(errno);
+        return false;
+    }
+    bool ok = ::write(fd, content.data(), content.size()) == static_cast<ssize_t>(content.size());
+    ok = ::close(fd) == 0 && ok;
+    if (!ok) error = "cannot write " + path;
+    return ok;
+}
+
+int cmd_jwt(const std::vector<std::string>& all) {
+    if (all.empty()) return usage_error("jwt: which action? (keygen, mint)", kJwtUsage);
+    const std::string action = all.front();
+    std::vector<std::string> args(all.begin() + 1, all.end());
+    std::map<std::string, std::string> options;
+    std::string error;
+    if (action == "keygen") {
+        if (!parse_options(args, {"alg", "out"}, options, error) || !options.count("alg") || !options.count("out")) {
+            return usage_error("jwt keygen: --alg ES256|HS256 and --out PREFIX are required", kJwtUsage);
+        }
+        std::optional<paygate::jwt::Algorithm> alg = paygate::jwt::parse_algorithm(options["alg"]);
+        if (!alg) return usage_error("jwt keygen: --alg must be ES256 or HS256", kJwtUsage);
+        const std::string& prefix = options["out"];
+        if (*alg == paygate::jwt::Algorithm::HS256) {
+            if (!write_new_file(prefix + ".secret", paygate::jwt::generate_hs256_secret() + "\n", 0600, error)) {
+                return fail("jwt keygen: " + error);
+            }
+            std::cerr << "paygatectl: wrote " << prefix << ".secret (0600)" << std::endl;
+            return 0;
+        }
+        std::string private_pem, public_pem;
+        paygate::jwt::generate_es256_pair(private_pem, public_pem);
+        if (!write_new_file(prefix + ".key", private_pem, 0600, error) ||
+            !write_new_file(prefix + ".pub", public_pem, 0644, error)) {
+            return fail("jwt keygen: " + error);
+        }
+        std::cerr << "paygatectl: wrote " << prefix << ".key (private, 0600) and " << prefix << ".pub" << std::endl;
+        return 0;
+    }
+    if (action != "mint") return usage_error("jwt: unknown action '" + action + "'", kJwtUsage);
+    if (!parse_options(args, {"alg", "kid", "key", "merchant", "ttl", "iss", "aud", "claim"}, options, error)) {
+        return usage_error("jwt mint: " + error, kJwtUsage);
+    }
+    for (const char* required : {"alg", "kid", "key", "merchant"}) {
+        if (!options.count(required)) return usage_error(std::string("jwt mint: --") + required + " is required", kJwtUsage);
+    }
+    std::optional<paygate::jwt::Algorithm> alg = paygate::jwt::parse_algorithm(options["alg"]);
+    if (!alg) return usage_error("jwt mint: --alg must be ES256 or HS256", kJwtUsage);
+    if (!paygate::jwt::valid_kid(options["kid"]) || !paygate::jwt::valid_kid(options["merchant"])) {
+        return usage_error("jwt mint: --kid and --merchant are 1-64 of A-Z a-z 0-9 . _ -", kJwtUsage);
+    }
+    const std::string claim = options.count("claim") ? options["claim"] : "merchant_id";
+    long ttl = 3600;
+    if (options.count("ttl")) {
+        char* end = nullptr;
+        ttl = std::strtol(options["ttl"].c_str(), &end, 10);
+        if (options["ttl"].empty() || *end != '\0' || ttl < 1 || ttl > 366L * 86400) {
+            return usage_error("jwt mint: --ttl takes seconds, 1 to a year", kJwtUsage);
+        }
+    }
+    std::optional<std::string> key = paygate::jwt::load_signing_key(*alg, options["key"], error);
+    if (!key) return fail("jwt mint: " + error);
+    const long now = static_cast<long>(std::time(nullptr));
+    std::string claims = "{";
+    paygate::json::append_string(claims, claim);
+    claims += ":";
+    paygate::json::append_string(claims, options["merchant"]);
+    claims += ",\"iat\":" + std::to_string(now) + ",\"exp\":" + std::to_string(now + ttl);
+    for (const char* name : {"iss", "aud"}) {
+        if (!options.count(name)) continue;
+        claims += std::string(",\"") + name + "\":";
+        paygate::json::append_string(claims, options[name]);
+    }
+    claims += "}";
+    std::cout << (*alg == paygate::jwt::Algorithm::HS256 ? paygate::jwt::sign_hs256(*key, options["kid"], claims)
+                                                         : paygate::jwt::sign_es256(*key, options["kid"], claims))
+              << std::endl;
+    return 0;
+}
+
 constexpr const char* kReconcileUsage =
     "paygatectl reconcile mserver --since TIME [--page-size N] [--config FILE] [--database CONNINFO]\n"
     "  Reads mserver's payment history (GET /v1/payments, page by page, every status and type) and\n"
@@ -415,6 +516,7 @@ const Command kCommands[] = {
     {"token", "create, revoke and list client API tokens", kTokenUsage, cmd_token},
     {"tasks", "list, show, retry and cancel durable tasks", kTasksUsage, cmd_tasks},
     {"keys", "generate CURVE key pairs of the nginx <-> paygated link", kKeysUsage, cmd_keys},
+    {"jwt", "make merchant JWT keys and mint test tokens (ZooTicket)", kJwtUsage, cmd_jwt},
     {"reconcile", "list payments whose status differs between paygate and mserver", kReconcileUsage, cmd_reconcile},
 };
 

@@ -10,6 +10,7 @@
 
 #include "paygated/broker.hpp"
 #include "paygated/config.hpp"
+#include "paygated/zooticket.hpp"
 #include "paygated/db.hpp"
 #include "paygated/link_auth.hpp"
 #include "paygated/log.hpp"
@@ -56,6 +57,13 @@ int main(int argc, char** argv) {
     if (!load_config(config_path, config, error) || !validate_for_daemon(config, error)) {
         std::fprintf(stderr, "paygated: %s\n", error.c_str());
         return 2;
+    }
+    {
+        zooticket::Settings zooticket_settings;   // the broker loads its own; this is the early check
+        if (!zooticket::load_settings(config, zooticket_settings, error)) {
+            std::fprintf(stderr, "paygated: %s: %s\n", config_path.c_str(), error.c_str());
+            return 2;
+        }
     }
     if (!check_conninfo(config.database, error)) {
         std::fprintf(stderr, "paygated: %s: bad 'database': %s\n", config_path.c_str(), error.c_str());

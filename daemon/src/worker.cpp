@@ -146,6 +146,7 @@ void run_worker(zmq::context_t& zctx, const WorkerSettings& settings) noexcept {
         auto retry = settings.db_retry ? settings.db_retry : std::make_shared<RetryGate>(std::chrono::milliseconds(2000));
         Db db(settings.database, retry, settings.id, settings.idempotency_lease_ms);
         WorkerContext ctx{settings.id, db, settings.idempotency_retention_s, settings.test_fault, settings.provider_routes};
+        ctx.zooticket = settings.zooticket;
         send_ready(sock);
 
         std::vector<zmq::message_t> job;

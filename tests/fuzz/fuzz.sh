@@ -14,7 +14,7 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-HARNESSES=(json money ipc_decode ipc_encode routes idempotency webhook capability payment_body)
+HARNESSES=(json money ipc_decode ipc_encode routes idempotency webhook capability payment_body jwt)
 
 # The dictionary and the longest input of each harness.
 dict_of() {

@@ -250,6 +250,8 @@ void key_table_documents_every_key(void**) {
                             : name == "callback_base_url"    ? "https://pay.example/callbacks"
                             : name == "task_lease_ms"        ? "60000"
                             : name == "curve"                ? "on"
+                            : name == "zooticket_page_url"   ? "https://pay.example/pay"
+                            : name == "zooticket_allow_http_loopback" ? "off"
                             : name == "task_workers" || name == "task_max_attempts" ? "2"
                                                              : "200";
         Config c;
@@ -259,6 +261,25 @@ void key_table_documents_every_key(void**) {
             std::fprintf(stderr, "%s: %s\n", key.name, error.c_str());
             fail();
         }
+    }
+}
+
+void zooticket_keys(void**) {
+    Config c;
+    std::string error;
+    assert_true(parse_config("customer_data_key = c2 /etc/paygate/c2.key\ncustomer_data_key = c1 /etc/paygate/c1.key\n"
+                             "zooticket_page_url = https://pay.example/pay/\nzooticket_session_lifetime_s = 600\n"
+                             "zooticket_allow_http_loopback = on\n",
+                             "t.conf", c, error));
+    assert_int_equal(c.customer_data_keys.size(), 2);
+    assert_string_equal(c.customer_data_keys[0].c_str(), "c2 /etc/paygate/c2.key");
+    assert_string_equal(c.zooticket_page_url.c_str(), "https://pay.example/pay");
+    assert_int_equal(c.zooticket_session_lifetime_s, 600);
+    assert_true(c.zooticket_allow_http_loopback);
+    for (const char* bad : {"zooticket_session_lifetime_s = 4\n", "zooticket_session_lifetime_s = 86401\n",
+                            "zooticket_page_url = ftp://x\n", "zooticket_allow_http_loopback = yes\n"}) {
+        Config d;
+        if (parse_config(bad, "t.conf", d, error)) fail_msg("accepted %s", bad);
     }
 }
 
@@ -366,6 +387,7 @@ int main() {
         cmocka_unit_test(database_value_never_echoed),
         cmocka_unit_test(load_from_file),
         cmocka_unit_test(key_table_documents_every_key),
+        cmocka_unit_test(zooticket_keys),
         cmocka_unit_test(provider_route_needs_its_settings),
         cmocka_unit_test(mserver_route_needs_its_settings),
         cmocka_unit_test(provider_route_refuses_bad_values),

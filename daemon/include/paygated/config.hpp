@@ -74,6 +74,12 @@ struct Config {
     std::string mserver_password_file;           // file holding the HTTP Basic password (one line)
     std::string callback_base_url;               // where providers reach our callback proxy
     std::string callback_keys;                   // capability keyring file (shared with nginx)
+
+    // The ZooTicket merchant API (docs/partners/zooticket.md).
+    std::vector<std::string> customer_data_keys; // "ID FILE": AES-256-GCM keys of personal data; first seals
+    std::string zooticket_page_url;              // public base URL of the hosted payment page
+    unsigned zooticket_session_lifetime_s = 900; // a session unpaid this long expires
+    bool zooticket_allow_http_loopback = false;  // dev: return/cancel URLs may be http://127.0.0.1
 };
 
 // One entry of the key table (for docs and error messages).

@@ -19,11 +19,15 @@
 #include "paygate/json.hpp"
 #include "paygated/config.hpp"
 #include "paygated/db.hpp"
+#include "paygated/payment_rules.hpp"
 #include "paygated/store.hpp"
 
 namespace paygate::daemon {
 
 class TokenLog;   // token_feed.hpp
+namespace zooticket {
+struct Settings;   // zooticket.hpp
+}
 
 // What a handler gets besides the request: state owned by the worker thread running it.
 struct WorkerContext {
@@ -39,6 +43,8 @@ struct WorkerContext {
     std::size_t batch = 1;   // requests in the job being served (its log lines say batch=N when > 1)
     // The token feed's log (token_feed.hpp): set on the broker thread, which serves auth.tokens.
     const TokenLog* tokens = nullptr;
+    // The ZooTicket merchant API's keys and settings (zooticket.hpp); null in unit tests.
+    std::shared_ptr<const zooticket::Settings> zooticket = nullptr;
 };
 
 // Routes whose requests a worker may take several at a time (the broker batches consecutive
@@ -115,9 +121,37 @@ ipc::Reply handle_payment_accept(const ipc::Request& request, WorkerContext& ctx
 ipc::Reply handle_payment_extra_charge(const ipc::Request& request, WorkerContext& ctx);  // POST .../{id}/extra_charge
 ipc::Reply handle_payment_refund(const ipc::Request& request, WorkerContext& ctx);    // POST .../{id}/refund
 
+// The core's state machine for another surface (the ZooTicket page): inside the caller's
+// transaction, locks the payment, checks the transition, makes the change with its event and its
+// provider work (accept queues the charge at the routed provider). Nothing when the action is not
+// allowed from the payment's status. Accept takes accept_info_json; cancel a reason.
+std::optional<PaymentStatus> apply_core_action(Session& s, const WorkerContext& ctx, const std::string& payment_id,
+                                               Action action, const std::string& actor,
+                                               std::optional<CancelReason> reason, const std::string& accept_info_json);
+
 // The client id in request.principal (set by the module from the caller's token): a positive
 // decimal without leading zeros, at most 18 digits. Nothing when empty or malformed (-> 403).
 std::optional<std::string> client_principal(std::string_view principal);
+
+// --- handlers_zooticket.cpp (docs/partners/zooticket.md): the merchant API of seed 002 ---
+ipc::Reply handle_zooticket_payment_get(const ipc::Request& request, WorkerContext& ctx);   // GET /v1/payments/{id}
+ipc::Reply handle_zooticket_session_create(const ipc::Request& request, WorkerContext& ctx);  // POST /v1/payments/sessions
+ipc::Reply handle_zooticket_payment_put(const ipc::Request& request, WorkerContext& ctx);      // PUT /v1/payments/{id}
+ipc::Reply handle_zooticket_payment_patch(const ipc::Request& request, WorkerContext& ctx);    // PATCH /v1/payments/{id}
+ipc::Reply handle_zooticket_payment_delete(const ipc::Request& request, WorkerContext& ctx);   // DELETE /v1/payments/{id}
+// --- handlers_zooticket_page.cpp: the hosted payment page (HTML) ---
+ipc::Reply handle_zooticket_page_show(const ipc::Request& request, WorkerContext& ctx);     // GET /pay/{token}
+ipc::Reply handle_zooticket_page_pay(const ipc::Request& request, WorkerContext& ctx);      // POST /pay/{token}/pay
+ipc::Reply handle_zooticket_page_cancel(const ipc::Request& request, WorkerContext& ctx);   // POST /pay/{token}/cancel
+
+inline constexpr std::size_t kMaxMerchantName = 48;   // zooticket_merchants.name
+// The merchant of request.principal ("merchant:<name>", set by the module from the verified JWT):
+// 1-48 of [A-Za-z0-9._-]. Nothing when absent or malformed (-> 401).
+std::optional<std::string> merchant_principal(std::string_view principal);
+// "ZT_" and 10 digits: the one payment id format of this surface.
+bool is_merchant_payment_id(std::string_view id);
+// The surface's status of a core status (docs/partners/zooticket.md, "Statuses").
+std::string_view merchant_status(std::string_view core_status, std::string_view cancel_reason);
 
 // --- handlers_callbacks.cpp (docs/callbacks.md) ---
 // POST /callbacks/sky-technologies/v1/on_payment_completed, verified by the module: inbox + status check.

@@ -31,6 +31,10 @@ inline constexpr const char* kTaskMserverProcessPayment = "mserver_process_payme
 inline constexpr const char* kTaskMserverProcessReversal = "mserver_process_payment_reversal";
 inline constexpr const char* kTaskMserverNotification = "mserver_notification";
 
+// The ZooTicket merchant API (docs/partners/zooticket.md): queued with each payment session to run
+// at its expires_at; a session still unpaid (`created`) then becomes cancelled with reason expired.
+inline constexpr const char* kTaskZooticketSessionExpiry = "zooticket_session_expiry";
+
 // The task that sends an operation of `kind` ("charge", "extra_charge", "reversal") of `provider`.
 const char* send_task_kind(const std::string& operation_kind, const std::string& provider = "sky-technologies");
 

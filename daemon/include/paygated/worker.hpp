@@ -18,6 +18,7 @@
 #include "paygate/ipc.hpp"
 #include "paygated/backoff.hpp"
 #include "paygated/config.hpp"
+#include "paygated/zooticket.hpp"
 
 namespace paygate::daemon {
 
@@ -30,6 +31,7 @@ struct WorkerSettings {
     unsigned idempotency_retention_s = 86400;
     TestFault test_fault = TestFault::None;
     std::vector<std::pair<std::string, std::string>> provider_routes;
+    std::shared_ptr<const zooticket::Settings> zooticket;   // the merchant API's keys and settings
 };
 
 struct WorkerContext;

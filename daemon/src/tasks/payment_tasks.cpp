@@ -307,6 +307,38 @@ TaskResult run_mserver_notification(Ctx& c, const TaskRow& task) {
     return result(Next::Done);
 }
 
+// A ZooTicket session at its expires_at: cancelled (reason expired) if still unpaid; a payment the
+// customer has started paying (bank_processing) or finished is left to its own course.
+TaskResult run_session_expiry(Ctx& c, const TaskRow& task) {
+    Session& s = c.s;
+    s.begin();
+    if (!lock_own_task(s, task.id, c.owner)) {
+        s.rollback();
+        return result(Next::Retry, "lease lost");
+    }
+    PgResult pay = s.exec("SELECT p.status, z.expires_at <= now() FROM payments p"
+                          " JOIN zooticket_payments z ON z.core_payment_id = p.id WHERE p.id = $1::uuid FOR UPDATE OF p",
+                          {task.payment_id});
+    if (PQntuples(pay.get()) == 0) {
+        s.rollback();
+        return result(Next::Dead, "no zooticket session for payment " + task.payment_id);
+    }
+    const std::string status = value(pay.get(), 0, 0);
+    if (value(pay.get(), 0, 1) != "t") {
+        // Early (clock skew between daemons and PostgreSQL): come back at the database's expires_at.
+        s.rollback();
+        return result(Next::Reschedule, "session not expired yet");
+    }
+    if (status == "created") {
+        update_cancelled(s, task.payment_id, PaymentStatus::Cancelled, CancelReason::Expired, false);
+        insert_event(s, PaymentEvent{task.payment_id, "cancel", status, "cancelled", "task:" + task.kind, "expired",
+                                     std::nullopt});
+        log::info("zooticket_session_expired").kv("payment_id", task.payment_id);
+    }
+    s.commit();
+    return result(Next::Done);
+}
+
 }  // namespace
 
 TaskResult run_task(const TaskRow& task, Session& s, const Providers& providers, const TaskSettings& settings,
@@ -315,6 +347,7 @@ TaskResult run_task(const TaskRow& task, Session& s, const Providers& providers,
     try {
         std::optional<std::string> op = payload_operation(task.payload);
         if (task.kind == kTaskMserverNotification) return run_mserver_notification(c, task);
+        if (task.kind == kTaskZooticketSessionExpiry) return run_session_expiry(c, task);
         if (task.kind == kTaskProcessPayment || task.kind == kTaskProcessExtraPayment || task.kind == kTaskProcessReversal ||
             task.kind == kTaskMserverProcessPayment || task.kind == kTaskMserverProcessReversal) {
             if (!op) return result(Next::Dead, "payload has no operation_id");

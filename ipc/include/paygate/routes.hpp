@@ -19,6 +19,8 @@ enum class Access {
               // the module; the daemon gets "partner:<name>" and the URL's reference
     AppToken, // a partner's notification with app_id + access_token = sha1(app_id + app_secret)
               // (mserver, seed 003), checked by the module; the daemon gets "partner:<name>"
+    MerchantJwt, // a merchant's Bearer JWT (ZooTicket, seed 002), verified by the module
+                 // (paygate_jwt_key); the daemon gets "merchant:<merchant claim>"
 };
 
 struct Route {

@@ -1,0 +1,639 @@
+// The ZooTicket merchant API's plain rules (see zooticket.hpp).
+#include "paygated/zooticket.hpp"
+
+#include <cstdio>
+#include <memory>
+#include <stdexcept>
+
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include "paygate/digest.hpp"
+#include "paygated/config.hpp"
+
+namespace paygate::daemon::zooticket {
+namespace {
+
+using json::Type;
+using json::Value;
+
+constexpr std::size_t kNonceBytes = 12;
+constexpr std::size_t kTagBytes = 16;
+constexpr std::size_t kMaxItems = 100;
+constexpr unsigned kMaxQuantity = 1000;
+
+bool id_chars(std::string_view s, std::size_t max) {
+    if (s.empty() || s.size() > max) return false;
+    for (char c : s) {
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+                  c == '-' || c == ':';
+        if (!ok) return false;
+    }
+    return true;
+}
+
+bool digits(std::string_view s) {
+    if (s.empty()) return false;
+    for (char c : s) {
+        if (c < '0' || c > '9') return false;
+    }
+    return true;
+}
+
+bool valid_date(std::string_view d) {
+    if (d.size() != 10 || d[4] != '-' || d[7] != '-' || !digits(d.substr(0, 4)) || !digits(d.substr(5, 2)) ||
+        !digits(d.substr(8, 2))) {
+        return false;
+    }
+    int y = std::stoi(std::string(d.substr(0, 4))), m = std::stoi(std::string(d.substr(5, 2))),
+        day = std::stoi(std::string(d.substr(8, 2)));
+    static const int kDays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (m < 1 || m > 12 || day < 1) return false;
+    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    return day <= kDays[m - 1] + (m == 2 && leap ? 1 : 0);
+}
+
+bool valid_time(std::string_view t) {
+    if (t.size() != 5 || t[2] != ':' || !digits(t.substr(0, 2)) || !digits(t.substr(3, 2))) return false;
+    return std::stoi(std::string(t.substr(0, 2))) < 24 && std::stoi(std::string(t.substr(3, 2))) < 60;
+}
+
+bool valid_email(std::string_view e) {
+    if (e.size() < 3 || e.size() > 254) return false;
+    std::size_t at = e.find('@');
+    if (at == 0 || at == std::string_view::npos || e.find('@', at + 1) != std::string_view::npos) return false;
+    std::string_view domain = e.substr(at + 1);
+    if (domain.size() < 3 || domain.find('.') == std::string_view::npos || domain.front() == '.' ||
+        domain.back() == '.') {
+        return false;
+    }
+    for (char c : e) {
+        if (static_cast<unsigned char>(c) <= ' ' || c == '"' || c == '<' || c == '>' || c == ',' || c == ';' ||
+            c == '\\' || c == 0x7f) {
+            return false;
+        }
+    }
+    return true;
+}
+
+bool valid_phone(std::string_view p) {   // E.164
+    return p.size() >= 8 && p.size() <= 16 && p[0] == '+' && p[1] >= '1' && p[1] <= '9' && digits(p.substr(1));
+}
+
+unsigned __int128 to_u128(std::string_view minor) {
+    unsigned __int128 v = 0;
+    for (char c : minor) v = v * 10 + static_cast<unsigned>(c - '0');
+    return v;
+}
+
+// Reads one object's members, remembering unknown ones: they are refused, not ignored, so a
+// misspelt field never silently goes missing.
+class Reader {
+public:
+    Reader(std::vector<FieldError>& errors) : errors_(errors) {}
+
+    void error(const std::string& field, const std::string& message) { errors_.push_back({field, message}); }
+
+    const Value* object(const Value* v, const std::string& field) {
+        if (v == nullptr) {
+            error(field, "required");
+            return nullptr;
+        }
+        if (!v->is(Type::Object)) {
+            error(field, "must be an object");
+            return nullptr;
+        }
+        return v;
+    }
+
+    void only(const Value& object, const std::string& prefix, std::initializer_list<std::string_view> known) {
+        for (const auto& [name, value] : object.members()) {
+            bool ok = false;
+            for (std::string_view k : known) ok = ok || k == name;
+            if (!ok) error(prefix + name, "unknown field");
+        }
+    }
+
+    std::optional<std::string> string(const Value& parent, std::string_view name, const std::string& prefix,
+                                      bool required = true) {
+        const Value* v = parent.find(name);
+        std::string field = prefix + std::string(name);
+        if (v == nullptr) {
+            if (required) error(field, "required");
+            return std::nullopt;
+        }
+        if (!v->is(Type::String)) {
+            error(field, "must be a string");
+            return std::nullopt;
+        }
+        return v->text();
+    }
+
+    // {"value": "2500.00", "currency": "RUB"}: exactly two decimals, > 0, exact in the currency.
+    std::optional<Amount> money(const Value& parent, std::string_view name, const std::string& prefix) {
+        std::string field = prefix + std::string(name);
+        const Value* m = object(parent.find(name), field);
+        if (m == nullptr) return std::nullopt;
+        only(*m, field + ".", {"value", "currency"});
+        std::optional<std::string> value = string(*m, "value", field + ".");
+        std::optional<std::string> code = string(*m, "currency", field + ".");
+        const Currency* currency = code ? find_currency(*code) : nullptr;
+        if (code && currency == nullptr) error(field + ".currency", "unknown currency");
+        if (!value) return std::nullopt;
+        const std::size_t dot = value->find('.');
+        if (dot == std::string::npos || value->size() - dot != 3 || !digits(value->substr(0, dot)) ||
+            !digits(value->substr(dot + 1)) || (dot > 1 && (*value)[0] == '0')) {
+            error(field + ".value", "must be a decimal string with exactly two decimals, e.g. \"2500.00\"");
+            return std::nullopt;
+        }
+        if (currency == nullptr) return std::nullopt;
+        std::string why;
+        std::optional<Amount> amount = parse_amount(*value, false, *currency, why);
+        if (!amount) error(field + ".value", why);
+        return amount;
+    }
+
+private:
+    std::vector<FieldError>& errors_;
+};
+
+}  // namespace
+
+const std::vector<std::string_view>& known_payment_methods() {
+    static const std::vector<std::string_view> methods = {"bank_card", "apple_pay", "google_pay", "sbp"};
+    return methods;
+}
+
+bool acceptable_url(std::string_view url, bool allow_http_loopback) {
+    if (url.size() > 2048) return false;
+    for (char c : url) {
+        if (static_cast<unsigned char>(c) <= ' ' || c == 0x7f) return false;
+    }
+    std::string_view rest;
+    bool https = url.substr(0, 8) == "https://";
+    if (https) {
+        rest = url.substr(8);
+    } else if (url.substr(0, 7) == "http://") {
+        rest = url.substr(7);
+    } else {
+        return false;
+    }
+    std::string_view authority = rest.substr(0, rest.find_first_of("/?#"));
+    if (authority.empty() || authority.find('@') != std::string_view::npos) return false;
+    std::string_view host = authority;
+    if (host.front() == '[') {
+        std::size_t close = host.find(']');
+        if (close == std::string_view::npos) return false;
+        host = host.substr(0, close + 1);
+    } else {
+        host = host.substr(0, host.find(':'));
+    }
+    if (host.empty()) return false;
+    if (https) return true;
+    return allow_http_loopback && (host == "127.0.0.1" || host == "localhost" || host == "[::1]");
+}
+
+Validation validate_session(std::string_view body, const Rules& rules) {
+    Validation out;
+    Value doc;
+    json::ParseError parse_error;
+    if (!json::parse(body, doc, parse_error)) {
+        out.not_json = true;
+        out.errors.push_back({"body", "not valid JSON at byte " + std::to_string(parse_error.offset) + ": " +
+                                          parse_error.message});
+        return out;
+    }
+    Reader r(out.errors);
+    if (!doc.is(Type::Object)) {
+        r.error("body", "must be a JSON object");
+        return out;
+    }
+    r.only(doc, "", {"session_id", "order", "description", "items", "customer", "payment_methods", "confirmation"});
+    SessionRequest req;
+
+    if (auto s = r.string(doc, "session_id", "")) {
+        if (!id_chars(*s, 128)) r.error("session_id", "must be 1-128 of A-Z a-z 0-9 . _ : -");
+        req.session_id = *s;
+    }
+
+    std::optional<Amount> total;
+    if (const Value* order = r.object(doc.find("order"), "order")) {
+        r.only(*order, "order.", {"order_id", "total_amount"});
+        if (auto id = r.string(*order, "order_id", "order.")) {
+            if (!id_chars(*id, 128)) r.error("order.order_id", "must be 1-128 of A-Z a-z 0-9 . _ : -");
+            req.order_id = *id;
+        }
+        total = r.money(*order, "total_amount", "order.");
+    }
+
+    if (auto d = r.string(doc, "description", "")) {
+        if (d->empty() || d->size() > 1024) r.error("description", "must be 1-1024 bytes");
+        req.description = *d;
+    }
+
+    unsigned __int128 sum = 0;
+    bool sum_known = true;
+    const Value* items = doc.find("items");
+    if (items == nullptr) {
+        r.error("items", "required");
+    } else if (!items->is(Type::Array) || items->items().empty() || items->items().size() > kMaxItems) {
+        r.error("items", "must be an array of 1-100 items");
+    } else {
+        req.items_value = *items;
+        for (std::size_t i = 0; i < items->items().size(); ++i) {
+            const std::string p = "items[" + std::to_string(i) + "]";
+            const Value* item = r.object(&items->items()[i], p);
+            if (item == nullptr) {
+                sum_known = false;
+                continue;
+            }
+            r.only(*item, p + ".", {"ticket_type", "quantity", "unit_price", "visit_date", "visit_time"});
+            Item it;
+            if (auto t = r.string(*item, "ticket_type", p + ".")) {
+                if (!id_chars(*t, 64)) r.error(p + ".ticket_type", "must be 1-64 of A-Z a-z 0-9 . _ : -");
+                it.ticket_type = *t;
+            }
+            const Value* q = item->find("quantity");
+            if (q == nullptr) {
+                r.error(p + ".quantity", "required");
+                sum_known = false;
+            } else if (!q->is(Type::Number) || !digits(q->text()) || q->text().size() > 4 || q->text()[0] == '0' ||
+                       std::stoul(q->text()) > kMaxQuantity) {
+                r.error(p + ".quantity", "must be a positive integer up to 1000");
+                sum_known = false;
+            } else {
+                it.quantity = q->text();
+            }
+            std::optional<Amount> price = r.money(*item, "unit_price", p + ".");
+            if (price && total && price->currency != total->currency) {
+                r.error(p + ".unit_price.currency", "must be the order's currency (one currency per session)");
+            }
+            if (price && !it.quantity.empty()) {
+                sum += to_u128(price->minor_units) * std::stoul(it.quantity);
+                it.unit_price = *price;
+            } else {
+                sum_known = false;
+            }
+            if (auto date = r.string(*item, "visit_date", p + ".")) {
+                if (!valid_date(*date)) {
+                    r.error(p + ".visit_date", "must be a date YYYY-MM-DD");
+                } else if (*date < rules.today) {
+                    r.error(p + ".visit_date", "must not be in the past");
+                }
+                it.visit_date = *date;
+            }
+            if (auto time = r.string(*item, "visit_time", p + ".", false)) {
+                if (!valid_time(*time)) r.error(p + ".visit_time", "must be a time HH:MM");
+                it.visit_time = *time;
+            }
+            req.items.push_back(std::move(it));
+        }
+    }
+    if (total && sum_known && out.errors.empty() && sum != to_u128(total->minor_units)) {
+        r.error("order.total_amount.value", "must equal the sum of the items (quantity x unit_price)");
+    }
+
+    if (const Value* customer = r.object(doc.find("customer"), "customer")) {
+        r.only(*customer, "customer.", {"email", "phone"});
+        std::optional<std::string> email = r.string(*customer, "email", "customer.");
+        std::optional<std::string> phone = r.string(*customer, "phone", "customer.", false);
+        if (email && !valid_email(*email)) r.error("customer.email", "must be an email address");
+        if (phone && !valid_phone(*phone)) r.error("customer.phone", "must be an E.164 number, e.g. +79991111111");
+        std::vector<std::pair<std::string, Value>> members;
+        if (email) members.emplace_back("email", Value::string(*email));
+        if (phone) members.emplace_back("phone", Value::string(*phone));
+        req.customer_json = json::serialize(Value::object(std::move(members)));
+    }
+
+    const Value* methods = doc.find("payment_methods");
+    if (methods == nullptr) {
+        r.error("payment_methods", "required");
+    } else if (!methods->is(Type::Array) || methods->items().empty() || methods->items().size() > 8) {
+        r.error("payment_methods", "must be an array of 1-8 payment methods");
+    } else {
+        for (std::size_t i = 0; i < methods->items().size(); ++i) {
+            const Value& m = methods->items()[i];
+            const std::string field = "payment_methods[" + std::to_string(i) + "]";
+            bool known = false;
+            for (std::string_view k : known_payment_methods()) known = known || (m.is(Type::String) && m.text() == k);
+            if (!known) {
+                r.error(field, "unknown payment method (known: bank_card, apple_pay, google_pay, sbp)");
+                continue;
+            }
+            for (const std::string& seen : req.payment_methods) {
+                if (seen == m.text()) r.error(field, "listed twice");
+            }
+            req.payment_methods.push_back(m.text());
+        }
+    }
+
+    if (const Value* c = r.object(doc.find("confirmation"), "confirmation")) {
+        r.only(*c, "confirmation.", {"type", "return_url", "cancel_url"});
+        if (auto type = r.string(*c, "type", "confirmation.")) {
+            if (*type != "redirect") r.error("confirmation.type", "must be \"redirect\"");
+        }
+        for (const char* name : {"return_url", "cancel_url"}) {
+            if (auto url = r.string(*c, name, "confirmation.")) {
+                if (!acceptable_url(*url, rules.allow_http_loopback)) {
+                    r.error(std::string("confirmation.") + name, "must be an absolute https URL");
+                }
+                (std::string_view(name) == "return_url" ? req.return_url : req.cancel_url) = *url;
+            }
+        }
+    }
+
+    if (!out.errors.empty()) return out;
+    req.total = *total;
+    req.fingerprint = sha256_hex(json::canonical(doc));
+    out.request = std::move(req);
+    return out;
+}
+
+UpdateValidation validate_update(std::string_view body, bool partial) {
+    UpdateValidation out;
+    Value doc;
+    json::ParseError parse_error;
+    if (!json::parse(body, doc, parse_error)) {
+        out.errors.push_back({"body", "not valid JSON at byte " + std::to_string(parse_error.offset) + ": " +
+                                          parse_error.message});
+        return out;
+    }
+    Reader r(out.errors);
+    if (!doc.is(Type::Object)) {
+        r.error("body", "must be a JSON object");
+        return out;
+    }
+    if (partial) {
+        r.only(doc, "", {"amount", "customer", "metadata", "description"});
+        if (doc.members().empty()) r.error("body", "name at least one of amount, customer, metadata, description");
+    } else {
+        r.only(doc, "", {"amount", "metadata", "description"});
+    }
+    UpdateRequest req;
+    for (const auto& [name, value] : doc.members()) req.updated_fields.push_back(name);
+    if (doc.find("amount") != nullptr || !partial) req.amount = r.money(doc, "amount", "");
+    if (const Value* m = doc.find("metadata")) {
+        std::string text = json::serialize(*m);
+        if (!m->is(Type::Object) || m->members().size() > 32 || text.size() > 4096) {
+            r.error("metadata", "must be an object of at most 32 members and 4 KiB");
+        } else if (m->find("updated_fields") != nullptr) {
+            r.error("metadata.updated_fields", "is reserved: paygate fills it in answers");
+        } else {
+            req.metadata_json = text;
+        }
+    } else if (!partial) {
+        r.error("metadata", "required");
+    }
+    if (doc.find("description") != nullptr || !partial) {
+        if (auto d = r.string(doc, "description", "")) {
+            if (d->empty() || d->size() > 1024) r.error("description", "must be 1-1024 bytes");
+            req.description = *d;
+        }
+    }
+    if (partial && doc.find("customer") != nullptr) {
+        if (const Value* customer = r.object(doc.find("customer"), "customer")) {
+            r.only(*customer, "customer.", {"email", "phone"});
+            std::optional<std::string> email = r.string(*customer, "email", "customer.");
+            std::optional<std::string> phone = r.string(*customer, "phone", "customer.", false);
+            if (email && !valid_email(*email)) r.error("customer.email", "must be an email address");
+            if (phone && !valid_phone(*phone)) r.error("customer.phone", "must be an E.164 number, e.g. +79991111111");
+            std::vector<std::pair<std::string, Value>> members;
+            if (email) members.emplace_back("email", Value::string(*email));
+            if (phone) members.emplace_back("phone", Value::string(*phone));
+            req.customer_json = json::serialize(Value::object(std::move(members)));
+        }
+    }
+    if (!out.errors.empty()) return out;
+    out.request = std::move(req);
+    return out;
+}
+
+// ---- the hosted page ----
+
+std::string html_escape(std::string_view text) {
+    std::string out;
+    for (char c : text) {
+        switch (c) {
+            case '&': out += "&amp;"; break;
+            case '<': out += "&lt;"; break;
+            case '>': out += "&gt;"; break;
+            case '"': out += "&quot;"; break;
+            case '\'': out += "&#39;"; break;
+            default: out.push_back(c);
+        }
+    }
+    return out;
+}
+
+std::string method_label(std::string_view method) {
+    if (method == "bank_card") return "Bank card";
+    if (method == "apple_pay") return "Apple Pay";
+    if (method == "google_pay") return "Google Pay";
+    if (method == "sbp") return "SBP (Faster Payments System)";
+    return std::string(method);
+}
+
+std::optional<std::string> form_value(std::string_view body, std::string_view name) {
+    auto hex_value = [](char c) {
+        if (c >= '0' && c <= '9') return c - '0';
+        if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+        if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+        return -1;
+    };
+    while (!body.empty()) {
+        std::string_view pair = body.substr(0, body.find('&'));
+        body.remove_prefix(std::min(body.size(), pair.size() + 1));
+        std::string_view key = pair.substr(0, pair.find('='));
+        if (key != name) continue;
+        std::string_view raw = pair.size() > key.size() ? pair.substr(key.size() + 1) : std::string_view();
+        std::string out;
+        for (std::size_t i = 0; i < raw.size(); ++i) {
+            if (raw[i] == '+') {
+                out.push_back(' ');
+            } else if (raw[i] == '%') {
+                if (i + 2 >= raw.size() || hex_value(raw[i + 1]) < 0 || hex_value(raw[i + 2]) < 0) return std::nullopt;
+                out.push_back(static_cast<char>(hex_value(raw[i + 1]) * 16 + hex_value(raw[i + 2])));
+                i += 2;
+            } else {
+                out.push_back(raw[i]);
+            }
+        }
+        return out;
+    }
+    return std::nullopt;
+}
+
+std::string render_page(const PageView& v) {
+    std::string title = v.kind == PageView::Kind::Pay          ? "Pay for your order"
+                        : v.kind == PageView::Kind::Processing ? "Payment in progress"
+                        : v.kind == PageView::Kind::Expired    ? "This payment link has expired"
+                                                               : "This payment link is not valid";
+    std::string h = "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+                    "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n";
+    if (v.kind == PageView::Kind::Processing) h += "<meta http-equiv=\"refresh\" content=\"1\">\n";
+    h += "<title>" + html_escape(title) + "</title>\n<style>\n"
+         "body{font-family:system-ui,sans-serif;max-width:36rem;margin:2rem auto;padding:0 1rem;color:#1a1a1a}\n"
+         "table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:.3rem;border-bottom:1px solid #ccc}\n"
+         "fieldset{margin:1rem 0}button{font-size:1rem;padding:.6rem 1.2rem;margin:.3rem 0}\n"
+         "button:focus,input:focus,a:focus{outline:3px solid #1a5fb4;outline-offset:2px}\n"
+         ".alert{border:2px solid #a51d2d;padding:.5rem;color:#a51d2d}\n</style>\n</head>\n<body>\n<main>\n<h1>" +
+         html_escape(title) + "</h1>\n";
+    if (!v.error.empty()) h += "<p class=\"alert\" role=\"alert\">" + html_escape(v.error) + "</p>\n";
+    if (v.kind == PageView::Kind::Invalid) return h + "</main>\n</body>\n</html>\n";
+    if (v.kind == PageView::Kind::Expired) {
+        h += "<p id=\"status\">This payment session has expired: nothing was charged.</p>\n";
+        if (!v.back_url.empty()) h += "<p><a id=\"back\" href=\"" + html_escape(v.back_url) + "\">Back to the shop</a></p>\n";
+        return h + "</main>\n</body>\n</html>\n";
+    }
+    h += "<p id=\"description\">" + html_escape(v.description) + "</p>\n<table>\n<caption>Your order</caption>\n"
+         "<thead><tr><th scope=\"col\">Ticket</th><th scope=\"col\">Quantity</th><th scope=\"col\">Price</th>"
+         "<th scope=\"col\">Visit</th></tr></thead>\n<tbody>\n";
+    for (const auto& row : v.items) {
+        h += "<tr>";
+        for (const std::string& cell : row) h += "<td>" + html_escape(cell) + "</td>";
+        h += "</tr>\n";
+    }
+    h += "</tbody>\n</table>\n<p>Total: <strong id=\"total\">" + html_escape(v.total) + "</strong></p>\n";
+    if (v.kind == PageView::Kind::Processing) {
+        return h + "<p id=\"status\" role=\"status\">Your payment is being processed. This page updates by itself.</p>\n"
+                   "</main>\n</body>\n</html>\n";
+    }
+    long minutes = v.seconds_left / 60, seconds = v.seconds_left % 60;
+    h += "<p id=\"time-left\">Time left to pay: " + std::to_string(minutes) + " min " + std::to_string(seconds) + " s</p>\n";
+    h += "<form method=\"post\" action=\"" + html_escape(v.token) + "/pay\">\n<fieldset>\n<legend>Payment method</legend>\n";
+    for (std::size_t i = 0; i < v.methods.size(); ++i) {
+        std::string id = "method-" + html_escape(v.methods[i]);
+        h += "<div><input type=\"radio\" name=\"method\" id=\"" + id + "\" value=\"" + html_escape(v.methods[i]) + "\"" +
+             (i == 0 ? " checked" : "") + "> <label for=\"" + id + "\">" + html_escape(method_label(v.methods[i])) +
+             "</label></div>\n";
+    }
+    h += "</fieldset>\n<button type=\"submit\" id=\"pay\">Pay " + html_escape(v.total) + "</button>\n</form>\n";
+    h += "<form method=\"post\" action=\"" + html_escape(v.token) + "/cancel\">\n"
+         "<button type=\"submit\" id=\"cancel\">Cancel and return to the shop</button>\n</form>\n";
+    return h + "</main>\n</body>\n</html>\n";
+}
+
+// ---- personal data ----
+
+namespace {
+
+struct CipherCtx {
+    void operator()(EVP_CIPHER_CTX* c) const noexcept { EVP_CIPHER_CTX_free(c); }
+};
+
+int hex_value(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+}  // namespace
+
+bool CustomerKeyring::add(std::string_view spec, std::string& error) {
+    const std::size_t space = spec.find(' ');
+    std::string id(spec.substr(0, space));
+    std::string path(space == std::string_view::npos ? std::string_view() : spec.substr(space + 1));
+    while (!path.empty() && path.front() == ' ') path.erase(0, 1);
+    if (!id_chars(id, 32) || id.find(':') != std::string::npos || path.empty()) {
+        error = "customer_data_key: expected 'ID FILE' (ID: 1-32 of A-Z a-z 0-9 . _ -)";
+        return false;
+    }
+    for (const auto& [known, key] : keys_) {
+        if (known == id) {
+            error = "customer_data_key: key id '" + id + "' given twice";
+            return false;
+        }
+    }
+    FILE* f = std::fopen(path.c_str(), "rb");
+    if (f == nullptr) {
+        error = "customer_data_key " + id + ": cannot open " + path;
+        return false;
+    }
+    char line[130] = {0};
+    std::size_t n = std::fread(line, 1, sizeof line - 1, f);
+    std::fclose(f);
+    std::string text(line, n);
+    text = text.substr(0, text.find('\n'));
+    if (!text.empty() && text.back() == '\r') text.pop_back();
+    if (text.size() != 64) {
+        error = "customer_data_key " + id + ": " + path + " must hold 64 hex digits (32 bytes) on its first line";
+        return false;
+    }
+    std::string key;
+    for (std::size_t i = 0; i < 64; i += 2) {
+        int hi = hex_value(text[i]), lo = hex_value(text[i + 1]);
+        if (hi < 0 || lo < 0) {
+            error = "customer_data_key " + id + ": " + path + " must hold 64 hex digits (32 bytes) on its first line";
+            return false;
+        }
+        key.push_back(static_cast<char>(hi * 16 + lo));
+    }
+    keys_.emplace_back(std::move(id), std::move(key));
+    return true;
+}
+
+std::string CustomerKeyring::seal(std::string_view plaintext, std::string_view context) const {
+    if (keys_.empty()) throw std::runtime_error("no customer_data_key configured");
+    const auto& [id, key] = keys_.front();
+    std::string out(kNonceBytes + plaintext.size() + kTagBytes, '\0');
+    auto* bytes = reinterpret_cast<unsigned char*>(out.data());
+    if (RAND_bytes(bytes, kNonceBytes) != 1) throw std::runtime_error("no random bytes for a nonce");
+    std::string aad = id + "\n" + std::string(context);
+    std::unique_ptr<EVP_CIPHER_CTX, CipherCtx> ctx(EVP_CIPHER_CTX_new());
+    int len = 0;
+    if (!ctx || EVP_EncryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, nullptr, nullptr) != 1 ||
+        EVP_EncryptInit_ex(ctx.get(), nullptr, nullptr, reinterpret_cast<const unsigned char*>(key.data()), bytes) != 1 ||
+        EVP_EncryptUpdate(ctx.get(), nullptr, &len, reinterpret_cast<const unsigned char*>(aad.data()),
+                          static_cast<int>(aad.size())) != 1 ||
+        EVP_EncryptUpdate(ctx.get(), bytes + kNonceBytes, &len, reinterpret_cast<const unsigned char*>(plaintext.data()),
+                          static_cast<int>(plaintext.size())) != 1 ||
+        EVP_EncryptFinal_ex(ctx.get(), bytes + kNonceBytes + len, &len) != 1 ||
+        EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_GET_TAG, kTagBytes, bytes + kNonceBytes + plaintext.size()) != 1) {
+        throw std::runtime_error("AES-256-GCM sealing failed");
+    }
+    return out;
+}
+
+std::optional<std::string> CustomerKeyring::open(std::string_view key_id, std::string_view sealed,
+                                                 std::string_view context) const {
+    const std::string* key = nullptr;
+    for (const auto& [id, k] : keys_) {
+        if (id == key_id) key = &k;
+    }
+    if (key == nullptr || sealed.size() < kNonceBytes + kTagBytes) return std::nullopt;
+    const auto* bytes = reinterpret_cast<const unsigned char*>(sealed.data());
+    const std::size_t text_len = sealed.size() - kNonceBytes - kTagBytes;
+    std::string out(text_len, '\0');
+    std::string aad = std::string(key_id) + "\n" + std::string(context);
+    std::unique_ptr<EVP_CIPHER_CTX, CipherCtx> ctx(EVP_CIPHER_CTX_new());
+    int len = 0;
+    unsigned char tag[kTagBytes];
+    std::copy(bytes + kNonceBytes + text_len, bytes + sealed.size(), tag);
+    if (!ctx || EVP_DecryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, nullptr, nullptr) != 1 ||
+        EVP_DecryptInit_ex(ctx.get(), nullptr, nullptr, reinterpret_cast<const unsigned char*>(key->data()), bytes) != 1 ||
+        EVP_DecryptUpdate(ctx.get(), nullptr, &len, reinterpret_cast<const unsigned char*>(aad.data()),
+                          static_cast<int>(aad.size())) != 1 ||
+        EVP_DecryptUpdate(ctx.get(), reinterpret_cast<unsigned char*>(out.data()), &len, bytes + kNonceBytes,
+                          static_cast<int>(text_len)) != 1 ||
+        EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_TAG, kTagBytes, tag) != 1) {
+        return std::nullopt;
+    }
+    int final_len = 0;
+    if (EVP_DecryptFinal_ex(ctx.get(), reinterpret_cast<unsigned char*>(out.data()) + len, &final_len) != 1) {
+        return std::nullopt;
+    }
+    return out;
+}
+
+bool load_settings(const Config& config, Settings& out, std::string& error) {
+    for (const std::string& spec : config.customer_data_keys) {
+        if (!out.keyring.add(spec, error)) return false;
+    }
+    out.page_url = config.zooticket_page_url;
+    out.session_lifetime_s = config.zooticket_session_lifetime_s;
+    out.allow_http_loopback = config.zooticket_allow_http_loopback;
+    return true;
+}
+
+}  // namespace paygate::daemon::zooticket
