@@ -24,6 +24,7 @@
 namespace paygate::daemon {
 
 class TokenLog;   // token_feed.hpp
+class DaemonMetrics;   // metrics.hpp
 
 // What a handler gets besides the request: state owned by the worker thread running it.
 struct WorkerContext {
@@ -39,6 +40,8 @@ struct WorkerContext {
     std::size_t batch = 1;   // requests in the job being served (its log lines say batch=N when > 1)
     // The token feed's log (token_feed.hpp): set on the broker thread, which serves auth.tokens.
     const TokenLog* tokens = nullptr;
+    // The daemon's counters (metrics.hpp); null in tests.
+    DaemonMetrics* metrics = nullptr;
 };
 
 // Routes whose requests a worker may take several at a time (the broker batches consecutive

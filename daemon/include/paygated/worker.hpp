@@ -21,6 +21,8 @@
 
 namespace paygate::daemon {
 
+class DaemonMetrics;   // metrics.hpp
+
 struct WorkerSettings {
     int id = 0;                                  // 1..workers, appears as worker=<id> in logs
     std::string endpoint;                        // inproc endpoint of the broker's back end
@@ -30,6 +32,7 @@ struct WorkerSettings {
     unsigned idempotency_retention_s = 86400;
     TestFault test_fault = TestFault::None;
     std::vector<std::pair<std::string, std::string>> provider_routes;
+    std::shared_ptr<DaemonMetrics> metrics;      // the daemon's counters; null in tests
 };
 
 struct WorkerContext;
