@@ -6,6 +6,7 @@
 #include <iterator>
 #include <new>
 
+#include "paygate/idempotency.hpp"
 #include "paygate/metrics_text.hpp"
 
 namespace paygate::module {
@@ -127,11 +128,14 @@ std::string ModuleMetrics::format(const std::vector<std::string_view>& route_nam
                     static_cast<double>(h.sum_ns.load(kRelaxed)) / 1e9);
     }
 
+    // Every idempotent route, 0 included: an absent series is not 0 to a rate() or an alert.
     auto per_route = [&](std::string_view name, std::string_view help, const std::atomic<std::uint64_t>* values) {
         w.family(name, "counter", help);
         for (std::size_t slot = 1; slot < slots; ++slot) {
             std::uint64_t n = values[slot].load(kRelaxed);
-            if (n != 0) w.sample(name, {{"route", slot_name(route_names, slot)}}, static_cast<double>(n));
+            if (n != 0 || idempotency::applies_to(slot_name(route_names, slot))) {
+                w.sample(name, {{"route", slot_name(route_names, slot)}}, static_cast<double>(n));
+            }
         }
     };
     per_route("paygate_replay_hits_total",

@@ -155,13 +155,8 @@ ngx_int_t guarded_metrics_handler(ngx_http_request_t* r) {
     }
 }
 
-// Log phase: every request of a paygate_pass location, by route and final status.
-ngx_int_t count_request(ngx_http_request_t* r) {
-    if (process_metrics == nullptr || r != r->main) return NGX_OK;
-    auto* lcf = static_cast<LocConf*>(ngx_http_get_module_loc_conf(r, ngx_http_paygate_module));
-    if (!lcf->pass) return NGX_OK;
-    ngx_uint_t status = r->err_status ? r->err_status : r->headers_out.status;
-    if (status == 0) status = NGX_HTTP_CLIENT_CLOSED_REQUEST;
+// A request of a paygate_pass location, by route and status.
+void count_request(ngx_http_request_t* r, ngx_uint_t status) {
     std::size_t slot = 0;
     RequestCtx* ctx = ctx_of(r);
     if (ctx != nullptr && ctx->routed) {
@@ -177,6 +172,28 @@ ngx_int_t count_request(ngx_http_request_t* r) {
         }
     }
     process_metrics->request(slot, static_cast<int>(status));
+}
+
+bool counted_here(ngx_http_request_t* r) {
+    if (process_metrics == nullptr || r != r->main) return false;
+    auto* lcf = static_cast<LocConf*>(ngx_http_get_module_loc_conf(r, ngx_http_paygate_module));
+    return lcf->pass;
+}
+
+ngx_http_output_header_filter_pt next_header_filter;
+
+// Counted as the header goes out, before the client can see the answer: a scrape that follows a
+// response always includes it.
+ngx_int_t count_response(ngx_http_request_t* r) {
+    if (counted_here(r)) count_request(r, r->headers_out.status);
+    return next_header_filter(r);
+}
+
+// Log phase: a request that ended without a response (the client went away: 499).
+ngx_int_t count_unanswered(ngx_http_request_t* r) {
+    if (r->header_sent || !counted_here(r)) return NGX_OK;
+    ngx_uint_t status = r->err_status ? r->err_status : r->headers_out.status;
+    count_request(r, status != 0 ? status : NGX_HTTP_CLIENT_CLOSED_REQUEST);
     return NGX_OK;
 }
 
@@ -228,7 +245,9 @@ ngx_int_t install_metrics_log_handler(ngx_conf_t* cf) {
     auto* cmcf = static_cast<ngx_http_core_main_conf_t*>(ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module));
     auto* h = static_cast<ngx_http_handler_pt*>(ngx_array_push(&cmcf->phases[NGX_HTTP_LOG_PHASE].handlers));
     if (h == nullptr) return NGX_ERROR;
-    *h = count_request;
+    *h = count_unanswered;
+    next_header_filter = ngx_http_top_header_filter;
+    ngx_http_top_header_filter = count_response;
     return NGX_OK;
 }
 

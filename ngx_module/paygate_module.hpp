@@ -242,7 +242,8 @@ char* set_metrics_zone(ngx_conf_t* cf, ngx_command_t* cmd, void* conf);   // pay
 char* set_metrics(ngx_conf_t* cf, ngx_command_t* cmd, void* conf);        // paygate_metrics (location)
 // Adds the zone (init_main_conf) when paygate_daemon or paygate_metrics is configured.
 char* add_metrics_zone(ngx_conf_t* cf, MainConf& conf);
-// Counts every request of paygate locations by route and status (log phase; postconfiguration).
+// Counts every request of paygate locations by route and status as its header goes out (a header
+// filter), or at the log phase when it got none (postconfiguration).
 ngx_int_t install_metrics_log_handler(ngx_conf_t* cf);
 void start_metrics(const MainConf& conf);   // init_process
 void stop_metrics();                        // exit_process

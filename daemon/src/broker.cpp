@@ -122,6 +122,13 @@ public:
                    metrics_) {
         inline_ctx_.tokens = &token_feed_.log();
         metrics_->set_pool_size(config.workers);
+        std::vector<std::string> providers;
+        for (const auto& route : config.provider_routes) {
+            if (std::find(providers.begin(), providers.end(), route.second) == providers.end()) {
+                providers.push_back(route.second);
+            }
+        }
+        metrics_->set_providers(std::move(providers));
     }
 
     ~Broker() {

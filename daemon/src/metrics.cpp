@@ -6,6 +6,7 @@
 
 #include "paygated/db.hpp"
 #include "paygated/log.hpp"
+#include "paygated/tasks.hpp"
 
 namespace paygate::daemon {
 
@@ -32,6 +33,11 @@ void DaemonMetrics::db_connection(int worker, bool connected) {
 void DaemonMetrics::set_pool_size(unsigned workers) {
     std::lock_guard<std::mutex> lock(mu_);
     pool_size_ = workers;
+}
+
+void DaemonMetrics::set_providers(std::vector<std::string> providers) {
+    std::lock_guard<std::mutex> lock(mu_);
+    providers_ = std::move(providers);
 }
 
 void DaemonMetrics::state_sampled(StateSnapshot snapshot, Clock::time_point at) {
@@ -72,17 +78,34 @@ void DaemonMetrics::format(metrics::TextWriter& w, Clock::time_point now) const 
 
     w.family("paygate_daemon_tasks", "gauge",
              "Durable tasks by kind and state (pending, running, dead), as of the last state sample.");
-    for (const auto& [kind, state, n] : snapshot_.tasks) {
-        w.sample("paygate_daemon_tasks", {{"kind", kind}, {"state", state}}, static_cast<double>(n));
+    // Every known kind in every state the sample counts, 0 when it has none (absent is not 0 to
+    // an alert rule); kinds the sample found beyond these (a newer daemon's) as they come.
+    std::map<std::pair<std::string, std::string>, std::uint64_t> tasks;
+    for (const char* kind : {kTaskProcessPayment, kTaskProcessExtraPayment, kTaskProcessReversal, kTaskPaymentStatus,
+                             kTaskHandleCompleted, kTaskMserverProcessPayment, kTaskMserverProcessReversal,
+                             kTaskMserverNotification}) {
+        for (const char* state : {"pending", "running", "dead"}) tasks[{kind, state}] = 0;
+    }
+    for (const auto& [kind, state, n] : snapshot_.tasks) tasks[{kind, state}] = n;
+    for (const auto& [key, n] : tasks) {
+        w.sample("paygate_daemon_tasks", {{"kind", key.first}, {"state", key.second}}, static_cast<double>(n));
     }
     w.family("paygate_daemon_provider_operations_open", "gauge",
              "Provider operations not final, by provider and state (sending, unknown, processing), as of the last "
              "state sample.");
     std::map<std::string, std::uint64_t> unknown;
+    std::map<std::pair<std::string, std::string>, std::uint64_t> open;
+    for (const std::string& provider : providers_) {
+        unknown[provider] = 0;
+        for (const char* state : {"sending", "unknown", "processing"}) open[{provider, state}] = 0;
+    }
     for (const auto& [provider, state, n] : snapshot_.operations) {
-        w.sample("paygate_daemon_provider_operations_open", {{"provider", provider}, {"state", state}},
-                 static_cast<double>(n));
+        open[{provider, state}] = n;
         if (state == "unknown") unknown[provider] += n;
+    }
+    for (const auto& [key, n] : open) {
+        w.sample("paygate_daemon_provider_operations_open", {{"provider", key.first}, {"state", key.second}},
+                 static_cast<double>(n));
     }
     w.family("paygate_daemon_unknown_outcomes_open", "gauge",
              "Provider operations whose outcome is unknown (timeout, broken connection) until a status check "

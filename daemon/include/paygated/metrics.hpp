@@ -45,6 +45,8 @@ public:
     // Worker `worker` (1..N) holds an open PostgreSQL connection or not.
     void db_connection(int worker, bool connected);
     void set_pool_size(unsigned workers);
+    // The providers this daemon routes to: their gauges read 0 rather than being absent.
+    void set_providers(std::vector<std::string> providers);
     void state_sampled(StateSnapshot snapshot, Clock::time_point at);
     void state_sample_failed();
 
@@ -61,6 +63,7 @@ private:
     std::map<std::pair<std::string, std::string>, std::uint64_t> callbacks_;       // partner, result
     std::map<int, bool> db_connected_;
     unsigned pool_size_ = 0;
+    std::vector<std::string> providers_;
     StateSnapshot snapshot_;
     Clock::time_point sampled_at_{};
     bool sampled_ = false;
