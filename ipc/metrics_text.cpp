@@ -36,11 +36,44 @@ bool valid_name(std::string_view name) {
     return true;
 }
 
-// The metric name a sample line starts with, or "" when it does not start with one.
+// A number as the format writes one (strtod's syntax: also +Inf, -Inf, NaN), the whole token.
+bool number_token(std::string_view token) {
+    if (token.empty() || token.size() > 64) return false;
+    std::string text(token);
+    char* end = nullptr;
+    std::strtod(text.c_str(), &end);
+    return end == text.c_str() + text.size();
+}
+
+// The metric name of a sample line (name, optional {labels}, a value, optional timestamp), or ""
+// when the line is not one.
 std::string_view sample_name(std::string_view line) {
     std::size_t n = 0;
     while (n < line.size() && name_char(line[n], n == 0)) ++n;
-    if (n == 0 || n == line.size() || (line[n] != '{' && line[n] != ' ')) return {};
+    if (n == 0 || n == line.size()) return {};
+    std::size_t at = n;
+    if (line[at] == '{') {
+        bool quoted = false;
+        for (++at; at < line.size(); ++at) {
+            if (quoted && line[at] == '\\') {
+                ++at;
+            } else if (line[at] == '"') {
+                quoted = !quoted;
+            } else if (!quoted && line[at] == '}') {
+                break;
+            }
+        }
+        if (at >= line.size()) return {};
+        ++at;
+    }
+    if (at >= line.size() || line[at] != ' ') return {};
+    std::string_view rest = line.substr(at + 1);
+    std::size_t space = rest.find(' ');
+    if (!number_token(rest.substr(0, space))) return {};
+    if (space != std::string_view::npos) {
+        std::string_view stamp = rest.substr(space + 1);
+        if (stamp.empty() || stamp.find_first_not_of("-0123456789") != std::string_view::npos) return {};
+    }
     return line.substr(0, n);
 }
 
