@@ -72,6 +72,12 @@ char* merge_loc_conf(ngx_conf_t* cf, void* parent, void* child) {
                            &conf->callback_prefix);
         return static_cast<char*>(NGX_CONF_ERROR);
     }
+    if (conf->pass && conf->metrics) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"paygate_metrics\" needs a location of its own, without \"paygate_pass\" (set here or "
+                           "inherited)");
+        return static_cast<char*>(NGX_CONF_ERROR);
+    }
     if (conf->pass) {
         auto* mcf = static_cast<MainConf*>(ngx_http_conf_get_module_main_conf(cf, ngx_http_paygate_module));
         if (mcf->daemons == NGX_CONF_UNSET_PTR || mcf->daemons->nelts == 0) {

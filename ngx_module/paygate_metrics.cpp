@@ -216,7 +216,7 @@ char* set_metrics_zone(ngx_conf_t* cf, ngx_command_t*, void* data) {
 char* set_metrics(ngx_conf_t* cf, ngx_command_t*, void* data) {
     auto* clcf = static_cast<ngx_http_core_loc_conf_t*>(ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module));
     if (clcf->handler == guarded_metrics_handler) return const_cast<char*>("is duplicate");
-    (void)data;
+    static_cast<LocConf*>(data)->metrics = 1;
     clcf->handler = guarded_metrics_handler;
     auto* mcf = static_cast<MainConf*>(ngx_http_conf_get_module_main_conf(cf, ngx_http_paygate_module));
     mcf->metrics_used = 1;

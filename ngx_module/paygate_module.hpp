@@ -57,6 +57,7 @@ struct LocConf {
     ngx_msec_t timeout;
     size_t max_body_size;
     ngx_str_t callback_prefix;   // paygate_callback_prefix: where partner callbacks are served
+    ngx_flag_t metrics;          // paygate_metrics in this location (not inherited)
 };
 
 // The route table's callback paths start with this; paygate_callback_prefix moves them.

@@ -203,5 +203,24 @@ class MetricsDaemonDownTest(Scraping, StackTestCase):
         self.assertPromtoolPasses(text)
 
 
+class MetricsConfigurationTest(StackTestCase):
+    """paygate_metrics_zone and paygate_metrics are checked when nginx reads its configuration."""
+
+    start_nginx_in_setup = False
+
+    def test_zone_size_and_location_checked(self):
+        rc, out = self.stack.check_nginx_conf(paygate_metrics_zone="2m")
+        self.assertEqual(rc, 0, out)
+        for size in ("8k", "lots"):
+            with self.subTest(size):
+                rc, out = self.stack.check_nginx_conf(paygate_metrics_zone=size)
+                self.assertNotEqual(rc, 0, out)
+                self.assertIn(f'paygate_metrics_zone "{size}": expected a size of at least', out)
+        rc, out = self.stack.check_nginx_conf(
+            server_extra="location /api/ { paygate_pass; location = /api/metrics { paygate_metrics; } }")
+        self.assertNotEqual(rc, 0, out)
+        self.assertIn('"paygate_metrics" needs a location of its own, without "paygate_pass"', out)
+
+
 if __name__ == "__main__":
     unittest.main()
