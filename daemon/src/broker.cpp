@@ -214,6 +214,7 @@ public:
                 std::string why = drain_stop_fd(stop_fd);
                 stopping = true;
                 deadline_ = Clock::now() + std::chrono::milliseconds(config_.shutdown_timeout_ms);
+                sampler_.request_stop();   // joined in finish()
                 log::info("shutdown_begin").kv("signal", why).kv("in_flight", busy_.size()).kv("queued", queue_.size());
                 while (!queue_.empty()) refuse_front(ipc::NotExecuted::Draining, "draining");
             }

@@ -151,12 +151,16 @@ void StateSampler::start() {
     thread_ = std::thread([this] { run(); });
 }
 
-void StateSampler::stop() {
+void StateSampler::request_stop() {
     {
         std::lock_guard<std::mutex> lock(mu_);
         stop_ = true;
     }
     cv_.notify_all();
+}
+
+void StateSampler::stop() {
+    request_stop();
     if (thread_.joinable()) thread_.join();
 }
 

@@ -94,7 +94,9 @@ public:
                  std::shared_ptr<DaemonMetrics> metrics);
     ~StateSampler();
     void start();
-    void stop();
+    // Asks the thread to end without waiting for it (the broker's loop must not block).
+    void request_stop();
+    void stop();   // request_stop() and join
     // One sample now, on the caller's thread (tests): false when the database did not answer.
     bool sample_once();
 
@@ -111,10 +113,13 @@ private:
     std::unique_ptr<class Db> db_;
 };
 
-// The two queries StateSampler runs (sql/0009_metrics.sql indexes them).
+// The two queries StateSampler runs (sql/0009_metrics.sql indexes them). Each is bounded: a lock
+// taken on the tables by hand, or a hung server, delays a sample, never the daemon's shutdown.
 inline constexpr const char* kOpenTasksQuery =
+    "SET statement_timeout = 2000; SET lock_timeout = 1000; "
     "SELECT kind, state, count(*) FROM tasks WHERE state IN ('pending', 'running', 'dead') GROUP BY kind, state";
 inline constexpr const char* kOpenOperationsQuery =
+    "SET statement_timeout = 2000; SET lock_timeout = 1000; "
     "SELECT provider, state, count(*) FROM provider_operations WHERE state IN ('sending', 'unknown', 'processing') "
     "GROUP BY provider, state";
 
