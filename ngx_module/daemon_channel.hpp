@@ -66,6 +66,10 @@ public:
     // or -1 when none is connected or every queue is full: the caller answers 503 at once.
     int send(std::string_view frame, int avoid = -1);
 
+    // Queues one frame for daemon i only (a metrics scrape asks each daemon); false when it is not
+    // connected or its queue is full.
+    bool send_to(std::size_t i, std::string_view frame) { return try_send(sockets_[i], frame); }
+
     // Prefer the other daemons over daemon i until `until` (it said it is draining or overloaded).
     void rest(std::size_t i, Clock::time_point until) { sockets_[i].rest_until = until; }
 

@@ -28,6 +28,8 @@ void* create_main_conf(ngx_conf_t* cf) {
     conf->max_in_flight = NGX_CONF_UNSET;
     conf->curve = NGX_CONF_UNSET;
     conf->token_zone_size = NGX_CONF_UNSET_SIZE;
+    conf->metrics_zone_size = NGX_CONF_UNSET_SIZE;
+    conf->metrics_used = NGX_CONF_UNSET;
     return conf;
 }
 
@@ -41,6 +43,7 @@ char* init_main_conf(ngx_conf_t* cf, void* data) {
         // The token table every worker shares (a zone only costs the pages tokens occupy).
         if (add_token_zone(cf, *conf) != NGX_CONF_OK) return static_cast<char*>(NGX_CONF_ERROR);
     }
+    if (add_metrics_zone(cf, *conf) != NGX_CONF_OK) return static_cast<char*>(NGX_CONF_ERROR);
     return check_link_keys(cf, *conf);
 }
 
@@ -68,6 +71,12 @@ char* merge_loc_conf(ngx_conf_t* cf, void* parent, void* child) {
                            "paygate_callback_prefix \"%V\": expected a path like /callbacks (a leading slash, no "
                            "trailing slash, no query)",
                            &conf->callback_prefix);
+        return static_cast<char*>(NGX_CONF_ERROR);
+    }
+    if (conf->pass && conf->metrics) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"paygate_metrics\" needs a location of its own, without \"paygate_pass\" (set here or "
+                           "inherited)");
         return static_cast<char*>(NGX_CONF_ERROR);
     }
     if (conf->pass) {
@@ -121,6 +130,7 @@ ngx_int_t postconfiguration(ngx_conf_t* cf) {
     if (register_request_id_variable(cf) != NGX_OK) return NGX_ERROR;
     install_error_page_filters();
     install_request_body_filter();
+    if (install_metrics_log_handler(cf) != NGX_OK) return NGX_ERROR;
     return NGX_OK;
 }
 
@@ -165,6 +175,7 @@ ngx_int_t init_process(ngx_cycle_t* cycle) {
     arm_test_leak_canary(cycle->log);   // nginx set the worker's environment (env directives) already
 #endif
     auto* mcf = static_cast<MainConf*>(ngx_http_cycle_get_module_main_conf(cycle, ngx_http_paygate_module));
+    if (mcf != nullptr) start_metrics(*mcf);
     if (mcf == nullptr || mcf->daemons == NGX_CONF_UNSET_PTR || mcf->daemons->nelts == 0) return NGX_OK;
     try {
         if (open_channel(cycle, *mcf) != NGX_OK) return NGX_ERROR;
@@ -180,6 +191,7 @@ ngx_int_t init_process(ngx_cycle_t* cycle) {
 void exit_process(ngx_cycle_t*) {
     stop_token_sync();
     close_channel();
+    stop_metrics();
 }
 
 ngx_conf_num_bounds_t in_flight_bounds = {ngx_conf_check_num_bounds, 1, 1000000};
@@ -215,6 +227,10 @@ ngx_command_t commands[] = {
      nullptr},
     {ngx_string("paygate_jwt_merchant_claim"), NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1, set_jwt_merchant_claim,
      NGX_HTTP_MAIN_CONF_OFFSET, 0, nullptr},
+    {ngx_string("paygate_metrics_zone"), NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1, set_metrics_zone, NGX_HTTP_MAIN_CONF_OFFSET,
+     0, nullptr},
+    {ngx_string("paygate_metrics"), NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS, set_metrics, NGX_HTTP_LOC_CONF_OFFSET, 0,
+     nullptr},
     {ngx_string("paygate_pass"), NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS, set_pass, NGX_HTTP_LOC_CONF_OFFSET, 0, nullptr},
     {ngx_string("paygate_timeout"), NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1,
      ngx_conf_set_msec_slot, NGX_HTTP_LOC_CONF_OFFSET, offsetof(LocConf, timeout), nullptr},

@@ -25,7 +25,7 @@ void on_token_wait_timeout(ngx_event_t* ev) {
     ngx_int_t rc = ngx_http_discard_request_body(r);
     if (rc == NGX_OK) {
         try {
-            rc = send_unavailable(r, "no token list from the daemons in time");
+            rc = send_unavailable(r, Unavailable::TokensUnavailable, "no token list from the daemons in time");
         } catch (...) {
             rc = NGX_ERROR;
         }
@@ -80,10 +80,15 @@ bool authenticate(ngx_http_request_t* r, std::string& principal, ngx_int_t& rc) 
     if (found.state != TokenLookup::Usable) {
         // Without a fresh token table a revoked token could pass: refuse rather than guess.
         rc = ngx_http_discard_request_body(r);
-        if (rc == NGX_OK) rc = send_unavailable(r, "token list not loaded or stale");
+        if (rc == NGX_OK) rc = send_unavailable(r, Unavailable::TokensUnavailable, "token list not loaded or stale");
         return false;
     }
     if (!found.client) {
+        if (ModuleMetrics* m = metrics()) {
+            m->auth_refusal(ambiguous       ? AuthRefusal::TokenAmbiguous
+                            : token.empty() ? AuthRefusal::TokenMissing
+                                            : AuthRefusal::TokenInvalid);
+        }
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0, "paygate: 403, %s token, request_id=%*s",
                       ambiguous ? "more than one" : token.empty() ? "missing" : "unknown or revoked",
                       static_cast<int>(request_id(r).size()),

@@ -49,6 +49,8 @@ bool resend_elsewhere(ngx_http_request_t* r, RequestCtx* ctx, std::string_view w
     ctx->resendable.reset();
     if (daemon < 0) return false;
     ctx->daemon = daemon;
+    ctx->sent_at = std::chrono::steady_clock::now();
+    if (ModuleMetrics* m = metrics()) m->resent();
     ngx_log_error(NGX_LOG_INFO, log, 0, "paygate: daemon %d did not execute request %*s (%*s), sent to daemon %d",
                   first, static_cast<int>(request_id(r).size()), request_id(r).data(), static_cast<int>(why.size()),
                   why.data(), daemon);
@@ -69,7 +71,13 @@ void on_reply(std::size_t daemon, std::string_view frame, ngx_log_t* log) {
                              : std::chrono::duration_cast<DaemonChannel::Clock::duration>(kRestOverloaded);
         worker->channel.rest(daemon, DaemonChannel::Clock::now() + rest);
     }
+    ModuleMetrics* m = metrics();
     if (reply.id & kInternalId) {
+        auto scrape = worker->scrapes.find(reply.id);
+        if (scrape != worker->scrapes.end()) {
+            on_metrics_reply(scrape->second, daemon, reply);
+            return;
+        }
         on_token_sync_reply(reply, log);
         return;
     }
@@ -77,10 +85,24 @@ void on_reply(std::size_t daemon, std::string_view frame, ngx_log_t* log) {
     if (it == worker->pending.end()) {
         // Its request timed out or its client left: the late reply has nobody to go to.
         ngx_log_error(NGX_LOG_INFO, log, 0, "paygate: late reply %uL dropped", reply.id);
+        if (m) m->late_reply();
         return;
     }
     ngx_http_request_t* r = it->second;
-    if (!not_executed.empty() && resend_elsewhere(r, ctx_of(r), not_executed, log)) return;
+    RequestCtx* ctx = ctx_of(r);
+    if (m) {
+        auto took = std::chrono::steady_clock::now() - ctx->sent_at;
+        m->round_trip(ctx->route_slot, static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(took).count()));
+    }
+    if (!not_executed.empty() && resend_elsewhere(r, ctx, not_executed, log)) return;
+    if (m && !not_executed.empty()) {
+        m->unavailable(not_executed == ipc::not_executed_name(ipc::NotExecuted::Draining) ? Unavailable::Draining
+                                                                                          : Unavailable::Overloaded);
+    } else if (m && reply.status == 503) {
+        m->unavailable(Unavailable::DaemonUnavailable);
+    } else if (m && reply.status == 504) {
+        m->unavailable(Unavailable::DaemonTimeout);
+    }
     deliver_reply(r, reply);
 }
 
@@ -340,8 +362,18 @@ void close_channel() {
     for (auto& [id, r] : worker->pending) {
         if (RequestCtx* ctx = ctx_of(r)) ctx->id = 0;
     }
+    if (ModuleMetrics* m = metrics()) m->in_flight_add(-static_cast<std::int64_t>(worker->pending.size()));
+    for (auto& [id, r] : worker->scrapes) {
+        if (RequestCtx* ctx = ctx_of(r); ctx != nullptr && ctx->scrape) ctx->scrape->ids.clear();
+    }
     delete worker;
     worker = nullptr;
+}
+
+bool send_to_daemon(std::size_t daemon, const ipc::Request& request) {
+    if (!worker->channel.send_to(daemon, ipc::encode(request))) return false;
+    ngx_post_event(worker->connections[daemon]->read, &ngx_posted_events);
+    return true;
 }
 
 int send_to_daemons(const ipc::Request& request, int avoid) {

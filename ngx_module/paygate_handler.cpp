@@ -21,6 +21,7 @@ void destroy_ctx(void* data) {
 void on_timeout(ngx_event_t* ev) {
     auto* r = static_cast<ngx_http_request_t*>(ev->data);
     stop_waiting(ctx_of(r));
+    if (ModuleMetrics* m = metrics()) m->unavailable(Unavailable::Timeout);
     ngx_log_error(NGX_LOG_WARN, r->connection->log, 0, "paygate: 504, no reply from the payment core in time, request_id=%*s",
                   static_cast<int>(request_id(r).size()), request_id(r).data());
     ngx_int_t rc;
@@ -81,7 +82,10 @@ ngx_int_t forward(ngx_http_request_t* r, RequestCtx* ctx) {
     if (ctx->match.route->access == routes::Access::Partner) {
         std::string webhook_id;
         ngx_int_t rc;
-        if (!check_signature(r, *ctx->match.route, request.body, webhook_id, rc)) return rc;
+        if (!check_signature(r, *ctx->match.route, request.body, webhook_id, rc)) {
+            if (ModuleMetrics* m = metrics()) m->auth_refusal(AuthRefusal::Signature);
+            return rc;
+        }
         request.params.emplace_back("operation_id", std::move(ctx->callback_ref));
         request.headers.emplace_back("webhook-id", std::move(webhook_id));
     }
@@ -97,6 +101,7 @@ ngx_int_t forward(ngx_http_request_t* r, RequestCtx* ctx) {
             StoredReply stored;
             switch (replay_lookup(mcf->replay, *ctx->idempotency_key, stored)) {
                 case ReplayLookup::Hit: {
+                    if (ModuleMetrics* m = metrics()) m->replay_hit(ctx->route_slot);
                     ipc::Reply reply;
                     reply.status = stored.status;
                     reply.headers.emplace_back("content-type", "application/json");
@@ -106,14 +111,17 @@ ngx_int_t forward(ngx_http_request_t* r, RequestCtx* ctx) {
                     return send_reply(r, reply);
                 }
                 case ReplayLookup::Conflict:
+                    if (ModuleMetrics* m = metrics()) m->replay_conflict(ctx->route_slot);
                     return send_error(r, 422, idempotency::kKeyReusedCode, idempotency::kKeyReusedMessage);
                 case ReplayLookup::Miss:
                     break;
             }
         }
     }
-    if (worker == nullptr) return send_unavailable(r, "no channel to the daemons in this worker");
-    if (worker->pending.size() >= worker->max_in_flight) return send_unavailable(r, "in-flight bound reached");
+    if (worker == nullptr) return send_unavailable(r, Unavailable::NoChannel, "no channel to the daemons in this worker");
+    if (worker->pending.size() >= worker->max_in_flight) {
+        return send_unavailable(r, Unavailable::InFlightBound, "in-flight bound reached");
+    }
 
     request.id = ++worker->last_id;
     ipc::parse_method(view(r->method_name), request.method);
@@ -129,9 +137,11 @@ ngx_int_t forward(ngx_http_request_t* r, RequestCtx* ctx) {
     }
 
     int daemon = send_to_daemons(request);
-    if (daemon < 0) return send_unavailable(r, "no daemon connected or send queue full");
+    if (daemon < 0) return send_unavailable(r, Unavailable::NoDaemon, "no daemon connected or send queue full");
 
     worker->pending.emplace(request.id, r);
+    ctx->sent_at = std::chrono::steady_clock::now();
+    if (ModuleMetrics* m = metrics()) m->in_flight_add(1);
     ctx->id = request.id;
     ctx->sent_unix_ms = request.sent_unix_ms;
     ctx->daemon = daemon;
@@ -155,6 +165,8 @@ void on_body_read(ngx_http_request_t* r) {
     if (rc != NGX_DONE) ngx_http_finalize_request(r, rc);
 }
 
+}  // namespace
+
 // The path matched against the route table: callbacks are served under paygate_callback_prefix
 // (the table's own /callbacks is then not reachable).
 // `storage` holds a rewritten path; the common case is the request's own URI, not copied.
@@ -172,6 +184,8 @@ std::string_view route_path(ngx_http_request_t* r, std::string& storage) {
     return uri;
 }
 
+namespace {
+
 // nginx writes the request line into every error log line about a request (", request: ...")
 // and into $request: a credential in the query string (mserver's access_token) is masked there
 // before anything about the request is logged. r->args keeps the real value for the check.
@@ -182,6 +196,13 @@ void mask_query_credential(ngx_http_request_t* r, std::string_view name) {
     if (data == nullptr) return;   // then the line stays as it was; the request goes on
     ngx_memcpy(data, masked->data(), masked->size());
     r->request_line = {masked->size(), data};
+}
+
+// A check answered the request: a 401/403 is an auth refusal of that kind.
+void count_refusal(ngx_http_request_t* r, AuthRefusal kind) {
+    ngx_uint_t status = r->headers_out.status;
+    if (status != NGX_HTTP_UNAUTHORIZED && status != NGX_HTTP_FORBIDDEN) return;
+    if (ModuleMetrics* m = metrics()) m->auth_refusal(kind);
 }
 
 ngx_int_t handle(ngx_http_request_t* r) {
@@ -199,22 +220,36 @@ ngx_int_t handle(ngx_http_request_t* r) {
         return send_error(r, NGX_HTTP_NOT_ALLOWED, "method_not_allowed",
                           "method " + std::string(view(r->method_name)) + " is not allowed here", match.allowed);
     }
+    // The context first: the request is counted under its route however it is answered.
+    RequestCtx* ctx = ensure_ctx(r);
+    if (ctx == nullptr) return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    ctx->route_slot = route_slot(match.route);
+    ctx->routed = true;
     std::string principal;
     std::string callback_ref;
     if (match.route->access == routes::Access::Partner) {
         ngx_int_t rc;
-        if (!check_capability(r, *match.route, callback_ref, rc)) return rc;
+        if (!check_capability(r, *match.route, callback_ref, rc)) {
+            count_refusal(r, AuthRefusal::Capability);
+            return rc;
+        }
         principal = "partner:" + std::string(match.route->partner);
     }
     if (match.route->access == routes::Access::AppToken) {
         mask_query_credential(r, "access_token");
         ngx_int_t rc;
-        if (!check_app_token(r, *match.route, rc)) return rc;
+        if (!check_app_token(r, *match.route, rc)) {
+            count_refusal(r, AuthRefusal::AppToken);
+            return rc;
+        }
         principal = "partner:" + std::string(match.route->partner);
     }
     if (match.route->access == routes::Access::MerchantJwt) {
         ngx_int_t rc;
-        if (!check_merchant_jwt(r, principal, rc)) return rc;
+        if (!check_merchant_jwt(r, principal, rc)) {
+            count_refusal(r, AuthRefusal::MerchantJwt);
+            return rc;
+        }
     }
     if (match.route->access == routes::Access::Client) {
         ngx_int_t rc;   // a request parked until the token table is loaded returns NGX_DONE here
@@ -224,8 +259,6 @@ ngx_int_t handle(ngx_http_request_t* r) {
 
     // An oversized Content-Length never gets here: nginx's client_max_body_size check, clamped to
     // paygate_max_body_size in merge_loc_conf, answers it before the content phase.
-    RequestCtx* ctx = ensure_ctx(r);
-    if (ctx == nullptr) return NGX_HTTP_INTERNAL_SERVER_ERROR;
     ctx->match = std::move(match);
     ctx->principal = std::move(principal);
     ctx->client = std::move(client);
@@ -321,7 +354,15 @@ RequestCtx* ensure_ctx(ngx_http_request_t* r) {
 }
 
 void stop_waiting(RequestCtx* ctx) {
-    if (ctx->id != 0 && worker != nullptr) worker->pending.erase(ctx->id);
+    if (ctx->id != 0 && worker != nullptr && worker->pending.erase(ctx->id) != 0) {
+        if (ModuleMetrics* m = metrics()) m->in_flight_add(-1);
+    }
+    if (ctx->scrape && worker != nullptr) {
+        for (std::uint64_t id : ctx->scrape->ids) {
+            if (id != 0) worker->scrapes.erase(id);
+        }
+        ctx->scrape->ids.clear();
+    }
     ctx->id = 0;
     if (ctx->awaiting_tokens && worker != nullptr) {
         auto& list = worker->awaiting_tokens;

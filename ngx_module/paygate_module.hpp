@@ -6,8 +6,10 @@
 
 #include "ngx_includes.hpp"
 
+#include <chrono>
 #include <cstdint>
 #include <initializer_list>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -15,6 +17,7 @@
 #include <vector>
 
 #include "daemon_channel.hpp"
+#include "module_metrics.hpp"
 #include "replay_cache.hpp"
 #include "token_table.hpp"
 #include "paygate/idempotency.hpp"
@@ -46,6 +49,9 @@ struct MainConf {
     ReplayZone replay;           // paygate_idempotency_zone; replay.shm null when not configured
     CallbackKeys* callbacks;     // paygate_callback_keys / paygate_partner_key; null when none
     MerchantJwt* jwt;            // paygate_jwt_key and friends; null when none
+    size_t metrics_zone_size;    // paygate_metrics_zone
+    ngx_flag_t metrics_used;     // some location has paygate_metrics
+    ngx_shm_zone_t* metrics_zone;   // the shared counters; null without paygate_daemon or paygate_metrics
 };
 
 struct LocConf {
@@ -53,6 +59,7 @@ struct LocConf {
     ngx_msec_t timeout;
     size_t max_body_size;
     ngx_str_t callback_prefix;   // paygate_callback_prefix: where partner callbacks are served
+    ngx_flag_t metrics;          // paygate_metrics in this location (not inherited)
 };
 
 // The route table's callback paths start with this; paygate_callback_prefix moves them.
@@ -90,6 +97,8 @@ struct Worker {
         TokenTable::Clock::time_point started{};
     } sync_round;
 
+    std::unordered_map<std::uint64_t, ngx_http_request_t*> scrapes;   // system.metrics id -> waiting /metrics request
+
     ngx_event_t link_timer{};                 // reads the channel's handshake events
     std::unordered_map<std::string, bool> link_failing;   // endpoint -> a failure was logged
 };
@@ -97,6 +106,14 @@ struct Worker {
 // This process's worker state; null in the master, without paygate_daemon, or when the channel
 // could not be opened (paygate locations then answer 503).
 extern Worker* worker;
+
+// A /metrics request waiting for the daemons' own metrics (paygate_metrics.cpp).
+struct Scrape {
+    std::vector<std::uint64_t> ids;        // the system.metrics request sent to daemon i (0: not sent)
+    std::vector<std::string> answers;      // daemon i's exposition, once it answered 200
+    std::vector<bool> answered;
+    std::size_t waiting = 0;
+};
 
 // Lives in the request pool's cleanup storage, so its destructor runs however the request ends.
 struct RequestCtx {
@@ -120,6 +137,10 @@ struct RequestCtx {
     std::string_view route_name;     // the matched route (the route table's static names)
     std::string client;              // the authenticated client id of an Access::Client route
     std::string_view replayed;       // "zone" or "daemon" when the answer is a recorded one
+    std::size_t route_slot = 0;      // paygate_requests_total's route (module_metrics.hpp), once matched
+    bool routed = false;
+    std::chrono::steady_clock::time_point sent_at{};   // the last send to a daemon: the round trip's start
+    std::unique_ptr<Scrape> scrape;  // a /metrics request
 };
 
 inline std::string_view view(const ngx_str_t& s) { return {reinterpret_cast<const char*>(s.data), s.len}; }
@@ -134,7 +155,7 @@ ngx_int_t add_header(ngx_http_request_t* r, std::string_view name, std::string_v
 ngx_int_t send_reply(ngx_http_request_t* r, const ipc::Reply& reply);
 ngx_int_t send_error(ngx_http_request_t* r, ngx_uint_t status, std::string_view code, std::string_view message,
                      std::string_view allow = {});
-ngx_int_t send_unavailable(ngx_http_request_t* r, std::string_view why);
+ngx_int_t send_unavailable(ngx_http_request_t* r, Unavailable cause, std::string_view why);
 // Never throws: logs `what` and answers 500 (or NGX_ERROR).
 ngx_int_t send_internal_error(ngx_http_request_t* r, const char* what);
 
@@ -246,6 +267,26 @@ int send_to_daemons(const ipc::Request& request, int avoid = -1);
 // ---- paygate_variables.cpp: $paygate_route, $paygate_client, $paygate_replayed ----
 
 ngx_int_t add_variables(ngx_conf_t* cf);
+// ---- paygate_metrics.cpp: the shared counters (paygate_metrics_zone) and GET /metrics ----
+
+char* set_metrics_zone(ngx_conf_t* cf, ngx_command_t* cmd, void* conf);   // paygate_metrics_zone SIZE (http)
+char* set_metrics(ngx_conf_t* cf, ngx_command_t* cmd, void* conf);        // paygate_metrics (location)
+// Adds the zone (init_main_conf) when paygate_daemon or paygate_metrics is configured.
+char* add_metrics_zone(ngx_conf_t* cf, MainConf& conf);
+// Counts every request of paygate locations by route and status as its header goes out (a header
+// filter), or at the log phase when it got none (postconfiguration).
+ngx_int_t install_metrics_log_handler(ngx_conf_t* cf);
+void start_metrics(const MainConf& conf);   // init_process
+void stop_metrics();                        // exit_process
+// This process's counters, or null when there is no zone.
+ModuleMetrics* metrics();
+std::size_t route_slot(const routes::Route* route);
+// A daemon answered a scrape's system.metrics request (its id is in worker->scrapes).
+void on_metrics_reply(ngx_http_request_t* r, std::size_t daemon, const ipc::Reply& reply);
+// Queues `request` for daemon i only; schedules the drain of its socket like send_to_daemons.
+bool send_to_daemon(std::size_t daemon, const ipc::Request& request);
+// The path matched against the route table (paygate_callback_prefix rewritten); `storage` holds a rewrite.
+std::string_view route_path(ngx_http_request_t* r, std::string& storage);
 
 // ---- paygate_error_pages.cpp: nginx's own error pages in paygate locations become JSON ----
 

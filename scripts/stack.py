@@ -1547,7 +1547,8 @@ class Stack:
             directives.setdefault("paygate_daemon_public_key", str(curve / "paygated.pub"))
 
     def check_nginx_conf(self, name: str = "conftest", defaults: bool = True,
-                         daemons: Optional[Iterable[str]] = None, **directives) -> tuple[int, str]:
+                         daemons: Optional[Iterable[str]] = None, server_extra: str = "",
+                         **directives) -> tuple[int, str]:
         """`nginx -t` of conf/nginx.dev.conf.in rendered with `directives` (http level, as in
         start_nginx, with its defaults unless `defaults=False`) in a prefix of its own: nothing
         starts. Returns (exit status, nginx's output). Leak checking is off: a refused
@@ -1560,7 +1561,7 @@ class Stack:
         conf = prefix / "conf" / "nginx.conf"
         conf.write_text(self.render_nginx_conf(port=free_port(), prefix=prefix,
                                                daemons=list(self.daemons) if daemons is None else list(daemons),
-                                               directives=directives))
+                                               directives=directives, server_extra=server_extra))
         env = self._san_env(name, nginx=True)
         env["ASAN_OPTIONS"] += ":detect_leaks=0"
         if self.sanitized:

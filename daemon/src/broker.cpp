@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <deque>
 #include <iterator>
+#include <map>
 #include <optional>
 #include <set>
 #include <sys/signalfd.h>
@@ -27,6 +28,7 @@
 
 #include "paygate/ipc.hpp"
 #include "paygate/json_error.hpp"
+#include "paygate/metrics_text.hpp"
 #include "paygated/db.hpp"
 #include "paygated/endpoints.hpp"
 #include "paygated/handlers.hpp"
@@ -36,6 +38,7 @@
 #include "paygated/tasks.hpp"
 #include "paygated/token_feed.hpp"
 #include "paygated/log.hpp"
+#include "paygated/metrics.hpp"
 #include "paygated/worker.hpp"
 
 #ifndef PAYGATE_VERSION
@@ -113,11 +116,23 @@ public:
           janitor_(JanitorSettings{config.database, std::chrono::seconds(config.idempotency_purge_interval_s),
                                    std::chrono::milliseconds(config.db_retry_max_ms), config.idempotency_lease_ms,
                                    1000,
-                                   std::chrono::milliseconds(config.test_fault == TestFault::JanitorStall ? 2000 : 0)}) {
+                                   std::chrono::milliseconds(config.test_fault == TestFault::JanitorStall ? 2000 : 0)}),
+          metrics_(std::make_shared<DaemonMetrics>()),
+          sampler_(config.database, std::chrono::milliseconds(kStateSampleMs), std::chrono::milliseconds(config.db_retry_max_ms),
+                   metrics_) {
         inline_ctx_.tokens = &token_feed_.log();
+        metrics_->set_pool_size(config.workers);
+        std::vector<std::string> providers;
+        for (const auto& route : config.provider_routes) {
+            if (std::find(providers.begin(), providers.end(), route.second) == providers.end()) {
+                providers.push_back(route.second);
+            }
+        }
+        metrics_->set_providers(std::move(providers));
     }
 
     ~Broker() {
+        sampler_.stop();
         janitor_.stop();
         token_feed_.stop();
         if (tasks_) tasks_->stop();
@@ -176,9 +191,11 @@ public:
             settings.test_fault = config_.test_fault;
             settings.provider_routes = config_.provider_routes;
             settings.zooticket = zooticket_settings;
+            settings.metrics = metrics_;
             threads_.emplace_back([this, settings] { run_worker(ctx_, settings); });
         }
         janitor_.start();
+        sampler_.start();
         if (tasks_) tasks_->start();
     }
 
@@ -201,6 +218,7 @@ public:
                 std::string why = drain_stop_fd(stop_fd);
                 stopping = true;
                 deadline_ = Clock::now() + std::chrono::milliseconds(config_.shutdown_timeout_ms);
+                sampler_.request_stop();   // joined in finish()
                 log::info("shutdown_begin").kv("signal", why).kv("in_flight", busy_.size()).kv("queued", queue_.size());
                 while (!queue_.empty()) refuse_front(ipc::NotExecuted::Draining, "draining");
             }
@@ -322,6 +340,10 @@ private:
                 }
             }
             busy_.erase(worker);
+            if (auto since = busy_since_.find(worker); since != busy_since_.end()) {
+                busy_seconds_ += std::chrono::duration<double>(Clock::now() - since->second).count();
+                busy_since_.erase(since);
+            }
             idle_.push_back(worker);
             if (!ready_ && known_.insert(worker).second && known_.size() == config_.workers) {
                 ready_ = true;
@@ -366,6 +388,10 @@ private:
                 log::warn("bad_frame").kv("bytes", msg[1].size()).kv("reason", error);
                 continue;
             }
+            if (!stopping && request.route == metrics::kMetricsRoute) {
+                serve_metrics(msg[0], request);
+                continue;
+            }
             const HandlerEntry* entry = find_handler(request.route);
             // While draining even the inline routes (ping, the token sync) are refused: the
             // modules then pass this daemon over, and its front end falls quiet so it can close.
@@ -407,6 +433,7 @@ private:
                 back_.send(job.frame, zmq::send_flags::sndmore);
                 back_.send(zmq::buffer(received), i + 1 < take ? zmq::send_flags::sndmore : zmq::send_flags::none);
             }
+            busy_since_[worker] = Clock::now();
             busy_.insert(std::move(worker));
             queue_.erase(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(take));
         }
@@ -431,6 +458,7 @@ private:
     }
 
     void refuse(Job& job, ipc::NotExecuted why, const char* reason) {
+        not_executed_[reason] += 1;
         double waited = std::chrono::duration<double, std::milli>(Clock::now() - job.received).count();
         (why == ipc::NotExecuted::Draining ? log::info("request_not_executed") : log::warn("request_not_executed"))
             .kv("request_id", job.request_id)
@@ -443,6 +471,47 @@ private:
         deliver(job.client, reply_msg, job.request_id, "broker");
     }
 
+    // system.metrics, from the broker's own state and the counters (never a query: StateSampler
+    // reads PostgreSQL on its own thread).
+    void serve_metrics(zmq::message_t& client, const ipc::Request& request) {
+        Clock::time_point now = Clock::now();
+        metrics::TextWriter w;
+        w.family("paygate_daemon_queue_depth", "gauge", "Requests waiting in the broker's queue for a worker.");
+        w.sample("paygate_daemon_queue_depth", {}, static_cast<double>(queue_.size()));
+        w.family("paygate_daemon_queue_max_depth", "gauge", "The queue's depth bound (queue_max_depth).");
+        w.sample("paygate_daemon_queue_max_depth", {}, config_.queue_max_depth);
+        w.family("paygate_daemon_queue_oldest_age_seconds", "gauge", "How long the oldest queued request has waited.");
+        w.sample("paygate_daemon_queue_oldest_age_seconds", {},
+                 queue_.empty() ? 0.0 : std::chrono::duration<double>(now - queue_.front().received).count());
+        w.family("paygate_daemon_not_executed_total", "counter",
+                 "Requests answered 503 not executed by the broker, by reason (queue_full, queue_age, draining).");
+        for (const char* reason : {"queue_full", "queue_age", "draining"}) {
+            auto it = not_executed_.find(reason);
+            w.sample("paygate_daemon_not_executed_total", {{"reason", reason}},
+                     static_cast<double>(it == not_executed_.end() ? 0 : it->second));
+        }
+        w.family("paygate_daemon_workers", "gauge", "Worker threads by state (busy: holding a job).");
+        std::size_t busy = busy_.size();
+        w.sample("paygate_daemon_workers", {{"state", "busy"}}, static_cast<double>(busy));
+        w.sample("paygate_daemon_workers", {{"state", "idle"}},
+                 static_cast<double>(config_.workers > busy ? config_.workers - busy : 0));
+        double busy_seconds = busy_seconds_;
+        for (const auto& [worker, since] : busy_since_) busy_seconds += std::chrono::duration<double>(now - since).count();
+        w.family("paygate_daemon_worker_busy_seconds_total", "counter",
+                 "Time worker threads spent on jobs, summed over workers: its rate over the worker count is the "
+                 "utilisation.");
+        w.sample("paygate_daemon_worker_busy_seconds_total", {}, busy_seconds);
+        metrics_->format(w, now);
+        ipc::Reply reply;
+        reply.id = request.id;
+        reply.status = 200;
+        reply.headers.emplace_back("content-type", std::string(metrics::kContentType));
+        reply.body = w.take();
+        std::string frame = ipc::encode(reply);
+        zmq::message_t reply_msg(frame.data(), frame.size());
+        deliver(client, reply_msg, request.request_id, "inline");
+    }
+
     // Runs an inline handler's request here, at once (see Runs::Inline).
     void serve_inline(zmq::message_t& client, const ipc::Request& request) {
         std::string reply = serve(request, 0.0, inline_ctx_);
@@ -453,6 +522,7 @@ private:
     }
 
     int finish() {
+        sampler_.stop();
         // The loop waited until the peers had read the last replies (kReplyGrace) and stopped
         // sending (kDrainQuiet). Replies still queued on the front end are flushed by close()
         // (bounded by the linger). Unbinding earlier would drop the accepted connections and
@@ -522,12 +592,19 @@ private:
     // Keeps the token list in memory for auth.tokens, served inline (handlers_auth.cpp).
     TokenFeed token_feed_;
     Janitor janitor_;  // purges expired idempotency keys on a thread of its own
+    // How often StateSampler reads tasks and provider operations: a scrape never queries.
+    static constexpr int kStateSampleMs = 5000;
+    std::shared_ptr<DaemonMetrics> metrics_;
+    StateSampler sampler_;
+    std::map<std::string, std::uint64_t> not_executed_;   // by reason
+    std::map<std::string, Clock::time_point> busy_since_;   // worker -> when its job was handed over
+    double busy_seconds_ = 0;                               // of the jobs finished
 public:
     // Providers' keys are loaded before anything is bound, so a bad key file stops the start.
     void build_task_runner() {
         if (config_.task_workers == 0) return;
         auto http = std::make_shared<HttpClient>();
-        auto providers = std::make_shared<Providers>(config_, http);
+        auto providers = std::make_shared<Providers>(config_, http, metrics_);
         tasks_ = std::make_unique<TaskRunner>(task_settings(config_), providers);
         http_ = http;
     }

@@ -16,10 +16,25 @@
 #include "paygated/db.hpp"
 #include "paygated/handlers.hpp"
 #include "paygated/log.hpp"
+#include "paygated/metrics.hpp"
+#include "paygate/routes.hpp"
 
 namespace paygate::daemon {
 
 namespace {
+
+// A partner's callback: accepted or duplicate (the handlers' 200 body says which), rejected (4xx)
+// or failed (5xx), by partner.
+void count_callback(const ipc::Request& request, const ipc::Reply& reply, DaemonMetrics& metrics) {
+    for (const routes::Route& route : routes::table()) {
+        if (route.name != request.route || route.partner.empty()) continue;
+        std::string result = reply.status == 200 ? (reply.body.find("\"duplicate\"") != std::string::npos ? "duplicate" : "accepted")
+                             : reply.status < 500 ? "rejected"
+                                                  : "failed";
+        metrics.callback(std::string(route.partner), result);
+        return;
+    }
+}
 
 using Clock = std::chrono::steady_clock;
 
@@ -104,6 +119,7 @@ std::string serve(const ipc::Request& request, double queued_ms, WorkerContext& 
             if (name == idempotency::kOutcomeHeader) idempotency = value;
         }
         frame = ipc::encode(reply);
+        if (ctx.metrics) count_callback(request, reply, *ctx.metrics);
     } catch (const std::exception& e) {
         log::error("reply_failed").kv("request_id", request.request_id).kv("worker", std::to_string(ctx.worker)).kv("what", e.what());
         status = 500;
@@ -147,6 +163,7 @@ void run_worker(zmq::context_t& zctx, const WorkerSettings& settings) noexcept {
         Db db(settings.database, retry, settings.id, settings.idempotency_lease_ms);
         WorkerContext ctx{settings.id, db, settings.idempotency_retention_s, settings.test_fault, settings.provider_routes};
         ctx.zooticket = settings.zooticket;
+        ctx.metrics = settings.metrics.get();
         send_ready(sock);
 
         std::vector<zmq::message_t> job;
@@ -161,6 +178,7 @@ void run_worker(zmq::context_t& zctx, const WorkerSettings& settings) noexcept {
             }
             try {
                 handle(sock, job, ctx);
+                if (ctx.metrics) ctx.metrics->db_connection(settings.id, db.connected());
             } catch (const zmq::error_t&) {
                 throw;
             } catch (const std::exception& e) {

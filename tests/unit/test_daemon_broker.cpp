@@ -504,6 +504,24 @@ void daemon_sheds_load_and_drains(void**) {
     assert_true(cap.wait_for(R"("reason":"queue_full")", milliseconds(100)));
     assert_true(cap.wait_for(R"("reason":"queue_age")", milliseconds(100)));
 
+    // system.metrics is answered at once by the broker, though its only worker is busy, and
+    // counts what just happened (docs/operations.md#metrics).
+    started = std::chrono::steady_clock::now();
+    send_request(client, request("system.metrics", 10));
+    reply = receive(client, milliseconds(400));
+    assert_true(reply.has_value());
+    assert_int_equal(reply->id, 10);
+    assert_int_equal(reply->status, 200);
+    assert_true(std::chrono::steady_clock::now() - started < milliseconds(400));
+    for (const char* line : {"paygate_daemon_not_executed_total{reason=\"queue_full\"} 1\n",
+                             "paygate_daemon_not_executed_total{reason=\"queue_age\"} 2\n",
+                             "paygate_daemon_not_executed_total{reason=\"draining\"} 0\n",
+                             "paygate_daemon_workers{state=\"busy\"} 1\n", "paygate_daemon_workers{state=\"idle\"} 0\n",
+                             "paygate_daemon_queue_depth 0\n", "paygate_daemon_queue_max_depth 2\n",
+                             "# TYPE paygate_daemon_worker_busy_seconds_total counter\n"}) {
+        if (reply->body.find(line) == std::string::npos) fail_msg("no %s in:\n%s", line, reply->body.c_str());
+    }
+
     // SIGTERM while 1 is still in hand: new requests are refused "draining", 1 still answered.
     assert_int_equal(write(stop[1], "x", 1), 1);
     assert_true(cap.wait_for(R"("event":"shutdown_begin")", milliseconds(2000)));
@@ -511,6 +529,11 @@ void daemon_sheds_load_and_drains(void**) {
     reply = receive(client, milliseconds(1000));
     assert_true(reply.has_value());
     assert_int_equal(reply->id, 5);
+    assert_true(not_executed(*reply, "draining"));
+    send_request(client, request("system.metrics", 11));   // a draining daemon falls quiet: refused too
+    reply = receive(client, milliseconds(1000));
+    assert_true(reply.has_value());
+    assert_int_equal(reply->id, 11);
     assert_true(not_executed(*reply, "draining"));
     reply = receive(client, milliseconds(5000));
     assert_true(reply.has_value());

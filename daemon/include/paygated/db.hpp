@@ -73,6 +73,8 @@ public:
     PgResult exec(const char* sql);
 
     int worker() const { return worker_; }
+    // Holds an open connection (as of its last use).
+    bool connected() const { return conn_ != nullptr; }
 
     // The deadline of the request this thread is serving (none for tasks and the janitor). Each
     // transaction begun under it runs with statement_timeout and lock_timeout set to the time

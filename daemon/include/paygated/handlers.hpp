@@ -28,6 +28,7 @@ class TokenLog;   // token_feed.hpp
 namespace zooticket {
 struct Settings;   // zooticket.hpp
 }
+class DaemonMetrics;   // metrics.hpp
 
 // What a handler gets besides the request: state owned by the worker thread running it.
 struct WorkerContext {
@@ -45,6 +46,8 @@ struct WorkerContext {
     const TokenLog* tokens = nullptr;
     // The ZooTicket merchant API's keys and settings (zooticket.hpp); null in unit tests.
     std::shared_ptr<const zooticket::Settings> zooticket = nullptr;
+    // The daemon's counters (metrics.hpp); null in tests.
+    DaemonMetrics* metrics = nullptr;
 };
 
 // Routes whose requests a worker may take several at a time (the broker batches consecutive

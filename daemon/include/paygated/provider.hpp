@@ -72,13 +72,15 @@ public:
 };
 
 class HttpClient;
+class DaemonMetrics;
 
 // The providers a daemon can use, built from its config (keys loaded once at start).
 class Providers {
 public:
     // Throws std::runtime_error with a clear message when a configured provider cannot be built
     // (unreadable key file, wrong curve, ...).
-    Providers(const Config& config, std::shared_ptr<HttpClient> http);
+    // With `metrics`, every call is counted (MeteredProvider, metrics.hpp).
+    Providers(const Config& config, std::shared_ptr<HttpClient> http, std::shared_ptr<DaemonMetrics> metrics = nullptr);
     // The provider that serves `currency` (first matching provider_route), or nullptr.
     Provider* route(const std::string& currency) const;
     Provider* find(const std::string& name) const;

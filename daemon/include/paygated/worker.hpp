@@ -22,6 +22,8 @@
 
 namespace paygate::daemon {
 
+class DaemonMetrics;   // metrics.hpp
+
 struct WorkerSettings {
     int id = 0;                                  // 1..workers, appears as "worker":"<id>" in logs
     std::string endpoint;                        // inproc endpoint of the broker's back end
@@ -32,6 +34,7 @@ struct WorkerSettings {
     TestFault test_fault = TestFault::None;
     std::vector<std::pair<std::string, std::string>> provider_routes;
     std::shared_ptr<const zooticket::Settings> zooticket;   // the merchant API's keys and settings
+    std::shared_ptr<DaemonMetrics> metrics;      // the daemon's counters; null in tests
 };
 
 struct WorkerContext;

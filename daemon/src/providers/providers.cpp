@@ -1,6 +1,7 @@
 // Provider routing: which provider serves a payment, by the config's provider_route rules.
 #include "paygated/provider.hpp"
 
+#include "paygated/metrics.hpp"
 #include "paygated/mserver.hpp"
 #include "paygated/sky_technologies.hpp"
 
@@ -27,7 +28,8 @@ std::optional<std::string> route_provider(const std::vector<std::pair<std::strin
     return std::nullopt;
 }
 
-Providers::Providers(const Config& config, std::shared_ptr<HttpClient> http) : routes_(config.provider_routes) {
+Providers::Providers(const Config& config, std::shared_ptr<HttpClient> http, std::shared_ptr<DaemonMetrics> metrics)
+    : routes_(config.provider_routes) {
     for (const auto& route : routes_) {
         if (route.second == "sky-technologies" && !by_name_.count(route.second)) {
             by_name_.emplace(route.second, std::make_unique<SkyTechnologies>(config, http));
@@ -35,6 +37,9 @@ Providers::Providers(const Config& config, std::shared_ptr<HttpClient> http) : r
         if (route.second == "mserver" && !by_name_.count(route.second)) {
             by_name_.emplace(route.second, std::make_unique<Mserver>(config, http));
         }
+    }
+    if (metrics) {
+        for (auto& [name, provider] : by_name_) provider = std::make_unique<MeteredProvider>(std::move(provider), metrics);
     }
 }
 
