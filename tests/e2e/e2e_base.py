@@ -41,8 +41,9 @@ __all__ = ["TOO_LARGE_BODY", "StackTestCase", "Stack", "StackError", "http_reque
 CONTRACT = openapi_contract.shared() if os.environ.get("PAYGATE_OPENAPI_CHECK", "1") != "0" else None
 if CONTRACT is not None:
     stack_module.response_observers.append(CONTRACT.observe)
-    atexit.register(lambda: print(f"openapi contract: {CONTRACT.checked} answers checked, "
-                                  f"{CONTRACT.exempted} exempt", file=sys.stderr))
+    atexit.register(lambda: (CONTRACT.checked or CONTRACT.exempted) and
+                    print(f"openapi contract: {CONTRACT.checked} answers checked, "
+                          f"{CONTRACT.exempted} exempt", file=sys.stderr))
 
 
 def check_answer(method, target, status, headers, body, via: str) -> None:
