@@ -941,9 +941,9 @@ class Stack:
         Values shorter than MIN_SECRET_LENGTH are refused (they would match by chance). Key
         files under <root>/keys and <root>/tls are found without registering them
         (secret_key_values)."""
-        value = value.strip() if isinstance(value, str) else value
         if isinstance(value, bytes):
             value = value.decode()
+        value = value.strip()
         if len(value) < MIN_SECRET_LENGTH:
             raise ValueError(f"register_secret: {what} is shorter than {MIN_SECRET_LENGTH} characters")
         self._secrets.setdefault(value, what)
