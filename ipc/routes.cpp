@@ -66,6 +66,8 @@ const std::vector<Route>& table() {
     return routes;
 }
 
+bool merchant_surface(std::string_view path) { return path == "/v1" || path.substr(0, 4) == "/v1/"; }
+
 Match match(std::string_view method, std::string_view path) {
     Match m;
     std::vector<ipc::NameValue> params;

@@ -8,6 +8,7 @@
 #include <string_view>
 
 #include "request_line.hpp"
+#include "paygate/merchant_envelope.hpp"
 
 namespace paygate::module {
 namespace {
@@ -214,6 +215,15 @@ ngx_int_t handle(ngx_http_request_t* r) {
     if (match.result != routes::MatchResult::Found) {
         ngx_int_t rc = ngx_http_discard_request_body(r);
         if (rc != NGX_OK) return rc;
+        if (routes::merchant_surface(view(r->uri))) {
+            // The ZooTicket surface answers in its own envelope, even for paths it does not have.
+            ipc::Reply reply = match.result == routes::MatchResult::NotFound
+                ? merchant_envelope::error_reply(0, NGX_HTTP_NOT_FOUND, "not_found", "No such endpoint")
+                : merchant_envelope::error_reply(0, NGX_HTTP_NOT_ALLOWED, "method_not_allowed",
+                                                 "Method " + std::string(view(r->method_name)) + " is not allowed here");
+            if (match.result == routes::MatchResult::MethodNotAllowed) reply.headers.emplace_back("Allow", match.allowed);
+            return send_reply(r, reply);
+        }
         if (match.result == routes::MatchResult::NotFound) {
             return send_error(r, NGX_HTTP_NOT_FOUND, "not_found", "no such route");
         }

@@ -202,6 +202,18 @@ class MerchantJwtTest(PaymentStackTestCase):
         # sets neither) is refused here for its issuer, which proves its signature was good.
         self.assertRefused(token, "wrong_issuer", "Token issuer not accepted")
 
+    def test_route_table_errors_use_the_envelope(self):
+        st, headers, body = self.stack.http("GET", "/v1/nothing")
+        self.assertEqual((st, json.loads(body)), (404, {"success": False, "message": "No such endpoint",
+                                                        "error": {"code": "not_found"}}))
+        st, headers, body = self.stack.http("POST", UNKNOWN, headers={"Authorization": f"Bearer {self.es()}"})
+        self.assertEqual((st, json.loads(body)), (405, {"success": False, "message": "Method POST is not allowed here",
+                                                        "error": {"code": "method_not_allowed"}}))
+        self.assertEqual(headers.get("Allow"), "GET, PUT, PATCH, DELETE")
+        # Outside /v1 the other surfaces keep theirs.
+        st, _, body = self.stack.http("GET", "/nothing")
+        self.assertEqual((st, json.loads(body)["code"]), (404, "not_found"))
+
     def test_v1_health_is_an_alias_without_auth(self):
         st, headers, body = self.stack.http("GET", "/v1/health")
         self.assertEqual(st, 200, body)

@@ -49,6 +49,19 @@ void wrong_method_lists_allowed(void**) {
     assert_true(routes::match("TRACE", "/nowhere").result == MatchResult::NotFound);
 }
 
+void merchant_surface_paths(void**) {
+    assert_true(routes::merchant_surface("/v1/payments/sessions"));
+    assert_true(routes::merchant_surface("/v1/"));
+    assert_true(routes::merchant_surface("/v1"));
+    assert_false(routes::merchant_surface("/v10/x"));
+    assert_false(routes::merchant_surface("/api/v1/payment/create"));
+    assert_false(routes::merchant_surface("/pay/abc"));
+    // Every MerchantJwt route is on the surface (its errors share the envelope).
+    for (const auto& route : routes::table()) {
+        if (route.access == routes::Access::MerchantJwt) assert_true(routes::merchant_surface(route.pattern));
+    }
+}
+
 void every_route_matches_itself(void**) {
     for (const auto& route : routes::table()) {
         std::string path;
@@ -97,6 +110,7 @@ int main() {
         cmocka_unit_test(unknown_paths_not_found),
         cmocka_unit_test(wrong_method_lists_allowed),
         cmocka_unit_test(every_route_matches_itself),
+        cmocka_unit_test(merchant_surface_paths),
         cmocka_unit_test(payment_routes_take_the_id),
     };
     return cmocka_run_group_tests(tests, nullptr, nullptr);

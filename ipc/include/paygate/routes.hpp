@@ -46,6 +46,10 @@ struct Match {
     std::string allowed;       // for MethodNotAllowed: the "Allow" header value, e.g. "GET, POST"
 };
 
+// True for the ZooTicket merchant surface's paths (/v1/...): their errors use its envelope
+// ({"success": false, ...}), also the route table's own 404 and 405.
+bool merchant_surface(std::string_view path);
+
 // `method` is the request's method name as sent ("GET"; any other name only ever matches nothing),
 // `path` the decoded URI path without query string. A trailing slash is not significant.
 Match match(std::string_view method, std::string_view path);
