@@ -1654,7 +1654,9 @@ Payments (demo clients {DEMO_CLIENTS[0]!r} and {DEMO_CLIENTS[1]!r}; new tokens o
   curl -s -X POST "{api}/$PAYMENT_ID3/accept" {auth} {js} \\
     -d {accept_ms}; echo
   sleep 1
-  curl -s "{api}/$PAYMENT_ID3/retrieve/status" {auth}; echo    # completed"""
+  curl -s "{api}/$PAYMENT_ID3/retrieve/status" {auth}; echo    # completed
+  # Prometheus metrics, loopback only (docs/operations.md#metrics)
+  curl -s "$PAYGATE_URL/metrics" | grep -E '^paygate_(requests_total|daemon_provider_call_seconds_count)'"""
 
 
 # ----------------------------------------------------------------------------------------------

@@ -171,6 +171,14 @@ class MetricsTest(Scraping, PaymentStackTestCase):
         names = {n for e in exprs for n in re.findall(r"\b(paygate_[a-z0-9_]+)", e)}
         scraped = {n for (n, _) in after}
         self.assertEqual(sorted(names - scraped), [], "dashboard queries name metrics the scrape does not have")
+        # and each query is PromQL Prometheus accepts (Grafana's variables given values)
+        rules = {"groups": [{"name": "dashboard", "rules": [
+            {"record": f"paygate:dashboard_{i}", "expr": e.replace("$__rate_interval", "5m").replace("$instance", ".*")}
+            for i, e in enumerate(exprs)]}]}
+        rules_file = Path(self.stack.root) / "dashboard-rules.yml"
+        rules_file.write_text(json.dumps(rules))
+        check = subprocess.run([PROMTOOL, "check", "rules", str(rules_file)], capture_output=True, timeout=60)
+        self.assertEqual(check.returncode, 0, check.stdout.decode() + check.stderr.decode())
         families = {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE ")}
         undrawn = {f for f in families if not any(n == f or n.startswith(f + "_") for n in names)}
         self.assertEqual(sorted(undrawn), [], "families the dashboard does not show")
