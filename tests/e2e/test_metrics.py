@@ -211,6 +211,21 @@ class MetricsDaemonDownTest(Scraping, StackTestCase):
         self.assertPromtoolPasses(text)
 
 
+class MetricsReloadTest(Scraping, StackTestCase):
+    """The zone outlives `nginx -s reload`: the new workers count on from the old workers' counts."""
+
+    def test_reload_keeps_the_counters(self):
+        self.wait_for_steady("/health", 200, consecutive=3)
+        _, before = self.scrape()
+        self.assertGreaterEqual(value(before, "paygate_requests_total", route="health", status="200"), 3)
+        self.stack.reload_nginx()
+        self.assertEqual(self.get("/health")[0], 200)
+        _, after = self.scrape()
+        self.assertGrew(before, after, 1, "paygate_requests_total", route="health", status="200")
+        self.assertGrew(before, after, 1, "paygate_daemon_round_trip_seconds_count", route="health")
+        self.assertEqual(value(after, "paygate_requests_in_flight"), 0)
+
+
 class MetricsConfigurationTest(StackTestCase):
     """paygate_metrics_zone and paygate_metrics are checked when nginx reads its configuration."""
 
