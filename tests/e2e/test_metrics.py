@@ -6,7 +6,9 @@ packaging/grafana/ names only metrics a real scrape has."""
 
 import json
 import re
+import signal
 import subprocess
+import threading
 import unittest
 from pathlib import Path
 
@@ -209,6 +211,35 @@ class MetricsDaemonDownTest(Scraping, StackTestCase):
         self.assertGreaterEqual(grew, 1)
         self.assertGrew(before, after, grew, "paygate_requests_total", route="health", status="503")
         self.assertPromtoolPasses(text)
+
+
+class MetricsFrozenDaemonTest(Scraping, StackTestCase):
+    """A daemon that is connected but silent (SIGSTOP): a scrape still answers, after its capped
+    wait, with that daemon down, and counts the request waiting for it as in flight."""
+
+    nginx = {"paygate_timeout": "20s"}
+
+    def test_frozen_daemon_is_down_and_its_request_in_flight(self):
+        self.wait_for_steady("/health", 200, consecutive=3)
+        self.stack.kill_daemon("d1", signal.SIGSTOP)
+        answer = []
+        waiting = threading.Thread(target=lambda: answer.append(self.get("/health", timeout=60)))
+        waiting.start()
+        try:
+            seen = []
+
+            def one_in_flight():
+                seen[:] = [self.scrape()[1]]
+                return value(seen[0], "paygate_requests_in_flight") == 1
+            wait_until(one_in_flight, 30, "the held request in flight", interval=0.1)
+            self.assertEqual(value(seen[0], "paygate_daemon_up", daemon=self.stack.endpoint("d1")), 0)
+        finally:
+            self.stack.kill_daemon("d1", signal.SIGCONT)
+            waiting.join(60)
+        self.assertEqual(answer[0][0], 200, answer)
+        _, after = self.scrape()
+        self.assertEqual(value(after, "paygate_requests_in_flight"), 0)
+        self.assertEqual(value(after, "paygate_daemon_up", daemon=self.stack.endpoint("d1")), 1)
 
 
 class MetricsReloadTest(Scraping, StackTestCase):
