@@ -111,6 +111,16 @@ class MetricsTest(Scraping, PaymentStackTestCase):
         self.assertGrew(before, after, 1, "paygate_auth_refusals_total", kind="token_missing")
         self.assertGrew(before, after, 0, "paygate_auth_refusals_total", kind="token_ambiguous")
         self.assertGrew(before, after, 3, "paygate_requests_total", route="payment.status", status="403")
+        # partners' callbacks refused at the edge: by their own kinds
+        hdrs = {"Content-Type": "application/json"}
+        st, _, _ = self.stack.http("POST", "/callbacks/sky-technologies/v1/on_payment_completed", body=b"{}", headers=hdrs)
+        self.assertEqual(st, 401)
+        st, _, _ = self.stack.http("POST", "/callbacks/mserver/notify", body=b"{}", headers=hdrs)
+        self.assertEqual(st, 401)
+        _, after = self.scrape()
+        self.assertGrew(before, after, 1, "paygate_auth_refusals_total", kind="capability")
+        self.assertGrew(before, after, 1, "paygate_auth_refusals_total", kind="app_token")
+        self.assertGrew(before, after, 1, "paygate_requests_total", route="callback.mserver", status="401")
         # refused at the edge: the daemon never saw them
         self.assertGrew(before, after, 0, "paygate_daemon_round_trip_seconds_count", route="payment.status")
 
