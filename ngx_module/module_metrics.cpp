@@ -12,7 +12,7 @@
 namespace paygate::module {
 namespace {
 
-constexpr std::uint64_t kMagic = 0x7061796d65747231ULL;   // "paymetr1": the layout's version
+constexpr std::uint64_t kMagic = 0x7061796d65747232ULL;   // "paymetr2": the layout's version (bump on change)
 constexpr auto kRelaxed = std::memory_order_relaxed;
 
 std::size_t clamp_slot(std::size_t slot) { return slot < kRouteSlots ? slot : 0; }
@@ -97,9 +97,38 @@ void ModuleMetrics::unavailable(Unavailable cause) {
 }
 void ModuleMetrics::resent() { b_->resent.fetch_add(1, kRelaxed); }
 void ModuleMetrics::late_reply() { b_->late_replies.fetch_add(1, kRelaxed); }
-void ModuleMetrics::in_flight_add(std::int64_t delta) { b_->in_flight.fetch_add(delta, kRelaxed); }
+bool ModuleMetrics::claim_worker_slot(std::int64_t pid, const Alive& alive) {
+    // A slot left by a dead process whose pid this one now has is this one's: never counted twice.
+    for (WorkerSlot& slot : b_->workers) {
+        if (slot.pid.load() == pid) {
+            slot.in_flight.store(0);
+            slot_ = &slot;
+            return true;
+        }
+    }
+    for (WorkerSlot& slot : b_->workers) {
+        std::int64_t holder = slot.pid.load();
+        if (holder != 0 && alive(holder)) continue;
+        if (!slot.pid.compare_exchange_strong(holder, pid)) continue;   // another worker took it first
+        slot.in_flight.store(0);
+        slot_ = &slot;
+        return true;
+    }
+    return false;
+}
 
-std::string ModuleMetrics::format(const std::vector<std::string_view>& route_names) const {
+void ModuleMetrics::release_worker_slot() {
+    if (slot_ == nullptr) return;
+    slot_->in_flight.store(0);
+    slot_->pid.store(0);
+    slot_ = nullptr;
+}
+
+void ModuleMetrics::in_flight_add(std::int64_t delta) {
+    if (slot_ != nullptr) slot_->in_flight.fetch_add(delta, kRelaxed);
+}
+
+std::string ModuleMetrics::format(const std::vector<std::string_view>& route_names, const Alive& alive) const {
     using metrics::Label;
     metrics::TextWriter w;
     std::size_t slots = std::min(kRouteSlots, route_names.size() + 1);
@@ -168,7 +197,12 @@ std::string ModuleMetrics::format(const std::vector<std::string_view>& route_nam
              "Daemon replies that arrived after their request had ended (timed out or client gone).");
     w.sample("paygate_late_replies_total", {}, static_cast<double>(b_->late_replies.load(kRelaxed)));
     w.family("paygate_requests_in_flight", "gauge", "Requests sent to paygated and waiting for the reply, all workers.");
-    w.sample("paygate_requests_in_flight", {}, static_cast<double>(std::max<std::int64_t>(0, b_->in_flight.load(kRelaxed))));
+    std::int64_t in_flight = 0;
+    for (const WorkerSlot& slot : b_->workers) {
+        std::int64_t pid = slot.pid.load(kRelaxed);
+        if (pid != 0 && alive(pid)) in_flight += std::max<std::int64_t>(0, slot.in_flight.load(kRelaxed));
+    }
+    w.sample("paygate_requests_in_flight", {}, static_cast<double>(in_flight));
     return w.take();
 }
 

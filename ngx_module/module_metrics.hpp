@@ -10,6 +10,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -56,6 +57,14 @@ inline constexpr std::size_t kRouteSlots = 48;
 inline constexpr int kMinStatus = 100;
 inline constexpr int kStatusSlots = 500;   // 100..599; anything else counts as 599
 
+// A worker's own in-flight count: a worker that dies (crash, kill) takes its count with it, and
+// its slot is reused by the next worker that starts.
+inline constexpr std::size_t kWorkerSlots = 256;
+struct WorkerSlot {
+    std::atomic<std::int64_t> pid;         // 0: free
+    std::atomic<std::int64_t> in_flight;
+};
+
 struct RoundTrip {
     std::atomic<std::uint64_t> buckets[kRoundTripBuckets];
     std::atomic<std::uint64_t> sum_ns;
@@ -72,7 +81,7 @@ struct MetricsBlock {
     std::atomic<std::uint64_t> unavailable[static_cast<std::size_t>(Unavailable::Count)];
     std::atomic<std::uint64_t> resent;        // requests sent to a second daemon after a refusal
     std::atomic<std::uint64_t> late_replies;  // replies that came after their request ended
-    std::atomic<std::int64_t> in_flight;      // requests waiting for a daemon's reply, all workers
+    WorkerSlot workers[kWorkerSlots];         // requests waiting for a daemon's reply, per worker
 };
 
 static_assert(std::atomic<std::uint64_t>::is_always_lock_free, "shared-memory counters must be lock-free");
@@ -98,14 +107,23 @@ public:
     void unavailable(Unavailable cause);
     void resent();
     void late_reply();
+    // Whether process `pid` still runs (kill(pid, 0) in the module; tests pass their own).
+    using Alive = std::function<bool(std::int64_t pid)>;
+    // Takes a worker slot for this process (`pid`): a free one or one whose process is gone.
+    // False when every slot is held by a live process: its in-flight requests are then not counted.
+    bool claim_worker_slot(std::int64_t pid, const Alive& alive);
+    void release_worker_slot();
+    // This process's requests waiting for a reply (counted in its slot).
     void in_flight_add(std::int64_t delta);
 
-    // The exposition of every family, with the route names of the slots (slot 0 excluded).
-    std::string format(const std::vector<std::string_view>& route_names) const;
+    // The exposition of every family, with the route names of the slots (slot 0 excluded); the
+    // in-flight gauge sums the slots of live processes.
+    std::string format(const std::vector<std::string_view>& route_names, const Alive& alive) const;
 
 private:
     explicit ModuleMetrics(MetricsBlock* b) : b_(b) {}
     MetricsBlock* b_ = nullptr;
+    WorkerSlot* slot_ = nullptr;   // this process's, once claimed
 };
 
 }  // namespace paygate::module

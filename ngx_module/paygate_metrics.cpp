@@ -9,6 +9,8 @@
 #include "paygate_module.hpp"
 
 #include <algorithm>
+#include <cerrno>
+#include <csignal>
 #include <exception>
 #include <new>
 #include <string>
@@ -29,19 +31,19 @@ struct ZoneCtx {
 
 ModuleMetrics* process_metrics = nullptr;   // set in init_process
 
+bool process_alive(std::int64_t pid) { return kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM; }
+
 // The zone's own overhead (slab pool, page table) besides the block.
 size_t min_zone_size() { return ModuleMetrics::bytes() + 16 * ngx_pagesize; }
 
 ngx_int_t init_zone(ngx_shm_zone_t* shm_zone, void* old_data) {
     auto* ctx = static_cast<ZoneCtx*>(shm_zone->data);
-    if (old_data != nullptr) {
-        *ctx = *static_cast<ZoneCtx*>(old_data);   // a reload: the counters go on
-        if (ctx->metrics.valid()) return NGX_OK;
-    }
     ctx->pool = reinterpret_cast<ngx_slab_pool_t*>(shm_zone->shm.addr);
-    if (shm_zone->shm.exists) {
+    if (old_data != nullptr || shm_zone->shm.exists) {
+        // A reload: the counters go on, unless the block is of another layout (a module upgraded
+        // under a running master), which gets a fresh block.
         ctx->metrics = ModuleMetrics::attach(ctx->pool->data);
-        return ctx->metrics.valid() ? NGX_OK : NGX_ERROR;
+        if (ctx->metrics.valid()) return NGX_OK;
     }
     void* block = ngx_slab_calloc(ctx->pool, ModuleMetrics::bytes());
     if (block == nullptr) {
@@ -65,7 +67,7 @@ std::vector<std::string_view> route_names() {
 std::string exposition(ngx_http_request_t* r, const Scrape* scrape) {
     auto* mcf = static_cast<MainConf*>(ngx_http_get_module_main_conf(r, ngx_http_paygate_module));
     std::string out;
-    if (process_metrics != nullptr) out = process_metrics->format(route_names());
+    if (process_metrics != nullptr) out = process_metrics->format(route_names(), process_alive);
     if (mcf->daemons == NGX_CONF_UNSET_PTR) return out;
     auto* daemons = static_cast<DaemonConf*>(mcf->daemons->elts);
     metrics::TextWriter up;
@@ -255,9 +257,17 @@ void start_metrics(const MainConf& conf) {
     if (conf.metrics_zone == nullptr) return;
     auto* ctx = static_cast<ZoneCtx*>(conf.metrics_zone->data);
     process_metrics = ctx->metrics.valid() ? &ctx->metrics : nullptr;
+    if (process_metrics != nullptr && !process_metrics->claim_worker_slot(ngx_pid, process_alive)) {
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                      "paygate: no free worker slot in paygate_metrics_zone: this worker's requests in flight are not "
+                      "counted");
+    }
 }
 
-void stop_metrics() { process_metrics = nullptr; }
+void stop_metrics() {
+    if (process_metrics != nullptr) process_metrics->release_worker_slot();
+    process_metrics = nullptr;
+}
 
 ModuleMetrics* metrics() { return process_metrics; }
 

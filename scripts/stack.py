@@ -1985,7 +1985,10 @@ ZooTicket merchant API (docs/partners/zooticket.md; Bearer JWT $ZOOTICKET_JWT, n
   curl -s -X POST "$PAYGATE_URL/v1/payments/sessions" -H "Authorization: Bearer $ZOOTICKET_JWT" {js} \\
     -d {zooticket_session}; echo
   # open data.confirmation_url in a browser, pay (the sky-technologies sandbox charges USD), and it
-  # lands on return_url; then GET "$PAYGATE_URL/v1/payments/<payment_id>" says succeeded"""
+  # lands on return_url; then GET "$PAYGATE_URL/v1/payments/<payment_id>" says succeeded
+
+  # Prometheus metrics, loopback only (docs/operations.md#metrics)
+  curl -s "$PAYGATE_URL/metrics" | grep -E '^paygate_(requests_total|daemon_provider_call_seconds_count)'"""
 
 
 # ----------------------------------------------------------------------------------------------

@@ -475,38 +475,20 @@ private:
     // reads PostgreSQL on its own thread).
     void serve_metrics(zmq::message_t& client, const ipc::Request& request) {
         Clock::time_point now = Clock::now();
-        metrics::TextWriter w;
-        w.family("paygate_daemon_queue_depth", "gauge", "Requests waiting in the broker's queue for a worker.");
-        w.sample("paygate_daemon_queue_depth", {}, static_cast<double>(queue_.size()));
-        w.family("paygate_daemon_queue_max_depth", "gauge", "The queue's depth bound (queue_max_depth).");
-        w.sample("paygate_daemon_queue_max_depth", {}, config_.queue_max_depth);
-        w.family("paygate_daemon_queue_oldest_age_seconds", "gauge", "How long the oldest queued request has waited.");
-        w.sample("paygate_daemon_queue_oldest_age_seconds", {},
-                 queue_.empty() ? 0.0 : std::chrono::duration<double>(now - queue_.front().received).count());
-        w.family("paygate_daemon_not_executed_total", "counter",
-                 "Requests answered 503 not executed by the broker, by reason (queue_full, queue_age, draining).");
-        for (const char* reason : {"queue_full", "queue_age", "draining"}) {
-            auto it = not_executed_.find(reason);
-            w.sample("paygate_daemon_not_executed_total", {{"reason", reason}},
-                     static_cast<double>(it == not_executed_.end() ? 0 : it->second));
-        }
-        w.family("paygate_daemon_workers", "gauge", "Worker threads by state (busy: holding a job).");
-        std::size_t busy = busy_.size();
-        w.sample("paygate_daemon_workers", {{"state", "busy"}}, static_cast<double>(busy));
-        w.sample("paygate_daemon_workers", {{"state", "idle"}},
-                 static_cast<double>(config_.workers > busy ? config_.workers - busy : 0));
-        double busy_seconds = busy_seconds_;
-        for (const auto& [worker, since] : busy_since_) busy_seconds += std::chrono::duration<double>(now - since).count();
-        w.family("paygate_daemon_worker_busy_seconds_total", "counter",
-                 "Time worker threads spent on jobs, summed over workers: its rate over the worker count is the "
-                 "utilisation.");
-        w.sample("paygate_daemon_worker_busy_seconds_total", {}, busy_seconds);
-        metrics_->format(w, now);
+        BrokerState state;
+        state.queue_depth = queue_.size();
+        state.queue_max_depth = config_.queue_max_depth;
+        state.queue_oldest_age_s = queue_.empty() ? 0.0 : std::chrono::duration<double>(now - queue_.front().received).count();
+        state.not_executed = not_executed_;
+        state.busy_workers = busy_.size();
+        state.workers = config_.workers;
+        state.busy_seconds = busy_seconds_;
+        for (const auto& [worker, since] : busy_since_) state.busy_seconds += std::chrono::duration<double>(now - since).count();
         ipc::Reply reply;
         reply.id = request.id;
         reply.status = 200;
         reply.headers.emplace_back("content-type", std::string(metrics::kContentType));
-        reply.body = w.take();
+        reply.body = daemon_exposition(state, *metrics_, now);
         std::string frame = ipc::encode(reply);
         zmq::message_t reply_msg(frame.data(), frame.size());
         deliver(client, reply_msg, request.request_id, "inline");

@@ -121,6 +121,33 @@ void DaemonMetrics::format(metrics::TextWriter& w, Clock::time_point now) const 
     w.sample("paygate_daemon_state_sample_failures_total", {}, static_cast<double>(sample_failures_));
 }
 
+std::string daemon_exposition(const BrokerState& broker, const DaemonMetrics& metrics, DaemonMetrics::Clock::time_point now) {
+    metrics::TextWriter w;
+    w.family("paygate_daemon_queue_depth", "gauge", "Requests waiting in the broker's queue for a worker.");
+    w.sample("paygate_daemon_queue_depth", {}, static_cast<double>(broker.queue_depth));
+    w.family("paygate_daemon_queue_max_depth", "gauge", "The queue's depth bound (queue_max_depth).");
+    w.sample("paygate_daemon_queue_max_depth", {}, broker.queue_max_depth);
+    w.family("paygate_daemon_queue_oldest_age_seconds", "gauge", "How long the oldest queued request has waited.");
+    w.sample("paygate_daemon_queue_oldest_age_seconds", {}, broker.queue_oldest_age_s);
+    w.family("paygate_daemon_not_executed_total", "counter",
+             "Requests answered 503 not executed by the broker, by reason (queue_full, queue_age, draining).");
+    for (const char* reason : {"queue_full", "queue_age", "draining"}) {
+        auto it = broker.not_executed.find(reason);
+        w.sample("paygate_daemon_not_executed_total", {{"reason", reason}},
+                 static_cast<double>(it == broker.not_executed.end() ? 0 : it->second));
+    }
+    w.family("paygate_daemon_workers", "gauge", "Worker threads by state (busy: holding a job).");
+    w.sample("paygate_daemon_workers", {{"state", "busy"}}, static_cast<double>(broker.busy_workers));
+    w.sample("paygate_daemon_workers", {{"state", "idle"}},
+             static_cast<double>(broker.workers > broker.busy_workers ? broker.workers - broker.busy_workers : 0));
+    w.family("paygate_daemon_worker_busy_seconds_total", "counter",
+             "Time worker threads spent on jobs, summed over workers: its rate over the worker count is the "
+             "utilisation.");
+    w.sample("paygate_daemon_worker_busy_seconds_total", {}, broker.busy_seconds);
+    metrics.format(w, now);
+    return w.take();
+}
+
 template <class Call>
 ProviderAnswer MeteredProvider::timed(const char* call, Call&& fn) {
     auto start = std::chrono::steady_clock::now();

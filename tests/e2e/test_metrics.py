@@ -6,7 +6,9 @@ packaging/grafana/ names only metrics a real scrape has."""
 
 import json
 import re
+import signal
 import subprocess
+import threading
 import unittest
 from pathlib import Path
 
@@ -109,6 +111,16 @@ class MetricsTest(Scraping, PaymentStackTestCase):
         self.assertGrew(before, after, 1, "paygate_auth_refusals_total", kind="token_missing")
         self.assertGrew(before, after, 0, "paygate_auth_refusals_total", kind="token_ambiguous")
         self.assertGrew(before, after, 3, "paygate_requests_total", route="payment.status", status="403")
+        # partners' callbacks refused at the edge: by their own kinds
+        hdrs = {"Content-Type": "application/json"}
+        st, _, _ = self.stack.http("POST", "/callbacks/sky-technologies/v1/on_payment_completed", body=b"{}", headers=hdrs)
+        self.assertEqual(st, 401)
+        st, _, _ = self.stack.http("POST", "/callbacks/mserver/notify", body=b"{}", headers=hdrs)
+        self.assertEqual(st, 401)
+        _, after = self.scrape()
+        self.assertGrew(before, after, 1, "paygate_auth_refusals_total", kind="capability")
+        self.assertGrew(before, after, 1, "paygate_auth_refusals_total", kind="app_token")
+        self.assertGrew(before, after, 1, "paygate_requests_total", route="callback.mserver", status="401")
         # refused at the edge: the daemon never saw them
         self.assertGrew(before, after, 0, "paygate_daemon_round_trip_seconds_count", route="payment.status")
 
@@ -171,6 +183,14 @@ class MetricsTest(Scraping, PaymentStackTestCase):
         names = {n for e in exprs for n in re.findall(r"\b(paygate_[a-z0-9_]+)", e)}
         scraped = {n for (n, _) in after}
         self.assertEqual(sorted(names - scraped), [], "dashboard queries name metrics the scrape does not have")
+        # and each query is PromQL Prometheus accepts (Grafana's variables given values)
+        rules = {"groups": [{"name": "dashboard", "rules": [
+            {"record": f"paygate:dashboard_{i}", "expr": e.replace("$__rate_interval", "5m").replace("$instance", ".*")}
+            for i, e in enumerate(exprs)]}]}
+        rules_file = Path(self.stack.root) / "dashboard-rules.yml"
+        rules_file.write_text(json.dumps(rules))
+        check = subprocess.run([PROMTOOL, "check", "rules", str(rules_file)], capture_output=True, timeout=60)
+        self.assertEqual(check.returncode, 0, check.stdout.decode() + check.stderr.decode())
         families = {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE ")}
         undrawn = {f for f in families if not any(n == f or n.startswith(f + "_") for n in names)}
         self.assertEqual(sorted(undrawn), [], "families the dashboard does not show")
@@ -201,6 +221,50 @@ class MetricsDaemonDownTest(Scraping, StackTestCase):
         self.assertGreaterEqual(grew, 1)
         self.assertGrew(before, after, grew, "paygate_requests_total", route="health", status="503")
         self.assertPromtoolPasses(text)
+
+
+class MetricsFrozenDaemonTest(Scraping, StackTestCase):
+    """A daemon that is connected but silent (SIGSTOP): a scrape still answers, after its capped
+    wait, with that daemon down, and counts the request waiting for it as in flight."""
+
+    nginx = {"paygate_timeout": "20s"}
+
+    def test_frozen_daemon_is_down_and_its_request_in_flight(self):
+        self.wait_for_steady("/health", 200, consecutive=3)
+        self.stack.kill_daemon("d1", signal.SIGSTOP)
+        answer = []
+        waiting = threading.Thread(target=lambda: answer.append(self.get("/health", timeout=60)))
+        waiting.start()
+        try:
+            seen = []
+
+            def one_in_flight():
+                seen[:] = [self.scrape()[1]]
+                return value(seen[0], "paygate_requests_in_flight") == 1
+            wait_until(one_in_flight, 30, "the held request in flight", interval=0.1)
+            self.assertEqual(value(seen[0], "paygate_daemon_up", daemon=self.stack.endpoint("d1")), 0)
+        finally:
+            self.stack.kill_daemon("d1", signal.SIGCONT)
+            waiting.join(60)
+        self.assertEqual(answer[0][0], 200, answer)
+        _, after = self.scrape()
+        self.assertEqual(value(after, "paygate_requests_in_flight"), 0)
+        self.assertEqual(value(after, "paygate_daemon_up", daemon=self.stack.endpoint("d1")), 1)
+
+
+class MetricsReloadTest(Scraping, StackTestCase):
+    """The zone outlives `nginx -s reload`: the new workers count on from the old workers' counts."""
+
+    def test_reload_keeps_the_counters(self):
+        self.wait_for_steady("/health", 200, consecutive=3)
+        _, before = self.scrape()
+        self.assertGreaterEqual(value(before, "paygate_requests_total", route="health", status="200"), 3)
+        self.stack.reload_nginx()
+        self.assertEqual(self.get("/health")[0], 200)
+        _, after = self.scrape()
+        self.assertGrew(before, after, 1, "paygate_requests_total", route="health", status="200")
+        self.assertGrew(before, after, 1, "paygate_daemon_round_trip_seconds_count", route="health")
+        self.assertEqual(value(after, "paygate_requests_in_flight"), 0)
 
 
 class MetricsConfigurationTest(StackTestCase):

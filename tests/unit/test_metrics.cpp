@@ -103,6 +103,7 @@ struct Block {
 };
 
 const std::vector<std::string_view> kRoutes = {"health", "payment.create", "payment.status"};
+const ModuleMetrics::Alive everyone_alive = [](std::int64_t) { return true; };
 
 void module_counters_format(void**) {
     Block block;
@@ -120,9 +121,10 @@ void module_counters_format(void**) {
     m.auth_refusal(AuthRefusal::TokenInvalid);
     m.unavailable(Unavailable::NoDaemon);
     m.unavailable(Unavailable::Timeout);
+    assert_true(m.claim_worker_slot(100, everyone_alive));
     m.in_flight_add(2);
     m.in_flight_add(-1);
-    std::string text = m.format(kRoutes);
+    std::string text = m.format(kRoutes, everyone_alive);
     assert_contains(text, "paygate_requests_total{route=\"health\",status=\"200\"} 2\n");
     assert_contains(text, "paygate_requests_total{route=\"payment.status\",status=\"404\"} 1\n");
     assert_contains(text, "paygate_requests_total{route=\"none\",status=\"405\"} 1\n");
@@ -153,7 +155,7 @@ void attach_finds_the_block_or_refuses(void**) {
     m.request(1, 201);
     ModuleMetrics again = ModuleMetrics::attach(block.aligned());
     assert_true(again.valid());
-    assert_contains(again.format(kRoutes), "paygate_requests_total{route=\"health\",status=\"201\"} 1\n");
+    assert_contains(again.format(kRoutes, everyone_alive), "paygate_requests_total{route=\"health\",status=\"201\"} 1\n");
     Block other;
     std::memset(other.aligned(), 0, ModuleMetrics::bytes());
     assert_false(ModuleMetrics::attach(other.aligned()).valid());
@@ -162,6 +164,7 @@ void attach_finds_the_block_or_refuses(void**) {
 void counters_never_lose_a_concurrent_increment(void**) {
     Block block;
     ModuleMetrics m = ModuleMetrics::create(block.aligned());
+    assert_true(m.claim_worker_slot(100, everyone_alive));
     constexpr int kThreads = 4;
     constexpr int kEach = 20000;
     std::vector<std::thread> threads;
@@ -176,10 +179,54 @@ void counters_never_lose_a_concurrent_increment(void**) {
         });
     }
     for (auto& t : threads) t.join();
-    std::string text = m.format(kRoutes);
+    std::string text = m.format(kRoutes, everyone_alive);
     assert_contains(text, "paygate_requests_total{route=\"payment.create\",status=\"200\"} 80000\n");
     assert_contains(text, "paygate_daemon_round_trip_seconds_count{route=\"payment.create\"} 80000\n");
     assert_contains(text, "paygate_requests_in_flight 0\n");
+}
+
+// Each worker counts its own requests in flight: a worker that died takes its count with it, and
+// the next one to start reuses its slot.
+void in_flight_counts_live_workers_only(void**) {
+    Block block;
+    ModuleMetrics::create(block.aligned());
+    std::map<std::int64_t, bool> alive{{101, true}, {102, true}, {103, true}};
+    ModuleMetrics::Alive is_alive = [&](std::int64_t pid) { return alive[pid]; };
+    ModuleMetrics w1 = ModuleMetrics::attach(block.aligned());   // each worker its own handle
+    ModuleMetrics w2 = ModuleMetrics::attach(block.aligned());
+    assert_true(w1.claim_worker_slot(101, is_alive));
+    assert_true(w2.claim_worker_slot(102, is_alive));
+    w1.in_flight_add(3);
+    w2.in_flight_add(4);
+    assert_contains(w1.format(kRoutes, is_alive), "paygate_requests_in_flight 7\n");
+    alive[101] = false;   // worker 1 crashed with 3 requests waiting
+    assert_contains(w2.format(kRoutes, is_alive), "paygate_requests_in_flight 4\n");
+    ModuleMetrics w3 = ModuleMetrics::attach(block.aligned());
+    assert_true(w3.claim_worker_slot(103, is_alive));   // takes the dead worker's slot, from 0
+    w3.in_flight_add(1);
+    alive[101] = true;    // (even were its pid reused, the slot now belongs to 103)
+    assert_contains(w3.format(kRoutes, is_alive), "paygate_requests_in_flight 5\n");
+    w2.release_worker_slot();   // a worker that exits normally gives its slot back
+    assert_contains(w3.format(kRoutes, is_alive), "paygate_requests_in_flight 1\n");
+    // a new worker with the pid of a dead one that held a slot takes that slot, from 0
+    Block reuse;
+    ModuleMetrics::create(reuse.aligned());
+    ModuleMetrics crashed = ModuleMetrics::attach(reuse.aligned());
+    assert_true(crashed.claim_worker_slot(200, everyone_alive));
+    crashed.in_flight_add(5);
+    ModuleMetrics successor = ModuleMetrics::attach(reuse.aligned());
+    assert_true(successor.claim_worker_slot(200, everyone_alive));
+    assert_contains(successor.format(kRoutes, everyone_alive), "paygate_requests_in_flight 0\n");
+    // with every slot held by a live process a worker is not counted, never out of bounds
+    Block full;
+    ModuleMetrics::create(full.aligned());
+    for (std::size_t i = 0; i < module::kWorkerSlots; ++i) {
+        assert_true(ModuleMetrics::attach(full.aligned()).claim_worker_slot(static_cast<std::int64_t>(1000 + i), everyone_alive));
+    }
+    ModuleMetrics late = ModuleMetrics::attach(full.aligned());
+    assert_false(late.claim_worker_slot(5000, everyone_alive));
+    late.in_flight_add(1);
+    assert_contains(late.format(kRoutes, everyone_alive), "paygate_requests_in_flight 0\n");
 }
 
 // ---- paygated's counters -------------------------------------------------------------------------
@@ -240,6 +287,28 @@ void daemon_counters_format(void**) {
     assert_contains(text, "paygate_daemon_state_sample_age_seconds 2\n");
 }
 
+void broker_state_formats_first(void**) {
+    daemon::DaemonMetrics metrics;
+    daemon::BrokerState broker;
+    broker.queue_depth = 3;
+    broker.queue_max_depth = 1000;
+    broker.queue_oldest_age_s = 0.25;
+    broker.not_executed["queue_full"] = 7;
+    broker.busy_workers = 3;
+    broker.workers = 4;
+    broker.busy_seconds = 12.5;
+    std::string text = daemon::daemon_exposition(broker, metrics, daemon::DaemonMetrics::Clock::now());
+    assert_true(text.rfind("# HELP paygate_daemon_queue_depth ", 0) == 0);
+    assert_contains(text, "paygate_daemon_queue_depth 3\n");
+    assert_contains(text, "paygate_daemon_queue_oldest_age_seconds 0.25\n");
+    assert_contains(text, "paygate_daemon_not_executed_total{reason=\"queue_full\"} 7\n");
+    assert_contains(text, "paygate_daemon_not_executed_total{reason=\"draining\"} 0\n");
+    assert_contains(text, "paygate_daemon_workers{state=\"busy\"} 3\n");
+    assert_contains(text, "paygate_daemon_workers{state=\"idle\"} 1\n");
+    assert_contains(text, "paygate_daemon_worker_busy_seconds_total 12.5\n");
+    assert_contains(text, "# TYPE paygate_daemon_state_sample_age_seconds gauge\n");   // then the counters'
+}
+
 void no_sample_yet_reads_minus_one(void**) {
     daemon::DaemonMetrics metrics;
     metrics.set_providers({"mserver"});
@@ -263,7 +332,9 @@ int main() {
         cmocka_unit_test(module_counters_format),
         cmocka_unit_test(attach_finds_the_block_or_refuses),
         cmocka_unit_test(counters_never_lose_a_concurrent_increment),
+        cmocka_unit_test(in_flight_counts_live_workers_only),
         cmocka_unit_test(daemon_counters_format),
+        cmocka_unit_test(broker_state_formats_first),
         cmocka_unit_test(no_sample_yet_reads_minus_one),
     };
     return cmocka_run_group_tests(tests, nullptr, nullptr);

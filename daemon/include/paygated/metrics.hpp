@@ -70,6 +70,20 @@ private:
     std::uint64_t sample_failures_ = 0;
 };
 
+// What the broker thread knows of itself when a scrape comes.
+struct BrokerState {
+    std::size_t queue_depth = 0;
+    unsigned queue_max_depth = 0;
+    double queue_oldest_age_s = 0;
+    std::map<std::string, std::uint64_t> not_executed;   // by reason: queue_full, queue_age, draining
+    std::size_t busy_workers = 0;
+    unsigned workers = 0;
+    double busy_seconds = 0;                             // summed over workers, jobs in hand included
+};
+
+// The daemon's answer to system.metrics: the broker's families, then `metrics`'.
+std::string daemon_exposition(const BrokerState& broker, const DaemonMetrics& metrics, DaemonMetrics::Clock::time_point now);
+
 // A Provider that counts each call (provider, call, outcome, latency) in a DaemonMetrics.
 class MeteredProvider : public Provider {
 public:

@@ -84,10 +84,18 @@ public:
     // The provider that serves `currency` (first matching provider_route), or nullptr.
     Provider* route(const std::string& currency) const;
     Provider* find(const std::string& name) const;
+    // The provider `name` as its own class (its calls beyond the interface), or nullptr. find()
+    // may return a metering wrapper around it (metrics.hpp), which no dynamic_cast sees through.
+    template <class T>
+    T* find_as(const std::string& name) const {
+        auto it = unwrapped_.find(name);
+        return it == unwrapped_.end() ? nullptr : dynamic_cast<T*>(it->second);
+    }
 
 private:
     std::vector<std::pair<std::string, std::string>> routes_;
     std::map<std::string, std::unique_ptr<Provider>> by_name_;
+    std::map<std::string, Provider*> unwrapped_;   // the same providers, never a wrapper
 };
 
 // The provider name the routing rule picks for `currency`, or nothing (pure: for handlers and tests).

@@ -38,6 +38,7 @@ Providers::Providers(const Config& config, std::shared_ptr<HttpClient> http, std
             by_name_.emplace(route.second, std::make_unique<Mserver>(config, http));
         }
     }
+    for (auto& [name, provider] : by_name_) unwrapped_[name] = provider.get();
     if (metrics) {
         for (auto& [name, provider] : by_name_) provider = std::make_unique<MeteredProvider>(std::move(provider), metrics);
     }

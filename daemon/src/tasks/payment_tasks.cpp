@@ -227,7 +227,7 @@ TaskResult run_mserver_notification(Ctx& c, const TaskRow& task) {
     if (value(row.get(), 0, 2) == "true") return result(Next::Done);
     std::string wallet_id = value(row.get(), 0, 0);
     std::string type = value(row.get(), 0, 1);
-    auto* wallet = dynamic_cast<Mserver*>(c.providers.find("mserver"));
+    auto* wallet = c.providers.find_as<Mserver>("mserver");
     if (!wallet) return result(Next::Retry, "provider mserver is not configured in this daemon");
 
     Mserver::Call read = wallet->get("/v1/payments/" + wallet_id);
