@@ -197,6 +197,10 @@ ngx_int_t handle(ngx_http_request_t* r) {
         ngx_int_t rc;   // a request parked until the token table is loaded returns NGX_DONE here
         if (!authenticate(r, principal, rc)) return rc;
     }
+    if (match.route->access == routes::Access::PartnerKey) {
+        ngx_int_t rc;   // parked like a client request while the table loads
+        if (!authenticate_partner_key(r, *match.route, principal, rc)) return rc;
+    }
 
     // An oversized Content-Length never gets here: nginx's client_max_body_size check, clamped to
     // paygate_max_body_size in merge_loc_conf, answers it before the content phase.

@@ -155,6 +155,9 @@ void install_request_body_filter();
 // True with `principal` set; false when the request was answered instead (403, or 503 without a
 // fresh token table) or parked until the table is loaded, `rc` being what the handler returns.
 bool authenticate(ngx_http_request_t* r, std::string& principal, ngx_int_t& rc);
+// Access::PartnerKey: the X-Api-Key header names a live key of the route's partner. True with
+// `principal` "partner:<name>"; false when answered instead (401; 503 without a fresh table) or parked.
+bool authenticate_partner_key(ngx_http_request_t* r, const routes::Route& route, std::string& principal, ngx_int_t& rc);
 // Suspends a request until the token table is loaded (or paygate_timeout: 503).
 ngx_int_t park_until_tokens(ngx_http_request_t* r);
 // The token table is loaded: runs the parked requests from the start.

@@ -26,6 +26,8 @@ const std::vector<HandlerEntry>& handler_table() {
         {"payment.refund", handle_payment_refund},
         {"callback.sky_technologies", handle_callback_sky_technologies},
         {"callback.mserver", handle_callback_mserver},
+        {"whitebird.order", handle_whitebird_order},
+        {"whitebird.timeout", handle_whitebird_timeout},
         {routes::kAuthTokensRoute, handle_auth_tokens, Runs::Inline},  // internal: the module's token poll, from memory
     };
     return table;
