@@ -22,7 +22,7 @@ CLI (the `make run` contract):
     python3 scripts/stack.py run --build-dir build --var-dir var
 
 It also creates the demo clients `demo` and `demo-other` (earlier demo tokens revoked), writes
-var/demo-credentials.env (PAYGATE_URL, PAYGATE_TOKEN, PAYGATE_TOKEN_OTHER) and var/demo-token,
+var/demo-credentials.env (PAYGATE_URL, PAYGATE_TOKEN, PAYGATE_TOKEN_OTHER, WHITEBIRD_API_KEY) and var/demo-token,
 and prints a curl walk-through of the payment API.
 
 Standard library only (Python >= 3.9).
@@ -764,6 +764,23 @@ class Stack:
         if token is not None:   # on stdin, not in argv (ps would show it)
             return self.ctl("token", "revoke", "--token", "-", input=token + "\n", check=check)
         return self.ctl("token", "revoke", "--client", client, check=check)
+
+    def create_partner_key(self, partner: str) -> str:
+        """`paygatectl partner key create --partner PARTNER`: a new API key (X-Api-Key)."""
+        res = self.ctl("partner", "key", "create", "--partner", partner)
+        lines = res.stdout.splitlines()
+        if len(lines) != 1 or not lines[0].strip() or lines[0] != lines[0].strip():
+            raise StackError(f"paygatectl partner key create printed {res.stdout!r}, expected exactly "
+                             f"the key on one line")
+        return lines[0]
+
+    def revoke_partner_key(self, partner: str, key: Optional[str] = None,
+                           check: bool = True) -> subprocess.CompletedProcess:
+        """`paygatectl partner key revoke --partner PARTNER --key -` (on stdin), or `--all`."""
+        if key is not None:
+            return self.ctl("partner", "key", "revoke", "--partner", partner, "--key", "-",
+                            input=key + "\n", check=check)
+        return self.ctl("partner", "key", "revoke", "--partner", partner, "--all", check=check)
 
     # -- daemons ------------------------------------------------------------------------------
 
@@ -1557,12 +1574,15 @@ def make_demo_tokens(stack: "Stack", var_dir: Path) -> dict:
             raise StackError(f"revoking the earlier tokens of {client!r} failed "
                              f"({res.returncode}): {(res.stderr or res.stdout).strip()}")
     tokens = {client: stack.create_token(client) for client in DEMO_CLIENTS}
+    stack.revoke_partner_key("whitebird", check=True)   # the earlier runs' demo keys
+    whitebird_key = stack.create_partner_key("whitebird")
     _write_private(var_dir / DEMO_CREDENTIALS,
                    "# paygate dev stack demo credentials, written by `make run` (new on every run)\n"
                    "# usage: source var/demo-credentials.env\n"
                    f"PAYGATE_URL=http://127.0.0.1:{stack.http_port}\n"
                    f"PAYGATE_TOKEN={tokens[DEMO_CLIENTS[0]]}\n"
-                   f"PAYGATE_TOKEN_OTHER={tokens[DEMO_CLIENTS[1]]}\n")
+                   f"PAYGATE_TOKEN_OTHER={tokens[DEMO_CLIENTS[1]]}\n"
+                   f"WHITEBIRD_API_KEY={whitebird_key}\n")
     _write_private(var_dir / DEMO_TOKEN, tokens[DEMO_CLIENTS[0]] + "\n")
     log(f"demo clients {', '.join(DEMO_CLIENTS)}: tokens in {var_dir / DEMO_CREDENTIALS} "
         f"and {var_dir / DEMO_TOKEN}")
