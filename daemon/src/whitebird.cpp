@@ -112,7 +112,7 @@ std::optional<Order> validate_order(const Value& body, Invalid& invalid) {
     std::string error;
     std::optional<Amount> amount = parse_amount(amount_value->text(), true, *currency, error);
     if (!amount) {
-        fail(invalid, "amount: " + error + " (" + std::string(currency->code) + ")");
+        fail(invalid, "amount: " + error);
         return std::nullopt;
     }
     std::string type, status;
