@@ -51,10 +51,13 @@ struct LocConf {
     ngx_msec_t timeout;
     size_t max_body_size;
     ngx_str_t callback_prefix;   // paygate_callback_prefix: where partner callbacks are served
+    ngx_str_t partner_prefix;    // paygate_partner_api_prefix: where partners' own APIs are served
 };
 
 // The route table's callback paths start with this; paygate_callback_prefix moves them.
 inline constexpr std::string_view kCallbackRoutePrefix = "/callbacks";
+// The route table's partner API paths (WhiteBird's orders) start with this; paygate_partner_api_prefix moves them.
+inline constexpr std::string_view kPartnerRoutePrefix = "/partners";
 
 // Ids of the module's own requests (token sync) have this bit; client requests never do.
 constexpr std::uint64_t kInternalId = std::uint64_t{1} << 63;
