@@ -11,12 +11,18 @@ X-Api-Key is refused by nginx (401) without reaching the daemon.
 """
 
 import json
+
+import jsonschema
+import yaml
 import time
 import unittest
+from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 
-from e2e_base import PAYMENT_API, UNKNOWN_PAYMENT, PaymentStackTestCase, RawNumber, new_uuid, wait_until
+from e2e_base import (TOO_LARGE_BODY, UNKNOWN_PAYMENT, PaymentStackTestCase, RawNumber, new_uuid, raw_request, read_response,
+                      wait_until)
 
+OPENAPI = Path(__file__).resolve().parents[2] / "docs" / "openapi" / "whitebird.yaml"
 ORDERS = "/partners/whitebird/orders"
 TIMEOUT = "/partners/whitebird/timeout"
 CYRILLIC_CANCELLED = "\u0421ANCELLED"   # the seed's spelling: Cyrillic Es, then Latin "ANCELLED"
@@ -35,6 +41,13 @@ def seed_order(**changes) -> dict:
     }
     body.update(changes)
     return body
+
+
+def answer_schema(name: str) -> jsonschema.protocols.Validator:
+    """A schema of docs/openapi/whitebird.yaml (OpenAPI 3.1 schemas are JSON Schema 2020-12)."""
+    doc = yaml.safe_load(OPENAPI.read_text())
+    schema = dict(doc["components"]["schemas"][name], components=doc["components"])
+    return jsonschema.Draft202012Validator(schema)
 
 
 class WhiteBirdTestCase(PaymentStackTestCase):
@@ -83,8 +96,12 @@ class WhiteBirdTestCase(PaymentStackTestCase):
         return self.api("POST", self.path(path), body, token=None, content_type=content_type, headers=hdrs)
 
     def order(self, body, **kw):
+        """POSTs an order; a 200 answer is checked against the OpenAPI document's OrderAnswer."""
         st, hdrs, raw = self.wb(ORDERS, body, **kw)
-        return st, (json.loads(raw) if raw else None)
+        doc = json.loads(raw) if raw else None
+        if st == 200:
+            answer_schema("OrderAnswer").validate(doc)
+        return st, doc
 
     def order_until_final(self, body, timeout: float = 30.0) -> dict:
         last = {}
@@ -185,6 +202,8 @@ class OrderTest(WhiteBirdTestCase):
 class TimeoutTest(WhiteBirdTestCase):
     def timeout(self, op_id: str, status: str = CYRILLIC_CANCELLED):
         st, _, raw = self.wb(TIMEOUT, {"externalOperationId": op_id, "status": status})
+        if st == 200:
+            answer_schema("TimeoutAnswer").validate(json.loads(raw))
         return st, json.loads(raw)
 
     def test_unknown_operation_is_200_with_both_spellings(self):
@@ -278,6 +297,17 @@ class ValidationTest(WhiteBirdTestCase):
                                  415, "unsupported_media_type")
         self.assertEqual(self.totals(), before)
 
+    def test_method_size_and_media_type(self):
+        before = self.totals()
+        st, hdrs, raw = self.api("GET", ORDERS, token=None, headers={"X-Api-Key": self.api_key})
+        self.assertJsonError((st, hdrs, raw), 405, "method_not_allowed")
+        self.assertEqual(hdrs.get("Allow"), "POST")
+        big = seed_order(padding="x" * (70 * 1024))   # over the default paygate_max_body_size (64k)
+        self.stack.allow_log(TOO_LARGE_BODY, "the test sends an oversized body", "nginx")
+        self.assertJsonError(self.wb(ORDERS, big), 413, "payload_too_large")
+        self.assertJsonError(self.wb(ORDERS, seed_order(), content_type="text/plain"), 415, "unsupported_media_type")
+        self.assertEqual(self.totals(), before)
+
     def test_optional_payment_method_token(self):
         body = seed_order()
         del body["paymentMethodToken"]
@@ -301,6 +331,22 @@ class ApiKeyTest(WhiteBirdTestCase):
         with self.subTest("a partner key is not a client token"):
             st, hdrs, raw = self.api("GET", f"{UNKNOWN_PAYMENT}/retrieve/status", token=self.api_key)
             self.assertJsonError((st, hdrs, raw), 403, "acces_error")
+
+    def test_key_sent_twice_is_refused(self):
+        before = self.totals()
+        body = json.dumps(seed_order()).encode()
+        sock = raw_request(self.stack.http_port,
+                           b"POST " + ORDERS.encode() + b" HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+                           b"Content-Type: application/json\r\nX-Api-Key: " + self.api_key.encode() + b"\r\n"
+                           b"X-Api-Key: " + self.api_key.encode() + b"\r\nContent-Length: " + str(len(body)).encode() +
+                           b"\r\n\r\n" + body)
+        try:
+            st, hdrs, raw = read_response(sock, "POST")
+        finally:
+            sock.close()
+        doc = self.assertJsonError((st, hdrs, raw), 401, "unauthorized")
+        self.assertIn("exactly one", doc["message"])
+        self.assertEqual(self.totals(), before)
 
     def test_revoked_key_is_refused_within_seconds(self):
         key = self.stack.create_partner_key("whitebird")
