@@ -1673,7 +1673,14 @@ Payments (demo clients {DEMO_CLIENTS[0]!r} and {DEMO_CLIENTS[1]!r}; new tokens o
   curl -s -X POST "{api}/$PAYMENT_ID3/accept" {auth} {js} \\
     -d {accept_ms}; echo
   sleep 1
-  curl -s "{api}/$PAYMENT_ID3/retrieve/status" {auth}; echo    # completed"""
+  curl -s "{api}/$PAYMENT_ID3/retrieve/status" {auth}; echo    # completed
+  # WhiteBird (docs/partners/whitebird.md): an order in BYN (933), asked again until final
+  WB_ORDER='{{"externalUserId": "9ee9e9f7-a7ff-4dc4-9804-5d7dd2cf2df5", "currency": 933, "amount": 100, "type": "PAYMENT", "status": "EXCHANGED", "externalOperationId": "'{uuid}'"}}'
+  curl -s -X POST "$PAYGATE_URL/partners/whitebird/orders" -H "X-Api-Key: $WHITEBIRD_API_KEY" {js} \\
+    -d "$WB_ORDER"; echo     # PROCESSING
+  sleep 1
+  curl -s -X POST "$PAYGATE_URL/partners/whitebird/orders" -H "X-Api-Key: $WHITEBIRD_API_KEY" {js} \\
+    -d "$WB_ORDER"; echo     # SUCCESS"""
 
 
 # ----------------------------------------------------------------------------------------------
