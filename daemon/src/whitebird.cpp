@@ -73,12 +73,13 @@ const Currency* read_currency(const Value& body, Invalid& invalid) {
                           std::string(json::type_name(v->type())));
         return nullptr;
     }
-    const std::string& lexeme = v->text();
-    bool digits = !lexeme.empty() && lexeme.size() <= 3 &&
-                  std::all_of(lexeme.begin(), lexeme.end(), [](char c) { return c >= '0' && c <= '9'; });
-    const Currency* currency = digits ? find_currency_by_numeric(std::stoi(lexeme)) : nullptr;
+    // By value, as JSON numbers are: 933, 933.0 and 9.33e2 are one code; 933.5 and -933 are none.
+    const std::string value = json::canonical_number(v->text());
+    bool digits = !value.empty() && value.size() <= 3 &&
+                  std::all_of(value.begin(), value.end(), [](char c) { return c >= '0' && c <= '9'; });
+    const Currency* currency = digits ? find_currency_by_numeric(std::stoi(value)) : nullptr;
     if (currency == nullptr) {
-        fail(invalid, "currency: " + lexeme + " is not an ISO 4217 numeric currency code paygate accepts");
+        fail(invalid, "currency: " + v->text() + " is not an ISO 4217 numeric currency code paygate accepts");
     }
     return currency;
 }

@@ -267,7 +267,7 @@ class ValidationTest(WhiteBirdTestCase):
             "currency 999": {"currency": 999},
             "currency as a string": {"currency": "933"},
             "currency alphabetic": {"currency": "BYN"},
-            "currency with a fraction": {"currency": RawNumber("933.0")},
+            "currency with a fraction": {"currency": RawNumber("933.5")},
             "amount with too many decimals": {"amount": RawNumber("1.001")},
             "amount negative": {"amount": -5},
             "amount zero": {"amount": 0},

@@ -37,8 +37,8 @@ struct Order {
 };
 
 // Checks an order body (already parsed: an object). Fails with `invalid` naming the field:
-// missing or mistyped fields, ids outside 1-128 of [A-Za-z0-9._:-], `currency` not an integer
-// ISO 4217 numeric code paygate knows, `amount` not a positive number with at most the
+// missing or mistyped fields, ids outside 1-128 of [A-Za-z0-9._:-], `currency` not a JSON number
+// whose value is an ISO 4217 numeric code paygate knows (933, 933.0 and 9.33e2 are BYN), `amount` not a positive number with at most the
 // currency's fraction digits, `type` not PAYMENT/DISBURSEMENT, `status` not EXCHANGED.
 std::optional<Order> validate_order(const json::Value& body, Invalid& invalid);
 
