@@ -29,3 +29,14 @@ CREATE TABLE whitebird_operations (
     created_at             timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (partner, external_operation_id)
 );
+
+-- A timeout for an operation paygate has not seen (its order is late, or never comes): kept, so
+-- that the order, should it arrive after all, is answered FAILED and never executed. The order and
+-- the timeout of one id take the same transaction-scoped advisory lock, so neither slips past the
+-- other.
+CREATE TABLE whitebird_timeouts (
+    partner                text NOT NULL CHECK (partner IN ('whitebird')),
+    external_operation_id  text NOT NULL CHECK (external_operation_id ~ '^[A-Za-z0-9._:-]{1,128}$'),
+    received_at            timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (partner, external_operation_id)
+);

@@ -4,9 +4,10 @@
 //
 // An order becomes a payment of the client "partner.whitebird", created and accepted at once, so
 // the provider charge is queued with it (the same state machine and tasks as a client payment).
-// Idempotency rests on whitebird_operations' primary key: of concurrent first attempts one INSERT
-// wins, the others wait for its commit, find the row, roll back their own payment and answer the
-// winner's current status.
+// Idempotency rests on whitebird_operations' primary key. Concurrent first attempts (and a timeout
+// of the same id) also queue on a transaction-scoped advisory lock of the operation id, so the
+// later ones find the winner's row before doing any work; should one get past anyway, its INSERT
+// waits for the winner's commit, finds the row, and rolls back its own payment and charge.
 #include <string>
 #include <utility>
 #include <vector>
@@ -95,6 +96,17 @@ std::string event_token(const std::string& operation_id) {
     return h.substr(0, 8) + "-" + h.substr(8, 4) + "-8" + h.substr(13, 3) + "-8" + h.substr(17, 3) + "-" + h.substr(20, 12);
 }
 
+// The order and the timeout of one operation id serialize on this lock (until their commit).
+void lock_operation_id(Session& s, const std::string& operation_id) {
+    s.exec("SELECT pg_advisory_xact_lock(hashtextextended('whitebird-operation:' || $1::text, 0))", {operation_id});
+}
+
+bool timed_out_before_order(Session& s, const std::string& operation_id) {
+    PgResult r = s.exec("SELECT 1 FROM whitebird_timeouts WHERE partner = $1::text AND external_operation_id = $2::text",
+                        {std::string(wb::kPartner), operation_id});
+    return PQntuples(r.get()) == 1;
+}
+
 std::string partner_client_id(Session& s) {
     PgResult r = s.exec("SELECT id FROM clients WHERE name = $1::text", {std::string(wb::kClientName)});
     if (PQntuples(r.get()) != 1) throw std::runtime_error("no clients row 'partner.whitebird' (is migration 0007 applied?)");
@@ -118,6 +130,22 @@ ipc::Reply handle_whitebird_order(const ipc::Request& request, WorkerContext& ct
             return value_reply(200, order_answer(*row));
         }
         s.begin();
+        lock_operation_id(s, order->external_operation_id);
+        // Attempts that waited on the lock find the winner's row; a timeout that came first
+        // means WhiteBird gave up on this order: it is never executed.
+        if (std::optional<OperationRow> row = find_operation_row(s, order->external_operation_id, false)) {
+            s.rollback();
+            check_same_order(*row, *order);
+            return value_reply(200, order_answer(*row));
+        }
+        if (timed_out_before_order(s, order->external_operation_id)) {
+            s.rollback();
+            return value_reply(200, Value::object({
+                                        {"status", Value::string(std::string(wb::status_name(wb::Status::Failed)))},
+                                        {"errorMessage", Value::string(wb::failure_message(PaymentStatus::Cancelled,
+                                                                                           std::nullopt, true))},
+                                    }));
+        }
         std::string actor(wb::kPrincipal);
         CreateRequest payment;
         payment.idempotency_token = event_token(order->external_operation_id);
@@ -169,10 +197,15 @@ ipc::Reply handle_whitebird_timeout(const ipc::Request& request, WorkerContext& 
 
         Session s(ctx.db);
         s.begin();
+        lock_operation_id(s, *operation_id);
         std::optional<OperationRow> row = find_operation_row(s, *operation_id, true);
         std::string state;
         if (!row) {
-            state = "NOT_FOUND";   // nothing to cancel; WhiteBird's timeout is acknowledged all the same
+            // Nothing to cancel; remembered, so that a late order with this id is never executed.
+            s.exec("INSERT INTO whitebird_timeouts (partner, external_operation_id) VALUES ($1::text, $2::text)"
+                   " ON CONFLICT DO NOTHING",
+                   {std::string(wb::kPartner), *operation_id});
+            state = "NOT_FOUND";
         } else if (row->status == PaymentStatus::Completed && !row->timed_out) {
             state = "SUCCESS";     // a success is never undone by a timeout
         } else if (row->status == PaymentStatus::Created || row->status == PaymentStatus::BankProcessing) {

@@ -213,6 +213,19 @@ class TimeoutTest(WhiteBirdTestCase):
                 self.assertEqual(self.timeout(op_id, spelling), (200, {"externalOperationId": op_id, "status": "NOT_FOUND"}))
         self.assertNotEqual(CYRILLIC_CANCELLED.encode(), b"CANCELLED")
 
+    def test_order_after_its_timeout_is_never_executed(self):
+        body = seed_order()
+        op_id = body["externalOperationId"]
+        self.assertEqual(self.timeout(op_id), (200, {"externalOperationId": op_id, "status": "NOT_FOUND"}))
+        before = self.totals()
+        for _ in range(2):
+            st, doc = self.order(body)
+            self.assertEqual(st, 200)
+            self.assertEqual(doc["status"], "FAILED")
+            self.assertIn("cancelled", doc["errorMessage"])
+        self.assertEqual(self.totals(), before)
+        self.assertEqual(self.timeout(op_id, "CANCELLED"), (200, {"externalOperationId": op_id, "status": "NOT_FOUND"}))
+
     def test_success_is_never_undone(self):
         body = seed_order()
         self.order(body)
