@@ -8,6 +8,7 @@
 #include <string>
 
 #include "paygate/token_sync.hpp"
+#include "paygated/tokens.hpp"
 #include "paygated/whitebird.hpp"
 
 using namespace paygate;
@@ -225,6 +226,17 @@ void credential_kinds(void**) {
     assert_true(ts::credential_value(255, ts::kMaxOwnerId) <= ts::kMaxClientId);
 }
 
+void partner_key_text(void**) {
+    assert_true(is_partner_key_text("pgk_" + std::string(64, 'a')));
+    assert_false(is_partner_key_text("pgt_" + std::string(64, 'a')));   // a client token's form
+    assert_false(is_partner_key_text("pgk_" + std::string(63, 'a')));
+    assert_false(is_partner_key_text("pgk_" + std::string(64, 'A')));
+    assert_false(is_token_text("pgk_" + std::string(64, 'a')));
+    assert_true(is_key_partner("whitebird"));
+    assert_false(is_key_partner("WhiteBird"));
+    assert_false(is_key_partner("mserver"));
+}
+
 }  // namespace
 
 int main() {
@@ -237,6 +249,7 @@ int main() {
         cmocka_unit_test(timeout_bodies),
         cmocka_unit_test(status_mapping),
         cmocka_unit_test(credential_kinds),
+        cmocka_unit_test(partner_key_text),
     };
     return cmocka_run_group_tests(tests, nullptr, nullptr);
 }
