@@ -345,6 +345,14 @@ class ApiKeyTest(WhiteBirdTestCase):
             st, hdrs, raw = self.api("GET", f"{UNKNOWN_PAYMENT}/retrieve/status", token=self.api_key)
             self.assertJsonError((st, hdrs, raw), 403, "acces_error")
 
+    def test_no_client_token_for_the_partner_client(self):
+        res = self.stack.ctl("token", "create", "--client", "partner.whitebird", check=False)
+        self.assertEqual(res.returncode, 1, res.stdout + res.stderr)
+        self.assertIn("belong to partners", res.stderr)
+        self.assertEqual(res.stdout, "")
+        self.assertEqual(self.stack.psql("SELECT count(*) FROM api_tokens t JOIN clients c ON c.id = t.client_id"
+                                         " WHERE c.name = 'partner.whitebird' AND t.partner IS NULL"), "0")
+
     def test_key_sent_twice_is_refused(self):
         before = self.totals()
         body = json.dumps(seed_order()).encode()
