@@ -28,13 +28,12 @@ struct OperationRow {
     std::string fingerprint;
     std::string payment_id;
     PaymentStatus status = PaymentStatus::Created;
-    bool reversal_requested = false;
     std::optional<std::string> decline_reason;
     bool timed_out = false;
 };
 
 const char* const kFindOperationSql =
-    "SELECT o.request_sha256, o.payment_id, p.status, p.reversal_requested, p.decline_reason,"
+    "SELECT o.request_sha256, o.payment_id, p.status, p.decline_reason,"
     " o.timeout_at IS NOT NULL"
     " FROM whitebird_operations o JOIN payments p ON p.id = o.payment_id"
     " WHERE o.partner = $1::text AND o.external_operation_id = $2::text";
@@ -49,17 +48,17 @@ std::optional<OperationRow> find_operation_row(Session& s, const std::string& op
     std::optional<PaymentStatus> status = parse_status(value(r.get(), 0, 2));
     if (!status) throw std::runtime_error("payment with unknown status in the database");
     row.status = *status;
-    row.reversal_requested = value(r.get(), 0, 3) == "t";
-    row.decline_reason = nullable(r.get(), 0, 4);
-    row.timed_out = value(r.get(), 0, 5) == "t";
+    row.decline_reason = nullable(r.get(), 0, 3);
+    row.timed_out = value(r.get(), 0, 4) == "t";
     return row;
 }
 
-// What WhiteBird sees. A completed payment whose reversal was asked after a timeout is on its way
-// back: FAILED, never SUCCESS.
+// What WhiteBird sees. timeout_at is set only while the payment was not final, so a payment that
+// completed after it is being reversed (or about to be, by the charge's follow-up task): FAILED,
+// never SUCCESS, also in the moment before the reversal is asked.
 Value order_answer(const OperationRow& row) {
     wb::Status status = wb::order_status(row.status);
-    if (status == wb::Status::Success && row.timed_out && row.reversal_requested) status = wb::Status::Failed;
+    if (status == wb::Status::Success && row.timed_out) status = wb::Status::Failed;
     std::vector<std::pair<std::string, Value>> members = {{"status", Value::string(std::string(wb::status_name(status)))}};
     if (status == wb::Status::Failed) {
         members.emplace_back("errorMessage", Value::string(wb::failure_message(row.status, row.decline_reason, row.timed_out)));
