@@ -393,6 +393,15 @@ class PrefixTest(WhiteBirdTestCase):
         self.assertJsonError((st, hdrs, raw), 404, "not_found")
         self.assertEqual(self.operations(body["externalOperationId"]), 1)
 
+    def test_bad_prefixes_fail_nginx_t(self):
+        for bad in ("partners", "/partners/", "/a?b", "/"):
+            with self.subTest(prefix=bad):
+                status, out = self.stack.check_nginx_conf(paygate_partner_api_prefix=bad)
+                self.assertNotEqual(status, 0, out)
+                self.assertIn("paygate_partner_api_prefix", out)
+        status, out = self.stack.check_nginx_conf(paygate_partner_api_prefix="/fiat")
+        self.assertEqual(status, 0, out)
+
 
 if __name__ == "__main__":
     unittest.main()
