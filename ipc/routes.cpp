@@ -62,6 +62,8 @@ const std::vector<Route>& table() {
         {"callback.sky_technologies", ipc::Method::Post, "/callbacks/sky-technologies/v1/on_payment_completed",
          Access::Partner, "sky-technologies"},
         {"callback.mserver", ipc::Method::Post, "/callbacks/mserver/notify", Access::AppToken, "mserver"},
+        {"whitebird.order", ipc::Method::Post, "/partners/whitebird/orders", Access::PartnerKey, "whitebird"},
+        {"whitebird.timeout", ipc::Method::Post, "/partners/whitebird/timeout", Access::PartnerKey, "whitebird"},
     };
     return routes;
 }

@@ -53,7 +53,7 @@ void* create_loc_conf(ngx_conf_t* cf) {
     conf->pass = NGX_CONF_UNSET;
     conf->timeout = NGX_CONF_UNSET_MSEC;
     conf->max_body_size = NGX_CONF_UNSET_SIZE;
-    // callback_prefix: unset is {0, nullptr} (ngx_pcalloc)
+    // callback_prefix, partner_prefix: unset is {0, nullptr} (ngx_pcalloc)
     return conf;
 }
 
@@ -64,14 +64,17 @@ char* merge_loc_conf(ngx_conf_t* cf, void* parent, void* child) {
     ngx_conf_merge_msec_value(conf->timeout, prev->timeout, 5000);
     ngx_conf_merge_size_value(conf->max_body_size, prev->max_body_size, 64 * 1024);
     ngx_conf_merge_str_value(conf->callback_prefix, prev->callback_prefix, "/callbacks");
-    std::string_view prefix = view(conf->callback_prefix);
-    if (prefix.size() < 2 || prefix.front() != '/' || prefix.back() == '/' ||
-        prefix.find_first_of("?#% \t") != std::string_view::npos) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "paygate_callback_prefix \"%V\": expected a path like /callbacks (a leading slash, no "
-                           "trailing slash, no query)",
-                           &conf->callback_prefix);
-        return static_cast<char*>(NGX_CONF_ERROR);
+    ngx_conf_merge_str_value(conf->partner_prefix, prev->partner_prefix, "/partners");
+    for (auto [directive, value] : {std::pair<const char*, ngx_str_t*>{"paygate_callback_prefix", &conf->callback_prefix},
+                                    {"paygate_partner_api_prefix", &conf->partner_prefix}}) {
+        std::string_view prefix = view(*value);
+        if (prefix.size() < 2 || prefix.front() != '/' || prefix.back() == '/' ||
+            prefix.find_first_of("?#% \t") != std::string_view::npos) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "%s \"%V\": expected a path like /callbacks (a leading slash, no trailing slash, no query)",
+                               directive, value);
+            return static_cast<char*>(NGX_CONF_ERROR);
+        }
     }
     if (conf->pass && conf->metrics) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -236,6 +239,8 @@ ngx_command_t commands[] = {
      ngx_conf_set_msec_slot, NGX_HTTP_LOC_CONF_OFFSET, offsetof(LocConf, timeout), nullptr},
     {ngx_string("paygate_callback_prefix"), NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1,
      ngx_conf_set_str_slot, NGX_HTTP_LOC_CONF_OFFSET, offsetof(LocConf, callback_prefix), nullptr},
+    {ngx_string("paygate_partner_api_prefix"), NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1,
+     ngx_conf_set_str_slot, NGX_HTTP_LOC_CONF_OFFSET, offsetof(LocConf, partner_prefix), nullptr},
     {ngx_string("paygate_max_body_size"), NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1,
      ngx_conf_set_size_slot, NGX_HTTP_LOC_CONF_OFFSET, offsetof(LocConf, max_body_size), nullptr},
     ngx_null_command};

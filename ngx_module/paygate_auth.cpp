@@ -1,4 +1,5 @@
-// Client authentication of Access::Client routes: the x_auth_token check against the shared token table.
+// Authentication from the shared token table: x_auth_token of Access::Client routes, X-Api-Key of
+// Access::PartnerKey routes.
 #include "paygate_module.hpp"
 
 #include <optional>
@@ -83,6 +84,8 @@ bool authenticate(ngx_http_request_t* r, std::string& principal, ngx_int_t& rc) 
         if (rc == NGX_OK) rc = send_unavailable(r, Unavailable::TokensUnavailable, "token list not loaded or stale");
         return false;
     }
+    // A partner's API key is not a client token, even when its hash is in the same table.
+    if (found.client && token_sync::credential_kind(*found.client) != token_sync::kClientToken) found.client.reset();
     if (!found.client) {
         if (ModuleMetrics* m = metrics()) {
             m->auth_refusal(ambiguous       ? AuthRefusal::TokenAmbiguous
@@ -102,7 +105,42 @@ bool authenticate(ngx_http_request_t* r, std::string& principal, ngx_int_t& rc) 
         }
         return false;
     }
-    principal = std::to_string(*found.client);
+    principal = std::to_string(token_sync::credential_owner(*found.client));
+    return true;
+}
+
+bool authenticate_partner_key(ngx_http_request_t* r, const routes::Route& route, std::string& principal, ngx_int_t& rc) {
+    int count = 0;
+    std::string_view key = find_header(r, {"x-api-key"}, count);
+    bool ambiguous = count > 1;
+    TokenLookup found = worker != nullptr ? lookup_token(ambiguous ? std::string_view() : key) : TokenLookup{};
+    if (found.state == TokenLookup::NotLoaded && worker != nullptr) {
+        rc = park_until_tokens(r);
+        return false;
+    }
+    if (found.state != TokenLookup::Usable) {
+        // Without a fresh table a revoked key could pass: refuse rather than guess.
+        rc = ngx_http_discard_request_body(r);
+        if (rc == NGX_OK) rc = send_unavailable(r, "token list not loaded or stale");
+        return false;
+    }
+    // Only a live key of this route's partner: a client token or another partner's key is refused.
+    unsigned want = token_sync::key_partner_kind(route.partner);
+    bool valid = found.client && want != 0 && token_sync::credential_kind(*found.client) == want;
+    if (!valid) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0, "paygate: 401, %s API key, request_id=%*s",
+                      ambiguous ? "more than one" : key.empty() ? "missing" : "unknown or revoked",
+                      static_cast<int>(request_id(r).size()), request_id(r).data());
+        rc = ngx_http_discard_request_body(r);
+        if (rc == NGX_OK) {
+            rc = send_error(r, NGX_HTTP_UNAUTHORIZED, "unauthorized",
+                            ambiguous     ? "send exactly one X-Api-Key header"
+                            : key.empty() ? "X-Api-Key header required"
+                                          : "invalid or revoked X-Api-Key");
+        }
+        return false;
+    }
+    principal = "partner:" + std::string(route.partner);
     return true;
 }
 

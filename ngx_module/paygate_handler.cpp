@@ -168,20 +168,25 @@ void on_body_read(ngx_http_request_t* r) {
 
 }  // namespace
 
-// The path matched against the route table: callbacks are served under paygate_callback_prefix
-// (the table's own /callbacks is then not reachable).
-// `storage` holds a rewritten path; the common case is the request's own URI, not copied.
+// The path matched against the route table: callbacks are served under paygate_callback_prefix,
+// partner APIs under paygate_partner_api_prefix (the table's own /callbacks or /partners is then
+// not reachable). `storage` holds a rewritten path; the common case is the request's own URI, not copied.
 std::string_view route_path(ngx_http_request_t* r, std::string& storage) {
     auto* lcf = static_cast<LocConf*>(ngx_http_get_module_loc_conf(r, ngx_http_paygate_module));
     std::string_view uri = view(r->uri);
-    std::string_view prefix = view(lcf->callback_prefix);
-    if (prefix == kCallbackRoutePrefix) return uri;
     auto under = [&](std::string_view p) { return uri.size() > p.size() && uri.substr(0, p.size()) == p && uri[p.size()] == '/'; };
-    if (under(prefix)) {
-        storage = std::string(kCallbackRoutePrefix) + std::string(uri.substr(prefix.size()));
-        return storage;
+    const std::pair<std::string_view, std::string_view> moves[] = {
+        {view(lcf->callback_prefix), kCallbackRoutePrefix},
+        {view(lcf->partner_prefix), kPartnerRoutePrefix},
+    };
+    for (const auto& [prefix, table_prefix] : moves) {
+        if (prefix == table_prefix) continue;
+        if (under(prefix)) {
+            storage = std::string(table_prefix) + std::string(uri.substr(prefix.size()));
+            return storage;
+        }
+        if (under(table_prefix)) return {};   // matches nothing: 404
     }
-    if (under(kCallbackRoutePrefix)) return {};   // matches nothing: 404
     return uri;
 }
 
@@ -264,6 +269,10 @@ ngx_int_t handle(ngx_http_request_t* r) {
     if (match.route->access == routes::Access::Client) {
         ngx_int_t rc;   // a request parked until the token table is loaded returns NGX_DONE here
         if (!authenticate(r, principal, rc)) return rc;
+    }
+    if (match.route->access == routes::Access::PartnerKey) {
+        ngx_int_t rc;   // parked like a client request while the table loads
+        if (!authenticate_partner_key(r, *match.route, principal, rc)) return rc;
     }
     std::string client = match.route->access == routes::Access::Client ? principal : std::string();
 

@@ -60,10 +60,13 @@ struct LocConf {
     size_t max_body_size;
     ngx_str_t callback_prefix;   // paygate_callback_prefix: where partner callbacks are served
     ngx_flag_t metrics;          // paygate_metrics in this location (not inherited)
+    ngx_str_t partner_prefix;    // paygate_partner_api_prefix: where partners' own APIs are served
 };
 
 // The route table's callback paths start with this; paygate_callback_prefix moves them.
 inline constexpr std::string_view kCallbackRoutePrefix = "/callbacks";
+// The route table's partner API paths (WhiteBird's orders) start with this; paygate_partner_api_prefix moves them.
+inline constexpr std::string_view kPartnerRoutePrefix = "/partners";
 
 // Ids of the module's own requests (token sync) have this bit; client requests never do.
 constexpr std::uint64_t kInternalId = std::uint64_t{1} << 63;
@@ -190,6 +193,9 @@ std::optional<std::uint64_t> client_of_token(ngx_http_request_t* r);
 // True with `principal` set; false when the request was answered instead (403, or 503 without a
 // fresh token table) or parked until the table is loaded, `rc` being what the handler returns.
 bool authenticate(ngx_http_request_t* r, std::string& principal, ngx_int_t& rc);
+// Access::PartnerKey: the X-Api-Key header names a live key of the route's partner. True with
+// `principal` "partner:<name>"; false when answered instead (401; 503 without a fresh table) or parked.
+bool authenticate_partner_key(ngx_http_request_t* r, const routes::Route& route, std::string& principal, ngx_int_t& rc);
 // Suspends a request until the token table is loaded (or paygate_timeout: 503).
 ngx_int_t park_until_tokens(ngx_http_request_t* r);
 // The token table is loaded: runs the parked requests from the start.

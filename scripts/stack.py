@@ -24,7 +24,7 @@ CLI (the `make run` contract):
     python3 scripts/stack.py run --build-dir build --var-dir var
 
 It also creates the demo clients `demo` and `demo-other` (earlier demo tokens revoked), writes
-var/demo-credentials.env (PAYGATE_URL, PAYGATE_TOKEN, PAYGATE_TOKEN_OTHER, ZOOTICKET_JWT) and var/demo-token,
+var/demo-credentials.env (PAYGATE_URL, PAYGATE_TOKEN, PAYGATE_TOKEN_OTHER, ZOOTICKET_JWT, WHITEBIRD_API_KEY) and var/demo-token,
 and prints a curl walk-through of the payment API.
 
 Standard library only (Python >= 3.9).
@@ -1001,6 +1001,23 @@ class Stack:
             return self.ctl("token", "revoke", "--token", "-", input=token + "\n", check=check)
         return self.ctl("token", "revoke", "--client", client, check=check)
 
+    def create_partner_key(self, partner: str) -> str:
+        """`paygatectl partner key create --partner PARTNER`: a new API key (X-Api-Key)."""
+        res = self.ctl("partner", "key", "create", "--partner", partner)
+        lines = res.stdout.splitlines()
+        if len(lines) != 1 or not lines[0].strip() or lines[0] != lines[0].strip():
+            raise StackError(f"paygatectl partner key create printed {res.stdout!r}, expected exactly "
+                             f"the key on one line")
+        return lines[0]
+
+    def revoke_partner_key(self, partner: str, key: Optional[str] = None,
+                           check: bool = True) -> subprocess.CompletedProcess:
+        """`paygatectl partner key revoke --partner PARTNER --key -` (on stdin), or `--all`."""
+        if key is not None:
+            return self.ctl("partner", "key", "revoke", "--partner", partner, "--key", "-",
+                            input=key + "\n", check=check)
+        return self.ctl("partner", "key", "revoke", "--partner", partner, "--all", check=check)
+
     # -- daemons ------------------------------------------------------------------------------
 
     def endpoint(self, name: str) -> str:
@@ -1873,13 +1890,16 @@ def make_demo_tokens(stack: "Stack", var_dir: Path) -> dict:
     tokens = {client: stack.create_token(client) for client in DEMO_CLIENTS}
     # The ZooTicket merchant's Bearer JWT (docs/partners/zooticket.md), ES256, valid for a day.
     merchant_jwt = stack.mint_merchant_jwt(ttl=86400)
+    stack.revoke_partner_key("whitebird", check=True)   # the earlier runs' demo keys
+    whitebird_key = stack.create_partner_key("whitebird")
     _write_private(var_dir / DEMO_CREDENTIALS,
                    "# paygate dev stack demo credentials, written by `make run` (new on every run)\n"
                    "# usage: source var/demo-credentials.env\n"
                    f"PAYGATE_URL=http://127.0.0.1:{stack.http_port}\n"
                    f"PAYGATE_TOKEN={tokens[DEMO_CLIENTS[0]]}\n"
                    f"PAYGATE_TOKEN_OTHER={tokens[DEMO_CLIENTS[1]]}\n"
-                   f"ZOOTICKET_JWT={merchant_jwt}\n")
+                   f"ZOOTICKET_JWT={merchant_jwt}\n"
+                   f"WHITEBIRD_API_KEY={whitebird_key}\n")
     _write_private(var_dir / DEMO_TOKEN, tokens[DEMO_CLIENTS[0]] + "\n")
     log(f"demo clients {', '.join(DEMO_CLIENTS)}: tokens in {var_dir / DEMO_CREDENTIALS} "
         f"and {var_dir / DEMO_TOKEN}")
@@ -1988,7 +2008,15 @@ ZooTicket merchant API (docs/partners/zooticket.md; Bearer JWT $ZOOTICKET_JWT, n
   # lands on return_url; then GET "$PAYGATE_URL/v1/payments/<payment_id>" says succeeded
 
   # Prometheus metrics, loopback only (docs/operations.md#metrics)
-  curl -s "$PAYGATE_URL/metrics" | grep -E '^paygate_(requests_total|daemon_provider_call_seconds_count)'"""
+  curl -s "$PAYGATE_URL/metrics" | grep -E '^paygate_(requests_total|daemon_provider_call_seconds_count)'
+
+  # WhiteBird (docs/partners/whitebird.md): an order in BYN (933), asked again until final
+  WB_ORDER='{{"externalUserId": "9ee9e9f7-a7ff-4dc4-9804-5d7dd2cf2df5", "currency": 933, "amount": 100, "type": "PAYMENT", "status": "EXCHANGED", "externalOperationId": "'{uuid}'"}}'
+  curl -s -X POST "$PAYGATE_URL/partners/whitebird/orders" -H "X-Api-Key: $WHITEBIRD_API_KEY" {js} \\
+    -d "$WB_ORDER"; echo     # PROCESSING
+  sleep 1
+  curl -s -X POST "$PAYGATE_URL/partners/whitebird/orders" -H "X-Api-Key: $WHITEBIRD_API_KEY" {js} \\
+    -d "$WB_ORDER"; echo     # SUCCESS"""
 
 
 # ----------------------------------------------------------------------------------------------

@@ -34,6 +34,8 @@ const std::vector<HandlerEntry>& handler_table() {
         {"zooticket.page.cancel", handle_zooticket_page_cancel},
         {"callback.sky_technologies", handle_callback_sky_technologies},
         {"callback.mserver", handle_callback_mserver},
+        {"whitebird.order", handle_whitebird_order},
+        {"whitebird.timeout", handle_whitebird_timeout},
         {routes::kAuthTokensRoute, handle_auth_tokens, Runs::Inline},  // internal: the module's token poll, from memory
     };
     return table;

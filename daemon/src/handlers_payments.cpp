@@ -212,6 +212,33 @@ std::optional<PaymentStatus> apply_core_action(Session& s, const WorkerContext& 
     return t->to;
 }
 
+std::string create_accepted_payment(Session& s, const WorkerContext& ctx, const std::string& client_id,
+                                    const std::string& actor, const CreateRequest& request,
+                                    const std::string& accept_info_json) {
+    std::string id = create_payment(s, client_id, actor, request);
+    std::optional<PaymentRow> row = find_payment(s, id, true);
+    if (!row) throw std::runtime_error("payment " + id + " vanished in its own transaction");
+    std::optional<Transition> t = transition(PaymentStatus::Created, Action::Accept, false);
+    update_accepted(s, id, t->to, accept_info_json);
+    insert_event(s, PaymentEvent{id, std::string(action_name(Action::Accept)), row->status,
+                                 std::string(status_name(t->to)), actor, std::nullopt, request.idempotency_token});
+    queue_charge(s, ctx, *row);
+    return id;
+}
+
+bool cancel_or_reverse(Session& s, const std::string& payment_id, const std::string& actor) {
+    std::optional<PaymentRow> row = find_payment(s, payment_id, true);
+    if (!row) return false;
+    std::optional<Transition> t = transition(stored_status(row->status), Action::Cancel, row->reversal_requested);
+    if (!t) return false;
+    update_cancelled(s, row->id, t->to, CancelReason::Expired, t->requests_reversal);
+    insert_event(s, PaymentEvent{row->id, std::string(action_name(Action::Cancel)), row->status,
+                                 std::string(status_name(t->to)), actor, std::string(reason_name(CancelReason::Expired)),
+                                 std::nullopt});
+    if (t->requests_reversal) queue_reversal(s, *row, PaymentRef{row->id, row->id});
+    return true;
+}
+
 ipc::Reply handle_payment_create(const ipc::Request& request, WorkerContext& ctx) {
     return guarded(request, ctx, [&] {
         Caller caller = require_client(request);

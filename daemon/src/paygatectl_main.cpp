@@ -173,6 +173,82 @@ int cmd_token(const std::vector<std::string>& all) {
     return 0;
 }
 
+constexpr const char* kPartnerUsage =
+    "paygatectl partner key create --partner NAME [--database CONNINFO] [--config FILE]\n"
+    "       paygatectl partner key revoke --partner NAME (--key KEY | --key - | --all) [--database CONNINFO] [--config FILE]\n"
+    "       paygatectl partner key list --partner NAME [--database CONNINFO] [--config FILE]\n"
+    "  create: makes an API key for the partner (X-Api-Key on its routes) and prints it on stdout,\n"
+    "          once: only its SHA-256 is stored. Partners: whitebird.\n"
+    "  revoke: revokes one key (--key - reads it from stdin) or all of the partner's keys (--all);\n"
+    "          prints how many. nginx stops accepting it within a second.\n"
+    "  list:   prefix, partner, created and revoked time (UTC) of every key; never a key or hash.";
+
+int cmd_partner(const std::vector<std::string>& all) {
+    if (all.size() < 2 || all[0] != "key") return usage_error("partner: expected 'partner key ACTION'", kPartnerUsage);
+    const std::string action = all[1];
+    if (action != "create" && action != "revoke" && action != "list") {
+        return usage_error("partner key: unknown action '" + action + "'", kPartnerUsage);
+    }
+    std::vector<std::string> args(all.begin() + 2, all.end());
+    bool revoke_all = false;
+    if (action == "revoke") {
+        auto it = std::find(args.begin(), args.end(), "--all");
+        if (it != args.end()) {
+            revoke_all = true;
+            args.erase(it);
+        }
+    }
+    std::map<std::string, std::string> options;
+    std::string error;
+    std::vector<std::string> names{"partner", "database", "config"};
+    if (action == "revoke") names.push_back("key");
+    if (!parse_options(args, names, options, error)) return usage_error("partner key " + action + ": " + error, kPartnerUsage);
+    auto partner = options.find("partner");
+    if (partner == options.end()) return usage_error("partner key " + action + ": --partner NAME is required", kPartnerUsage);
+    if (!is_key_partner(partner->second)) {
+        return usage_error("partner key " + action + ": unknown partner '" + partner->second + "'", kPartnerUsage);
+    }
+    std::optional<std::string> key;
+    if (action == "revoke") {
+        auto given = options.find("key");
+        if ((given == options.end()) != revoke_all) {
+            return usage_error("partner key revoke: give either --key KEY or --all", kPartnerUsage);
+        }
+        if (given != options.end()) {
+            std::string text = given->second;
+            if (text == "-" && !std::getline(std::cin, text)) return fail("partner key revoke: no key on stdin");
+            while (!text.empty() && (text.back() == '\r' || text.back() == ' ')) text.pop_back();
+            if (!is_partner_key_text(text)) {
+                return usage_error("partner key revoke: that is not a partner key (pgk_ and 64 hex digits)", kPartnerUsage);
+            }
+            key = text;
+        }
+    }
+    PgConn conn = connect_for(options, "partner key");
+    if (!conn) return kFailed;
+    if (action == "create") {
+        CreatedToken created;
+        if (!create_partner_key(conn.get(), partner->second, created, error)) return fail("partner key create: " + error);
+        std::cerr << "paygatectl: created key " << token_prefix(created.token) << "... for partner '" << partner->second
+                  << "'; it is shown only this once" << std::endl;
+        std::cout << created.token << std::endl;
+        return 0;
+    }
+    if (action == "revoke") {
+        long n = 0;
+        if (!revoke_partner_keys(conn.get(), partner->second, key, n, error)) return fail("partner key revoke: " + error);
+        if (key && n == 0) return fail("partner key revoke: no such live key of partner '" + partner->second + "'");
+        std::cout << "revoked " << n << " key" << plural(n) << std::endl;
+        return 0;
+    }
+    std::vector<TokenListRow> rows;
+    if (!list_partner_keys(conn.get(), partner->second, rows, error)) return fail("partner key list: " + error);
+    std::string table = format_token_table(rows);
+    table.replace(table.find("CLIENT "), 7, "PARTNER");
+    std::cout << table << std::flush;
+    return 0;
+}
+
 constexpr const char* kTasksUsage =
     "paygatectl tasks list [--state S] [--kind K] [--payment UUID] [--limit N] [--database CONNINFO] [--config FILE]\n"
     "       paygatectl tasks show ID | retry ID | cancel ID --reason TEXT [--database CONNINFO] [--config FILE]\n"
@@ -514,6 +590,7 @@ struct Command {
 const Command kCommands[] = {
     {"migrate", "apply pending database migrations", kMigrateUsage, cmd_migrate},
     {"token", "create, revoke and list client API tokens", kTokenUsage, cmd_token},
+    {"partner", "create, revoke and list partner API keys (WhiteBird)", kPartnerUsage, cmd_partner},
     {"tasks", "list, show, retry and cancel durable tasks", kTasksUsage, cmd_tasks},
     {"keys", "generate CURVE key pairs of the nginx <-> paygated link", kKeysUsage, cmd_keys},
     {"jwt", "make merchant JWT keys and mint test tokens (ZooTicket)", kJwtUsage, cmd_jwt},

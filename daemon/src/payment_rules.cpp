@@ -198,6 +198,10 @@ bool parse_body(const ipc::Request& request, json::Value& body, Invalid& invalid
 
 }  // namespace
 
+bool parse_json_body(const ipc::Request& request, json::Value& body, Invalid& invalid) {
+    return parse_body(request, body, invalid);
+}
+
 std::string_view status_name(PaymentStatus s) {
     switch (s) {
         case PaymentStatus::Created: return "created";

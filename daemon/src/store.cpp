@@ -417,7 +417,7 @@ long purge_expired_keys(Session& s, int batch) {
 // to disk per page).
 const char* const kTokenChangesSql =
     "SELECT (SELECT coalesce(max(version), 0) FROM api_tokens)::bigint,"
-    " version, decode(token_sha256, 'hex'), client_id, revoked_at IS NULL"
+    " version, decode(token_sha256, 'hex'), client_id, revoked_at IS NULL, coalesce(partner, '')"
     " FROM api_tokens WHERE version > $1::bigint ORDER BY version LIMIT $2::integer";
 
 const char* const kTokenNewestSql = "SELECT coalesce(max(version), 0)::bigint FROM api_tokens";

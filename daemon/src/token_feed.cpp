@@ -275,12 +275,18 @@ bool TokenFeed::catch_up(PGconn* conn) {
             std::memcpy(c.hash.data(), PQgetvalue(r.get(), i, 2), token_sync::kHashBytes);
             std::uint64_t client = be64(PQgetvalue(r.get(), i, 3));
             bool live = PQgetvalue(r.get(), i, 4)[0] != 0;
-            if (live && (client == 0 || client > token_sync::kMaxClientId)) {
+            std::string_view partner(PQgetvalue(r.get(), i, 5), static_cast<std::size_t>(PQgetlength(r.get(), i, 5)));
+            unsigned kind = partner.empty() ? token_sync::kClientToken : token_sync::key_partner_kind(partner);
+            if (live && (client == 0 || client > token_sync::kMaxOwnerId)) {
                 // The module cannot carry it; refusing the token is the safe side.
                 log::error("token_feed_bad_row").kv("version", c.version).kv("what", "client_id out of range");
                 live = false;
             }
-            c.client_id = live ? client : 0;
+            if (live && !partner.empty() && kind == 0) {
+                log::error("token_feed_bad_row").kv("version", c.version).kv("what", "key of an unknown partner");
+                live = false;
+            }
+            c.client_id = live ? token_sync::credential_value(kind, client) : 0;
             changes.push_back(c);
         }
         log_.apply(changes);

@@ -6,8 +6,10 @@
 #include <cstring>
 #include <stdexcept>
 
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
 
+#include "paygate/token_sync.hpp"
 #include "paygated/db.hpp"
 #include "paygated/migrate.hpp"
 
@@ -112,6 +114,12 @@ bool create_token(PGconn* conn, const std::string& client, CreatedToken& out, st
         error = "bad client name (1-64 characters of A-Z a-z 0-9 . _ -)";
         return false;
     }
+    if (client.rfind(kPartnerClientPrefix, 0) == 0) {
+        // The partner's own client owns its payments: only its API keys may act for it.
+        error = "client names starting with '" + std::string(kPartnerClientPrefix) +
+                "' belong to partners (paygatectl partner key create --partner NAME)";
+        return false;
+    }
     Transaction tx(conn);
     if (!tx.begin(error)) return false;
     PgResult inserted = run(conn, "INSERT INTO clients (name) VALUES ($1::text) ON CONFLICT (name) DO NOTHING RETURNING id",
@@ -200,6 +208,81 @@ bool list_tokens(PGconn* conn, const std::optional<std::string>& client, std::ve
         error = trimmed_error(r.get(), conn);
         return false;
     }
+    out.clear();
+    for (int i = 0; i < PQntuples(r.get()); ++i) {
+        TokenListRow row{value(r.get(), i, 0), value(r.get(), i, 1), value(r.get(), i, 2), std::nullopt};
+        if (!PQgetisnull(r.get(), i, 3)) row.revoked_at = value(r.get(), i, 3);
+        out.push_back(std::move(row));
+    }
+    return true;
+}
+
+// --- partner API keys ----------------------------------------------------------------------
+
+bool is_key_partner(std::string_view partner) { return token_sync::key_partner_kind(partner) != 0; }
+
+bool is_partner_key_text(std::string_view text) {
+    if (text.size() != kTokenLength || text.substr(0, kPartnerKeyPrefix.size()) != kPartnerKeyPrefix) return false;
+    return std::all_of(text.begin() + kPartnerKeyPrefix.size(), text.end(),
+                       [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+}
+
+namespace {
+
+bool check_partner(const std::string& partner, std::string& error) {
+    if (is_key_partner(partner)) return true;
+    error = "unknown partner '" + partner + "' (partners with API keys:";
+    for (std::string_view p : token_sync::kKeyPartners) error += " " + std::string(p);
+    error += ")";
+    return false;
+}
+
+}  // namespace
+
+bool create_partner_key(PGconn* conn, const std::string& partner, CreatedToken& out, std::string& error) {
+    if (!check_partner(partner, error)) return false;
+    std::string client = std::string(kPartnerClientPrefix) + partner;
+    Transaction tx(conn);
+    if (!tx.begin(error)) return false;
+    PgResult inserted = run(conn, "INSERT INTO clients (name) VALUES ($1::text) ON CONFLICT (name) DO NOTHING", {client}, error);
+    if (!inserted) return false;
+    std::string id;
+    if (!client_id(conn, client, id, error)) return false;
+    std::string token = generate_token();
+    std::string key = std::string(kPartnerKeyPrefix) + token.substr(kTokenPrefix.size());
+    OPENSSL_cleanse(token.data(), token.size());
+    if (!run(conn,
+             "INSERT INTO api_tokens (client_id, token_sha256, token_prefix, partner)"
+             " VALUES ($1::bigint, $2::text, $3::text, $4::text)",
+             {id, token_sha256(key), token_prefix(key), partner}, error)) {
+        return false;
+    }
+    if (!tx.commit(error)) return false;
+    out.token = std::move(key);
+    return true;
+}
+
+bool revoke_partner_keys(PGconn* conn, const std::string& partner, const std::optional<std::string>& key, long& count,
+                         std::string& error) {
+    if (!check_partner(partner, error)) return false;
+    PgResult r = key ? run(conn,
+                           "UPDATE api_tokens SET revoked_at = now() WHERE partner = $1::text AND token_sha256 = $2::text"
+                           " AND revoked_at IS NULL",
+                           {partner, token_sha256(*key)}, error)
+                     : run(conn, "UPDATE api_tokens SET revoked_at = now() WHERE partner = $1::text AND revoked_at IS NULL",
+                           {partner}, error);
+    if (!r) return false;
+    count = std::strtol(PQcmdTuples(r.get()), nullptr, 10);
+    return true;
+}
+
+bool list_partner_keys(PGconn* conn, const std::string& partner, std::vector<TokenListRow>& out, std::string& error) {
+    if (!check_partner(partner, error)) return false;
+    PgResult r = run(conn,
+                     "SELECT token_prefix, partner, " PAYGATE_UTC_S("created_at") ", " PAYGATE_UTC_S("revoked_at")
+                     " FROM api_tokens WHERE partner = $1::text ORDER BY created_at, id",
+                     {partner}, error);
+    if (!r) return false;
     out.clear();
     for (int i = 0; i < PQntuples(r.get()); ++i) {
         TokenListRow row{value(r.get(), i, 0), value(r.get(), i, 1), value(r.get(), i, 2), std::nullopt};

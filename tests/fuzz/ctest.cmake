@@ -11,7 +11,7 @@ add_test(NAME fuzz.build COMMAND bash ${PAYGATE_FUZZ_SH} build ${PAYGATE_FUZZ_DI
 # It compiles with -j2: both cores, like an e2e file.
 set_tests_properties(fuzz.build PROPERTIES LABELS fuzz TIMEOUT 900 PROCESSORS 2 FIXTURES_SETUP fuzz_tree)
 
-foreach(h json money ipc_decode ipc_encode routes idempotency webhook capability payment_body jwt zooticket_body)
+foreach(h json money ipc_decode ipc_encode routes idempotency webhook capability payment_body jwt zooticket_body whitebird)
   add_test(NAME fuzz.${h} COMMAND bash ${PAYGATE_FUZZ_SH} run ${PAYGATE_FUZZ_DIR} ${PAYGATE_FUZZ_TEST_SECONDS} ${h})
   set_tests_properties(fuzz.${h} PROPERTIES LABELS fuzz TIMEOUT 300 FIXTURES_REQUIRED fuzz_tree)
 endforeach()

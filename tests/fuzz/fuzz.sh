@@ -14,12 +14,12 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-HARNESSES=(json money ipc_decode ipc_encode routes idempotency webhook capability payment_body jwt zooticket_body)
+HARNESSES=(json money ipc_decode ipc_encode routes idempotency webhook capability payment_body jwt zooticket_body whitebird)
 
 # The dictionary and the longest input of each harness.
 dict_of() {
     case "$1" in
-        json | idempotency | payment_body | zooticket_body) echo json ;;
+        json | idempotency | payment_body | zooticket_body | whitebird) echo json ;;
         ipc_decode) echo ipc ;;
         ipc_encode) echo "" ;;   # structured input (FuzzedDataProvider): no tokens to offer
         *) echo "$1" ;;

@@ -89,6 +89,23 @@ void upsert_lookup_remove(void**) {
     assert_int_equal(*o.table.client_of_hash(a.data()), ts::kMaxClientId);
 }
 
+// A partner key's entry keeps its kind through the table (the epoch bits above 48 do not touch
+// it), so the module can tell it from a client token of the same owner.
+void credential_kinds_survive(void**) {
+    Owned o(64);
+    Hash client = hash_of(1), key = hash_of(2);
+    const unsigned whitebird = ts::key_partner_kind("whitebird");
+    assert_true(o.table.upsert(client.data(), ts::credential_value(ts::kClientToken, 42)));
+    assert_true(o.table.upsert(key.data(), ts::credential_value(whitebird, 42)));
+    assert_int_equal(ts::credential_kind(*o.table.client_of_hash(client.data())), ts::kClientToken);
+    assert_int_equal(ts::credential_kind(*o.table.client_of_hash(key.data())), whitebird);
+    assert_int_equal(ts::credential_owner(*o.table.client_of_hash(key.data())), 42);
+    o.table.reset();
+    assert_true(o.table.upsert(key.data(), ts::credential_value(whitebird, ts::kMaxOwnerId)));
+    assert_int_equal(ts::credential_kind(*o.table.client_of_hash(key.data())), whitebird);
+    assert_int_equal(ts::credential_owner(*o.table.client_of_hash(key.data())), ts::kMaxOwnerId);
+}
+
 // Backward-shift deletion keeps every probe run intact: checked against a map after each change,
 // with hashes folded onto a few home slots so that runs are long and wrap around the end.
 void matches_a_map_under_random_changes(void**) {
@@ -329,6 +346,7 @@ int main() {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(empty_table_refuses_everything),
         cmocka_unit_test(upsert_lookup_remove),
+        cmocka_unit_test(credential_kinds_survive),
         cmocka_unit_test(matches_a_map_under_random_changes),
         cmocka_unit_test(full_table_refuses_new_tokens_only),
         cmocka_unit_test(reset_forgets_in_one_step),

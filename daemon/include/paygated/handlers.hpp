@@ -132,6 +132,20 @@ std::optional<PaymentStatus> apply_core_action(Session& s, const WorkerContext& 
                                                Action action, const std::string& actor,
                                                std::optional<CancelReason> reason, const std::string& accept_info_json);
 
+// For the partner APIs: a payment created and accepted in the caller's transaction (its
+// history, created -> bank_processing, the charge queued at the provider provider_route picks),
+// as a client's create + accept would. Returns its id.
+std::string create_accepted_payment(Session& s, const WorkerContext& ctx, const std::string& client_id,
+                                    const std::string& actor, const CreateRequest& request,
+                                    const std::string& accept_info_json);
+// Cancels a payment that is still created, or asks the reversal of a completed one (reason
+// "expired"), in the caller's transaction; false when neither applies (in flight, or final).
+bool cancel_or_reverse(Session& s, const std::string& payment_id, const std::string& actor);
+
+// --- handlers_whitebird.cpp (docs/partners/whitebird.md) ---
+ipc::Reply handle_whitebird_order(const ipc::Request& request, WorkerContext& ctx);    // POST /partners/whitebird/orders
+ipc::Reply handle_whitebird_timeout(const ipc::Request& request, WorkerContext& ctx);  // POST /partners/whitebird/timeout
+
 // The client id in request.principal (set by the module from the caller's token): a positive
 // decimal without leading zeros, at most 18 digits. Nothing when empty or malformed (-> 403).
 std::optional<std::string> client_principal(std::string_view principal);

@@ -10,11 +10,14 @@ namespace paygate::daemon {
 struct Currency {
     std::string_view code;     // "USD", "BTC"
     int exponent;              // minor-unit digits: USD 2, JPY 0, BTC 8, ETH 18
+    int numeric = 0;           // ISO 4217 numeric code: USD 840, BYN 933; 0 for crypto (none)
 };
 
 // ISO 4217 alphabetic codes in current use plus BTC (8), ETH (18), USDT (6); nullptr if unknown.
 // Exact, case-sensitive: "usd" is unknown.
 const Currency* find_currency(std::string_view code);
+// The currency whose ISO 4217 numeric code is `numeric` (933 -> BYN), nullptr if none.
+const Currency* find_currency_by_numeric(int numeric);
 
 // An amount as an integer count of minor units, in decimal digits (it can exceed 64 bits:
 // 10^15 ETH is 10^33 wei). No sign, no leading zeros ("0" only for zero).

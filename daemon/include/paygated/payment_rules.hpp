@@ -89,6 +89,10 @@ using RefundRequest = MoneyOperationRequest;
 
 // Each parses and validates one endpoint's body (content type from request.header("content-type")).
 // On failure returns nothing and fills `invalid`.
+// The checks every JSON body gets: a JSON content type (else 415), well-formed JSON within the
+// depth and string limits, an object at the top.
+bool parse_json_body(const ipc::Request& request, json::Value& body, Invalid& invalid);
+
 std::optional<CreateRequest> validate_create(const ipc::Request& request, Invalid& invalid);
 std::optional<EditRequest> validate_edit(const ipc::Request& request, Invalid& invalid);
 std::optional<CancelRequest> validate_cancel(const ipc::Request& request, Invalid& invalid);

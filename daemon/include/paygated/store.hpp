@@ -219,7 +219,7 @@ long purge_expired_keys(Session& s, int batch);
 // The token feed's statements, binary results. kTokenChangesSql: $1 the version it holds, $2 the
 // page size; up to $2 rows above $1 in version order, each with max(api_tokens.version) (int8),
 // version (int8), the raw SHA-256 (bytea, 32 bytes), client_id (int8) and live (bool: not
-// revoked). kTokenNewestSql: max(api_tokens.version) alone (int8, 0 with no tokens), asked when
+// revoked), partner (text: "" for a client token, the partner's name for a partner API key). kTokenNewestSql: max(api_tokens.version) alone (int8, 0 with no tokens), asked when
 // there was no change, to notice a database that went back in time.
 extern const char* const kTokenChangesSql;
 extern const char* const kTokenNewestSql;

@@ -61,6 +61,25 @@ struct TokenListRow {
 bool list_tokens(PGconn* conn, const std::optional<std::string>& client, std::vector<TokenListRow>& out,
                  std::string& error);
 
+// --- partner API keys (paygatectl partner key; docs/partners/whitebird.md) --------------------
+//
+// A partner key is "pgk_" + 64 lower-case hex digits, stored like a token (SHA-256 only) in
+// api_tokens with `partner` set, owned by the client "partner.<name>". The module accepts it only
+// on that partner's routes, never as a client token.
+
+inline constexpr std::string_view kPartnerKeyPrefix = "pgk_";
+inline constexpr std::string_view kPartnerClientPrefix = "partner.";
+
+bool is_key_partner(std::string_view partner);   // a partner that calls with API keys ("whitebird")
+bool is_partner_key_text(std::string_view text);
+
+bool create_partner_key(PGconn* conn, const std::string& partner, CreatedToken& out, std::string& error);
+// Revokes that key of `partner` (or, without one, all its live keys); `count` says how many.
+bool revoke_partner_keys(PGconn* conn, const std::string& partner, const std::optional<std::string>& key, long& count,
+                         std::string& error);
+// Prefix, partner, created, revoked of every key of `partner`.
+bool list_partner_keys(PGconn* conn, const std::string& partner, std::vector<TokenListRow>& out, std::string& error);
+
 // The rows as an aligned table with a header line "PREFIX CLIENT CREATED REVOKED" ("-" while live).
 std::string format_token_table(const std::vector<TokenListRow>& rows);
 

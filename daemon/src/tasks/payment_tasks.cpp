@@ -6,6 +6,7 @@
 // there. Answers are applied in one transaction fenced by the task's lease, together with the
 // payment's change, its history row and the follow-up task (docs/tasks.md).
 #include "paygate/json.hpp"
+#include "paygated/handlers.hpp"
 #include "paygated/log.hpp"
 #include "paygated/mserver.hpp"
 #include "paygated/payment_rules.hpp"
@@ -339,6 +340,18 @@ TaskResult run_session_expiry(Ctx& c, const TaskRow& task) {
     return result(Next::Done);
 }
 
+// A partner's order that timed out (WhiteBird's timeout, docs/partners/whitebird.md) while its
+// charge was in flight: the charge completed after all, so its money goes back.
+void reverse_if_timed_out(Ctx& c, const std::string& payment_id) {
+    Session& s = c.s;
+    s.begin();
+    PgResult r = s.exec("SELECT 1 FROM whitebird_operations WHERE payment_id = $1::uuid AND timeout_at IS NOT NULL",
+                        {payment_id});
+    bool reversed = PQntuples(r.get()) == 1 && cancel_or_reverse(s, payment_id, "partner:whitebird");
+    s.commit();
+    if (reversed) log::info("timed_out_order_reversed").kv("payment_id", payment_id);
+}
+
 }  // namespace
 
 TaskResult run_task(const TaskRow& task, Session& s, const Providers& providers, const TaskSettings& settings,
@@ -368,6 +381,7 @@ TaskResult run_task(const TaskRow& task, Session& s, const Providers& providers,
                 .kv("operation_id", row->id)
                 .kv("kind", row->kind)
                 .kv("state", row->state);
+            if (row->kind == "charge" && row->state == "completed") reverse_if_timed_out(c, row->payment_id);
             return result(Next::Done);
         }
         return result(Next::Dead, "unknown task kind " + task.kind);

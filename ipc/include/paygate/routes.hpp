@@ -21,6 +21,8 @@ enum class Access {
               // (mserver, seed 003), checked by the module; the daemon gets "partner:<name>"
     MerchantJwt, // a merchant's Bearer JWT (ZooTicket, seed 002), verified by the module
                  // (paygate_jwt_key); the daemon gets "merchant:<merchant claim>"
+    PartnerKey, // a partner calling our API (WhiteBird, seed 004) with its X-Api-Key, checked by the
+                // module against the synced key table; the daemon gets "partner:<name>"
 };
 
 struct Route {
@@ -28,7 +30,7 @@ struct Route {
     ipc::Method method;
     std::string_view pattern;  // "/api/v1/payment/{payment_id}/retrieve": {x} is one path segment
     Access access = Access::Public;
-    std::string_view partner = {};   // Access::Partner/AppToken: whose keys verify it ("sky-technologies")
+    std::string_view partner = {};   // Access::Partner/AppToken/PartnerKey: whose keys verify it ("sky-technologies")
 };
 
 // Routes the module itself calls on the daemon; never reachable over HTTP.

@@ -8,7 +8,8 @@
 // Layout (integers little-endian), kHeaderBytes then `count` entries of kEntryBytes:
 //   "PGTD" | format u8 (1) | flags u8 (1 reset, 2 behind) | 0 u16
 //   | from u64 | upto u64 | head u64 | age_ms u32 | count u32
-//   entry: sha256 of the token text (32 raw bytes) | client_id u64 (0: the token is not live)
+//   entry: sha256 of the token text (32 raw bytes) | client_id u64 (0: the token is not live;
+//          otherwise credential_value(): the kind in bits 40..47, the owning client below)
 // See docs/daemon.md, "How nginx learns about tokens".
 #pragma once
 
@@ -30,6 +31,32 @@ inline constexpr std::size_t kEntryBytes = kHashBytes + 8;
 inline constexpr std::size_t kMaxChunkEntries = 10000;
 // Client ids are bigserials; the module keeps the upper 16 bits of its table slots for itself.
 inline constexpr std::uint64_t kMaxClientId = (std::uint64_t{1} << 48) - 1;
+
+// An entry's 48-bit value says whose credential it is: bits 40..47 the kind (kClientToken, or
+// the partner number of a partner's API key, see kKeyPartners), bits 0..39 the client id that
+// owns it. A client token therefore never passes where a partner key is asked for, nor one
+// partner's key for another's: the kind is compared, not only the hash.
+inline constexpr unsigned kKindShift = 40;
+inline constexpr std::uint64_t kMaxOwnerId = (std::uint64_t{1} << kKindShift) - 1;
+inline constexpr unsigned kClientToken = 0;
+// The partners that call paygate with an API key, numbered from 1 by their place here; the
+// number is what the module's table stores, so entries are only ever appended.
+inline constexpr std::string_view kKeyPartners[] = {"whitebird"};
+
+// The kind of `partner`'s API keys, 0 when it has none.
+constexpr unsigned key_partner_kind(std::string_view partner) {
+    unsigned n = 0;
+    for (std::string_view p : kKeyPartners) {
+        ++n;
+        if (p == partner) return n;
+    }
+    return 0;
+}
+constexpr std::uint64_t credential_value(unsigned kind, std::uint64_t owner_id) {
+    return std::uint64_t{kind} << kKindShift | owner_id;
+}
+constexpr unsigned credential_kind(std::uint64_t value) { return static_cast<unsigned>(value >> kKindShift); }
+constexpr std::uint64_t credential_owner(std::uint64_t value) { return value & kMaxOwnerId; }
 
 struct Header {
     // The receiver must first forget every token it holds: the entries list live tokens from
