@@ -33,6 +33,7 @@ std::string_view auth_refusal_name(AuthRefusal kind) {
         case AuthRefusal::Signature: return "signature";
         case AuthRefusal::AppToken: return "app_token";
         case AuthRefusal::MerchantJwt: return "merchant_jwt";
+        case AuthRefusal::PartnerKey: return "partner_key";
         case AuthRefusal::Count: break;
     }
     return "unknown";

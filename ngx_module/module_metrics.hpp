@@ -26,6 +26,7 @@ enum class AuthRefusal : std::uint8_t {
     Signature,         // a partner callback's signature (missing, wrong, stale timestamp)
     AppToken,          // mserver's app_id + access_token
     MerchantJwt,       // a merchant's Bearer JWT (ZooTicket)
+    PartnerKey,        // a partner's X-Api-Key (WhiteBird)
     Count
 };
 

@@ -121,13 +121,14 @@ bool authenticate_partner_key(ngx_http_request_t* r, const routes::Route& route,
     if (found.state != TokenLookup::Usable) {
         // Without a fresh table a revoked key could pass: refuse rather than guess.
         rc = ngx_http_discard_request_body(r);
-        if (rc == NGX_OK) rc = send_unavailable(r, "token list not loaded or stale");
+        if (rc == NGX_OK) rc = send_unavailable(r, Unavailable::TokensUnavailable, "token list not loaded or stale");
         return false;
     }
     // Only a live key of this route's partner: a client token or another partner's key is refused.
     unsigned want = token_sync::key_partner_kind(route.partner);
     bool valid = found.client && want != 0 && token_sync::credential_kind(*found.client) == want;
     if (!valid) {
+        if (ModuleMetrics* m = metrics()) m->auth_refusal(AuthRefusal::PartnerKey);
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0, "paygate: 401, %s API key, request_id=%*s",
                       ambiguous ? "more than one" : key.empty() ? "missing" : "unknown or revoked",
                       static_cast<int>(request_id(r).size()), request_id(r).data());

@@ -152,7 +152,10 @@ class Contract:
             for template, item in (doc.get("paths") or {}).items():
                 for method in METHODS:
                     if method in item:
-                        self.operations.append(Operation(name, template, method, item[method], prefix))
+                        spec = item[method]
+                        if item.get("parameters"):   # path-item parameters apply to every operation under it
+                            spec = dict(spec, parameters=list(item["parameters"]) + list(spec.get("parameters", [])))
+                        self.operations.append(Operation(name, template, method, spec, prefix))
             for status, resp in (doc.get("x-paygate-before-routing") or {}).items():
                 self.before_routing.setdefault(str(status), []).append(resp)
             for status, resp in (doc.get("x-paygate-unrouted") or {}).items():
