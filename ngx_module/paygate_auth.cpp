@@ -67,23 +67,33 @@ std::optional<std::uint64_t> client_of_token(ngx_http_request_t* r) {
     return found.state == TokenLookup::Usable ? found.client : std::nullopt;
 }
 
-bool authenticate(ngx_http_request_t* r, std::string& principal, ngx_int_t& rc) {
-    bool ambiguous = false;
-    std::string_view token = auth_token(r, ambiguous);
-    // One look at the table (one hold of its lock): its state and, when it is usable, the token.
-    TokenLookup found = worker != nullptr ? lookup_token(ambiguous ? std::string_view() : token) : TokenLookup{};
+namespace {
+
+// One look at the shared table (one hold of its lock) for a client token or a partner key: false
+// with `rc` set when the table cannot answer. An nginx that just started (or whose table was reset)
+// has nothing yet: the request waits for the first sync, milliseconds to a second away, rather than
+// being refused. A stale table is refused with 503: a revoked credential could pass it.
+bool look_up_credential(ngx_http_request_t* r, std::string_view credential, TokenLookup& found, ngx_int_t& rc) {
+    found = worker != nullptr ? lookup_token(credential) : TokenLookup{};
     if (found.state == TokenLookup::NotLoaded && worker != nullptr) {
-        // An nginx that just started (or whose table was reset) has no tokens yet: wait for
-        // them, which is milliseconds to a second away, rather than refuse.
         rc = park_until_tokens(r);
         return false;
     }
     if (found.state != TokenLookup::Usable) {
-        // Without a fresh token table a revoked token could pass: refuse rather than guess.
         rc = ngx_http_discard_request_body(r);
         if (rc == NGX_OK) rc = send_unavailable(r, Unavailable::TokensUnavailable, "token list not loaded or stale");
         return false;
     }
+    return true;
+}
+
+}  // namespace
+
+bool authenticate(ngx_http_request_t* r, std::string& principal, ngx_int_t& rc) {
+    bool ambiguous = false;
+    std::string_view token = auth_token(r, ambiguous);
+    TokenLookup found;
+    if (!look_up_credential(r, ambiguous ? std::string_view() : token, found, rc)) return false;
     // A partner's API key is not a client token, even when its hash is in the same table.
     if (found.client && token_sync::credential_kind(*found.client) != token_sync::kClientToken) found.client.reset();
     if (!found.client) {
@@ -113,17 +123,8 @@ bool authenticate_partner_key(ngx_http_request_t* r, const routes::Route& route,
     int count = 0;
     std::string_view key = find_header(r, {"x-api-key"}, count);
     bool ambiguous = count > 1;
-    TokenLookup found = worker != nullptr ? lookup_token(ambiguous ? std::string_view() : key) : TokenLookup{};
-    if (found.state == TokenLookup::NotLoaded && worker != nullptr) {
-        rc = park_until_tokens(r);
-        return false;
-    }
-    if (found.state != TokenLookup::Usable) {
-        // Without a fresh table a revoked key could pass: refuse rather than guess.
-        rc = ngx_http_discard_request_body(r);
-        if (rc == NGX_OK) rc = send_unavailable(r, Unavailable::TokensUnavailable, "token list not loaded or stale");
-        return false;
-    }
+    TokenLookup found;
+    if (!look_up_credential(r, ambiguous ? std::string_view() : key, found, rc)) return false;
     // Only a live key of this route's partner: a client token or another partner's key is refused.
     unsigned want = token_sync::key_partner_kind(route.partner);
     bool valid = found.client && want != 0 && token_sync::credential_kind(*found.client) == want;

@@ -157,6 +157,22 @@ private:
     std::vector<FieldError>& errors_;
 };
 
+// `customer{email, phone}` of a session or a PATCH: checked, and re-serialized with only those two
+// members (the JSON that gets sealed). Nothing when the body has no valid customer object.
+std::optional<std::string> read_customer(Reader& r, const Value& doc) {
+    const Value* customer = r.object(doc.find("customer"), "customer");
+    if (customer == nullptr) return std::nullopt;
+    r.only(*customer, "customer.", {"email", "phone"});
+    std::optional<std::string> email = r.string(*customer, "email", "customer.");
+    std::optional<std::string> phone = r.string(*customer, "phone", "customer.", false);
+    if (email && !valid_email(*email)) r.error("customer.email", "must be an email address");
+    if (phone && !valid_phone(*phone)) r.error("customer.phone", "must be an E.164 number, e.g. +79991111111");
+    std::vector<std::pair<std::string, Value>> members;
+    if (email) members.emplace_back("email", Value::string(*email));
+    if (phone) members.emplace_back("phone", Value::string(*phone));
+    return json::serialize(Value::object(std::move(members)));
+}
+
 }  // namespace
 
 const std::vector<std::string_view>& known_payment_methods() {
@@ -293,17 +309,7 @@ Validation validate_session(std::string_view body, const Rules& rules) {
         r.error("order.total_amount.value", "must equal the sum of the items (quantity x unit_price)");
     }
 
-    if (const Value* customer = r.object(doc.find("customer"), "customer")) {
-        r.only(*customer, "customer.", {"email", "phone"});
-        std::optional<std::string> email = r.string(*customer, "email", "customer.");
-        std::optional<std::string> phone = r.string(*customer, "phone", "customer.", false);
-        if (email && !valid_email(*email)) r.error("customer.email", "must be an email address");
-        if (phone && !valid_phone(*phone)) r.error("customer.phone", "must be an E.164 number, e.g. +79991111111");
-        std::vector<std::pair<std::string, Value>> members;
-        if (email) members.emplace_back("email", Value::string(*email));
-        if (phone) members.emplace_back("phone", Value::string(*phone));
-        req.customer_json = json::serialize(Value::object(std::move(members)));
-    }
+    if (std::optional<std::string> customer = read_customer(r, doc)) req.customer_json = std::move(*customer);
 
     const Value* methods = doc.find("payment_methods");
     if (methods == nullptr) {
@@ -391,17 +397,7 @@ UpdateValidation validate_update(std::string_view body, bool partial) {
         }
     }
     if (partial && doc.find("customer") != nullptr) {
-        if (const Value* customer = r.object(doc.find("customer"), "customer")) {
-            r.only(*customer, "customer.", {"email", "phone"});
-            std::optional<std::string> email = r.string(*customer, "email", "customer.");
-            std::optional<std::string> phone = r.string(*customer, "phone", "customer.", false);
-            if (email && !valid_email(*email)) r.error("customer.email", "must be an email address");
-            if (phone && !valid_phone(*phone)) r.error("customer.phone", "must be an E.164 number, e.g. +79991111111");
-            std::vector<std::pair<std::string, Value>> members;
-            if (email) members.emplace_back("email", Value::string(*email));
-            if (phone) members.emplace_back("phone", Value::string(*phone));
-            req.customer_json = json::serialize(Value::object(std::move(members)));
-        }
+        req.customer_json = read_customer(r, doc);
     }
     if (!out.errors.empty()) return out;
     out.request = std::move(req);
