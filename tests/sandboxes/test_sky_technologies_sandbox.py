@@ -422,7 +422,9 @@ class SkySandboxTest(unittest.TestCase):
         self.assertEqual(status, 200)
         rid = body["request_id"]
         wait_until(lambda: len(self.receiver.of(rid)) == 2)
-        cbs = [c for c in self.ledger()["callbacks"] if c["request_id"] == rid]
+        # the sandbox writes an attempt into its ledger once the answer is back: after our receiver saw it
+        cbs = wait_until(lambda: [c for c in self.ledger()["callbacks"] if c["request_id"] == rid][1:] and
+                         [c for c in self.ledger()["callbacks"] if c["request_id"] == rid])
         self.assertEqual([(c["attempt"], c["http_status"]) for c in cbs], [(1, 500), (2, 204)])
         self.assertEqual(len({c["webhook_id"] for c in cbs}), 1)
 
