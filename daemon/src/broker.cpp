@@ -31,6 +31,7 @@
 #include "paygate/metrics_text.hpp"
 #include "paygated/db.hpp"
 #include "paygated/endpoints.hpp"
+#include "paygated/front_guard.hpp"
 #include "paygated/handlers.hpp"
 #include "paygated/http_client.hpp"
 #include "paygated/janitor.hpp"
@@ -65,10 +66,6 @@ constexpr auto kDrainQuiet = std::chrono::milliseconds(300);
 constexpr int kFrontBatch = 256;
 // Most requests of a batchable route one worker takes at once (see dispatch()).
 constexpr std::size_t kMaxBatch = 16;
-
-// libzmq asks the ZAP handler bound here (RFC 27) about every CURVE peer of the context.
-constexpr const char* kZapEndpoint = "inproc://zeromq.zap.01";
-constexpr const char* kFrontMonitorEndpoint = "inproc://paygated-front-monitor";
 
 std::string join(const std::vector<std::string>& items) {
     std::string out;
@@ -108,7 +105,7 @@ class Broker {
 public:
     Broker(const Config& config, std::unique_ptr<LinkAuth> auth)
         : config_(config), ctx_(1), front_(ctx_, zmq::socket_type::router), back_(ctx_, zmq::socket_type::router),
-          auth_(std::move(auth)),
+          guard_(ctx_, std::move(auth)),
           inline_db_(config.database, std::make_shared<RetryGate>(std::chrono::milliseconds(config.db_retry_max_ms)), 0),
           inline_ctx_{0, inline_db_},
           token_feed_(TokenFeedSettings{config.database, std::chrono::milliseconds(250),
@@ -207,9 +204,8 @@ public:
             zmq::pollitem_t items[5] = {
                 {nullptr, stop_fd, static_cast<short>(stopping ? 0 : ZMQ_POLLIN), 0},  // later signals: ignored
                 {back_.handle(), 0, ZMQ_POLLIN, 0},
-                {monitor_.handle(), 0, ZMQ_POLLIN, 0},
-                // without a ZAP socket (curve = off) the slot watches nothing
-                {auth_ ? zap_.handle() : monitor_.handle(), 0, static_cast<short>(auth_ ? ZMQ_POLLIN : 0), 0},
+                {guard_.monitor_handle(), 0, ZMQ_POLLIN, 0},
+                {guard_.zap_handle(), 0, guard_.zap_events(), 0},
                 {front_.handle(), 0, ZMQ_POLLIN, 0},
             };
             zmq::poll(items, 5, next_wakeup(stopping));
@@ -223,8 +219,8 @@ public:
                 while (!queue_.empty()) refuse_front(ipc::NotExecuted::Draining, "draining");
             }
             if (items[1].revents & ZMQ_POLLIN) from_workers();
-            if (items[2].revents & ZMQ_POLLIN) from_monitor();
-            if (auth_ && (items[3].revents & ZMQ_POLLIN)) from_zap();
+            if (items[2].revents & ZMQ_POLLIN) guard_.on_monitor();
+            if (items[3].revents & ZMQ_POLLIN) guard_.on_zap();
             if (items[4].revents & ZMQ_POLLIN) from_front(stopping);
             shed_old(Clock::now());
             dispatch();
@@ -268,57 +264,9 @@ private:
 
     static constexpr const char* kBackEndpoint = "inproc://paygated-workers";
 
-    // CURVE server on the front end with the ZAP handler bound first (libzmq lets every peer in
-    // when no handler is bound), and a monitor that reports failed handshakes either way.
     bool secure_front() {
-        monitor_ = zmq::socket_t(ctx_, zmq::socket_type::pair);
-        monitor_.set(zmq::sockopt::linger, 0);
-        int events = ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
-                     ZMQ_EVENT_HANDSHAKE_FAILED_AUTH;
-        if (zmq_socket_monitor(front_.handle(), kFrontMonitorEndpoint, events) != 0) {
-            return bind_failed("monitor", zmq_strerror(zmq_errno()));
-        }
-        monitor_.connect(kFrontMonitorEndpoint);
-        if (!auth_) return true;
-        zap_ = zmq::socket_t(ctx_, zmq::socket_type::rep);
-        zap_.set(zmq::sockopt::linger, 0);
-        try {
-            zap_.bind(kZapEndpoint);
-        } catch (const zmq::error_t& e) {
-            return bind_failed(kZapEndpoint, e.what());
-        }
-        front_.set(zmq::sockopt::curve_server, 1);
-        front_.set(zmq::sockopt::curve_secretkey, auth_->keys().secret_key);
-        front_.set(zmq::sockopt::zap_domain, curve::kZapDomain);
-        return true;
-    }
-
-    void from_zap() {
-        std::vector<zmq::message_t> msg;
-        for (;;) {
-            msg.clear();
-            if (!zmq::recv_multipart(zap_, std::back_inserter(msg), zmq::recv_flags::dontwait)) return;
-            std::vector<std::string> frames;
-            for (const zmq::message_t& m : msg) frames.push_back(m.to_string());
-            std::vector<std::string> reply = auth_->on_zap_request(frames, Clock::now());
-            for (std::size_t i = 0; i < reply.size(); ++i) {
-                zap_.send(zmq::buffer(reply[i]), i + 1 < reply.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
-            }
-        }
-    }
-
-    void from_monitor() {
-        std::vector<zmq::message_t> msg;
-        for (;;) {
-            msg.clear();
-            if (!zmq::recv_multipart(monitor_, std::back_inserter(msg), zmq::recv_flags::dontwait)) return;
-            if (msg.size() != 2 || msg[0].size() < 6) continue;
-            std::uint16_t event = 0;
-            std::uint32_t value = 0;
-            std::memcpy(&event, msg[0].data(), sizeof event);
-            std::memcpy(&value, static_cast<const char*>(msg[0].data()) + 2, sizeof value);
-            LinkAuth::on_handshake_failed(event, value, msg[1].to_string(), handshake_log_, Clock::now());
-        }
+        std::string endpoint, error;
+        return guard_.attach(front_, endpoint, error) || bind_failed(endpoint, error);
     }
 
     bool bind_failed(const std::string& endpoint, const std::string& error) {
@@ -513,8 +461,7 @@ private:
         janitor_.stop();  // prompt: cancels a purge in progress
         token_feed_.stop();
         if (tasks_) tasks_->stop();  // the task in hand finishes (its provider call is bounded)
-        monitor_.close();
-        if (auth_) zap_.close();
+        guard_.close();
         for (const std::string& worker : known_) {
             back_.send(zmq::buffer(worker), zmq::send_flags::sndmore);
             back_.send(zmq::message_t(), zmq::send_flags::none);
@@ -553,10 +500,7 @@ private:
     zmq::context_t ctx_;
     zmq::socket_t front_;
     zmq::socket_t back_;
-    std::unique_ptr<LinkAuth> auth_;   // null with `curve = off`
-    zmq::socket_t zap_;                // REP on kZapEndpoint, with auth_
-    zmq::socket_t monitor_;            // the front end's handshake failures
-    curve::LogThrottle handshake_log_{std::chrono::seconds(10)};
+    FrontGuard guard_;                 // the ZAP handler and the handshake monitor
     std::vector<std::thread> threads_;
     std::vector<SocketFile> socket_files_;
     std::vector<std::string> bound_;

@@ -100,9 +100,6 @@ bool is_key_name(const std::string& name) {
     });
 }
 
-namespace {
-
-// Creates `path` (never replacing a file) with `mode` and writes `text`.
 bool write_new_file(const std::string& path, const std::string& text, mode_t mode, std::string& error) {
     int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
     if (fd < 0) {
@@ -126,8 +123,6 @@ bool write_new_file(const std::string& path, const std::string& text, mode_t mod
     }
     return ok;
 }
-
-}  // namespace
 
 bool write_key_pair(const std::string& dir, const std::string& name, std::string& public_key, std::string& error) {
     if (!is_key_name(name)) {

@@ -1,12 +1,11 @@
-// The ZooTicket merchant API's plain rules (see zooticket.hpp).
+// The ZooTicket merchant API's plain rules (see zooticket.hpp): the validation of sessions and
+// updates, and the daemon's settings for it. The hosted page's HTML is in zooticket_page.cpp, the
+// sealing of personal data in customer_keyring.cpp.
 #include "paygated/zooticket.hpp"
 
 #include <cstdio>
 #include <memory>
 #include <stdexcept>
-
-#include <openssl/evp.h>
-#include <openssl/rand.h>
 
 #include "paygate/digest.hpp"
 #include "paygated/config.hpp"
@@ -17,20 +16,8 @@ namespace {
 using json::Type;
 using json::Value;
 
-constexpr std::size_t kNonceBytes = 12;
-constexpr std::size_t kTagBytes = 16;
 constexpr std::size_t kMaxItems = 100;
 constexpr unsigned kMaxQuantity = 1000;
-
-bool id_chars(std::string_view s, std::size_t max) {
-    if (s.empty() || s.size() > max) return false;
-    for (char c : s) {
-        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
-                  c == '-' || c == ':';
-        if (!ok) return false;
-    }
-    return true;
-}
 
 bool digits(std::string_view s) {
     if (s.empty()) return false;
@@ -174,6 +161,23 @@ std::optional<std::string> read_customer(Reader& r, const Value& doc) {
 }
 
 }  // namespace
+
+bool id_chars(std::string_view s, std::size_t max) {
+    if (s.empty() || s.size() > max) return false;
+    for (char c : s) {
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+                  c == '-' || c == ':';
+        if (!ok) return false;
+    }
+    return true;
+}
+
+int hex_digit(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
 
 const std::vector<std::string_view>& known_payment_methods() {
     static const std::vector<std::string_view> methods = {"bank_card", "apple_pay", "google_pay", "sbp"};
@@ -401,224 +405,6 @@ UpdateValidation validate_update(std::string_view body, bool partial) {
     }
     if (!out.errors.empty()) return out;
     out.request = std::move(req);
-    return out;
-}
-
-// ---- the hosted page ----
-
-std::string html_escape(std::string_view text) {
-    std::string out;
-    for (char c : text) {
-        switch (c) {
-            case '&': out += "&amp;"; break;
-            case '<': out += "&lt;"; break;
-            case '>': out += "&gt;"; break;
-            case '"': out += "&quot;"; break;
-            case '\'': out += "&#39;"; break;
-            default: out.push_back(c);
-        }
-    }
-    return out;
-}
-
-std::string method_label(std::string_view method) {
-    if (method == "bank_card") return "Bank card";
-    if (method == "apple_pay") return "Apple Pay";
-    if (method == "google_pay") return "Google Pay";
-    if (method == "sbp") return "SBP (Faster Payments System)";
-    return std::string(method);
-}
-
-std::optional<std::string> form_value(std::string_view body, std::string_view name) {
-    auto hex_value = [](char c) {
-        if (c >= '0' && c <= '9') return c - '0';
-        if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-        return -1;
-    };
-    while (!body.empty()) {
-        std::string_view pair = body.substr(0, body.find('&'));
-        body.remove_prefix(std::min(body.size(), pair.size() + 1));
-        std::string_view key = pair.substr(0, pair.find('='));
-        if (key != name) continue;
-        std::string_view raw = pair.size() > key.size() ? pair.substr(key.size() + 1) : std::string_view();
-        std::string out;
-        for (std::size_t i = 0; i < raw.size(); ++i) {
-            if (raw[i] == '+') {
-                out.push_back(' ');
-            } else if (raw[i] == '%') {
-                if (i + 2 >= raw.size() || hex_value(raw[i + 1]) < 0 || hex_value(raw[i + 2]) < 0) return std::nullopt;
-                out.push_back(static_cast<char>(hex_value(raw[i + 1]) * 16 + hex_value(raw[i + 2])));
-                i += 2;
-            } else {
-                out.push_back(raw[i]);
-            }
-        }
-        return out;
-    }
-    return std::nullopt;
-}
-
-std::string render_page(const PageView& v) {
-    std::string title = v.kind == PageView::Kind::Pay          ? "Pay for your order"
-                        : v.kind == PageView::Kind::Processing ? "Payment in progress"
-                        : v.kind == PageView::Kind::Expired    ? "This payment link has expired"
-                                                               : "This payment link is not valid";
-    std::string h = "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-                    "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n";
-    if (v.kind == PageView::Kind::Processing) h += "<meta http-equiv=\"refresh\" content=\"1\">\n";
-    h += "<title>" + html_escape(title) + "</title>\n<style>\n"
-         "body{font-family:system-ui,sans-serif;max-width:36rem;margin:2rem auto;padding:0 1rem;color:#1a1a1a}\n"
-         "table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:.3rem;border-bottom:1px solid #ccc}\n"
-         "fieldset{margin:1rem 0}button{font-size:1rem;padding:.6rem 1.2rem;margin:.3rem 0}\n"
-         "button:focus,input:focus,a:focus{outline:3px solid #1a5fb4;outline-offset:2px}\n"
-         ".alert{border:2px solid #a51d2d;padding:.5rem;color:#a51d2d}\n</style>\n</head>\n<body>\n<main>\n<h1>" +
-         html_escape(title) + "</h1>\n";
-    if (!v.error.empty()) h += "<p class=\"alert\" role=\"alert\">" + html_escape(v.error) + "</p>\n";
-    if (v.kind == PageView::Kind::Invalid) return h + "</main>\n</body>\n</html>\n";
-    if (v.kind == PageView::Kind::Expired) {
-        h += "<p id=\"status\">This payment session has expired: nothing was charged.</p>\n";
-        if (!v.back_url.empty()) h += "<p><a id=\"back\" href=\"" + html_escape(v.back_url) + "\">Back to the shop</a></p>\n";
-        return h + "</main>\n</body>\n</html>\n";
-    }
-    h += "<p id=\"description\">" + html_escape(v.description) + "</p>\n<table>\n<caption>Your order</caption>\n"
-         "<thead><tr><th scope=\"col\">Ticket</th><th scope=\"col\">Quantity</th><th scope=\"col\">Price</th>"
-         "<th scope=\"col\">Visit</th></tr></thead>\n<tbody>\n";
-    for (const auto& row : v.items) {
-        h += "<tr>";
-        for (const std::string& cell : row) h += "<td>" + html_escape(cell) + "</td>";
-        h += "</tr>\n";
-    }
-    h += "</tbody>\n</table>\n<p>Total: <strong id=\"total\">" + html_escape(v.total) + "</strong></p>\n";
-    if (v.kind == PageView::Kind::Processing) {
-        return h + "<p id=\"status\" role=\"status\">Your payment is being processed. This page updates by itself.</p>\n"
-                   "</main>\n</body>\n</html>\n";
-    }
-    long minutes = v.seconds_left / 60, seconds = v.seconds_left % 60;
-    h += "<p id=\"time-left\">Time left to pay: " + std::to_string(minutes) + " min " + std::to_string(seconds) + " s</p>\n";
-    h += "<form method=\"post\" action=\"" + html_escape(v.token) + "/pay\">\n<fieldset>\n<legend>Payment method</legend>\n";
-    for (std::size_t i = 0; i < v.methods.size(); ++i) {
-        std::string id = "method-" + html_escape(v.methods[i]);
-        h += "<div><input type=\"radio\" name=\"method\" id=\"" + id + "\" value=\"" + html_escape(v.methods[i]) + "\"" +
-             (i == 0 ? " checked" : "") + "> <label for=\"" + id + "\">" + html_escape(method_label(v.methods[i])) +
-             "</label></div>\n";
-    }
-    h += "</fieldset>\n<button type=\"submit\" id=\"pay\">Pay " + html_escape(v.total) + "</button>\n</form>\n";
-    h += "<form method=\"post\" action=\"" + html_escape(v.token) + "/cancel\">\n"
-         "<button type=\"submit\" id=\"cancel\">Cancel and return to the shop</button>\n</form>\n";
-    return h + "</main>\n</body>\n</html>\n";
-}
-
-// ---- personal data ----
-
-namespace {
-
-struct CipherCtx {
-    void operator()(EVP_CIPHER_CTX* c) const noexcept { EVP_CIPHER_CTX_free(c); }
-};
-
-int hex_value(char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
-}  // namespace
-
-bool CustomerKeyring::add(std::string_view spec, std::string& error) {
-    const std::size_t space = spec.find(' ');
-    std::string id(spec.substr(0, space));
-    std::string path(space == std::string_view::npos ? std::string_view() : spec.substr(space + 1));
-    while (!path.empty() && path.front() == ' ') path.erase(0, 1);
-    if (!id_chars(id, 32) || id.find(':') != std::string::npos || path.empty()) {
-        error = "customer_data_key: expected 'ID FILE' (ID: 1-32 of A-Z a-z 0-9 . _ -)";
-        return false;
-    }
-    for (const auto& [known, key] : keys_) {
-        if (known == id) {
-            error = "customer_data_key: key id '" + id + "' given twice";
-            return false;
-        }
-    }
-    FILE* f = std::fopen(path.c_str(), "rb");
-    if (f == nullptr) {
-        error = "customer_data_key " + id + ": cannot open " + path;
-        return false;
-    }
-    char line[130] = {0};
-    std::size_t n = std::fread(line, 1, sizeof line - 1, f);
-    std::fclose(f);
-    std::string text(line, n);
-    text = text.substr(0, text.find('\n'));
-    if (!text.empty() && text.back() == '\r') text.pop_back();
-    if (text.size() != 64) {
-        error = "customer_data_key " + id + ": " + path + " must hold 64 hex digits (32 bytes) on its first line";
-        return false;
-    }
-    std::string key;
-    for (std::size_t i = 0; i < 64; i += 2) {
-        int hi = hex_value(text[i]), lo = hex_value(text[i + 1]);
-        if (hi < 0 || lo < 0) {
-            error = "customer_data_key " + id + ": " + path + " must hold 64 hex digits (32 bytes) on its first line";
-            return false;
-        }
-        key.push_back(static_cast<char>(hi * 16 + lo));
-    }
-    keys_.emplace_back(std::move(id), std::move(key));
-    return true;
-}
-
-std::string CustomerKeyring::seal(std::string_view plaintext, std::string_view context) const {
-    if (keys_.empty()) throw std::runtime_error("no customer_data_key configured");
-    const auto& [id, key] = keys_.front();
-    std::string out(kNonceBytes + plaintext.size() + kTagBytes, '\0');
-    auto* bytes = reinterpret_cast<unsigned char*>(out.data());
-    if (RAND_bytes(bytes, kNonceBytes) != 1) throw std::runtime_error("no random bytes for a nonce");
-    std::string aad = id + "\n" + std::string(context);
-    std::unique_ptr<EVP_CIPHER_CTX, CipherCtx> ctx(EVP_CIPHER_CTX_new());
-    int len = 0;
-    if (!ctx || EVP_EncryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, nullptr, nullptr) != 1 ||
-        EVP_EncryptInit_ex(ctx.get(), nullptr, nullptr, reinterpret_cast<const unsigned char*>(key.data()), bytes) != 1 ||
-        EVP_EncryptUpdate(ctx.get(), nullptr, &len, reinterpret_cast<const unsigned char*>(aad.data()),
-                          static_cast<int>(aad.size())) != 1 ||
-        EVP_EncryptUpdate(ctx.get(), bytes + kNonceBytes, &len, reinterpret_cast<const unsigned char*>(plaintext.data()),
-                          static_cast<int>(plaintext.size())) != 1 ||
-        EVP_EncryptFinal_ex(ctx.get(), bytes + kNonceBytes + len, &len) != 1 ||
-        EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_GET_TAG, kTagBytes, bytes + kNonceBytes + plaintext.size()) != 1) {
-        throw std::runtime_error("AES-256-GCM sealing failed");
-    }
-    return out;
-}
-
-std::optional<std::string> CustomerKeyring::open(std::string_view key_id, std::string_view sealed,
-                                                 std::string_view context) const {
-    const std::string* key = nullptr;
-    for (const auto& [id, k] : keys_) {
-        if (id == key_id) key = &k;
-    }
-    if (key == nullptr || sealed.size() < kNonceBytes + kTagBytes) return std::nullopt;
-    const auto* bytes = reinterpret_cast<const unsigned char*>(sealed.data());
-    const std::size_t text_len = sealed.size() - kNonceBytes - kTagBytes;
-    std::string out(text_len, '\0');
-    std::string aad = std::string(key_id) + "\n" + std::string(context);
-    std::unique_ptr<EVP_CIPHER_CTX, CipherCtx> ctx(EVP_CIPHER_CTX_new());
-    int len = 0;
-    unsigned char tag[kTagBytes];
-    std::copy(bytes + kNonceBytes + text_len, bytes + sealed.size(), tag);
-    if (!ctx || EVP_DecryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, nullptr, nullptr) != 1 ||
-        EVP_DecryptInit_ex(ctx.get(), nullptr, nullptr, reinterpret_cast<const unsigned char*>(key->data()), bytes) != 1 ||
-        EVP_DecryptUpdate(ctx.get(), nullptr, &len, reinterpret_cast<const unsigned char*>(aad.data()),
-                          static_cast<int>(aad.size())) != 1 ||
-        EVP_DecryptUpdate(ctx.get(), reinterpret_cast<unsigned char*>(out.data()), &len, bytes + kNonceBytes,
-                          static_cast<int>(text_len)) != 1 ||
-        EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_TAG, kTagBytes, tag) != 1) {
-        return std::nullopt;
-    }
-    int final_len = 0;
-    if (EVP_DecryptFinal_ex(ctx.get(), reinterpret_cast<unsigned char*>(out.data()) + len, &final_len) != 1) {
-        return std::nullopt;
-    }
     return out;
 }
 

@@ -1,6 +1,8 @@
 // paygatectl's shared plumbing: option parsing and where the database and sql/ come from.
 #pragma once
 
+#include <sys/types.h>
+
 #include <map>
 #include <string>
 #include <vector>
@@ -30,6 +32,10 @@ std::string resolve_sql_dir(const std::map<std::string, std::string>& options, c
 
 // Key pair names (file names): 1-64 characters of A-Z a-z 0-9 . _ - , not starting with '.'.
 bool is_key_name(const std::string& name);
+
+// Creates `path` with exactly `mode` (never replacing a file, nor following a symlink), writes
+// `text` and syncs it; on failure nothing is left behind.
+bool write_new_file(const std::string& path, const std::string& text, mode_t mode, std::string& error);
 
 // `paygatectl keys generate`: a new CURVE key pair as DIR/NAME.key (the secret, mode 0600) and
 // DIR/NAME.pub (the public key with NAME as its label, mode 0644). Refuses to replace either file.

@@ -54,6 +54,11 @@ struct Rules {
 };
 
 // The known payment methods, in the order docs/partners/zooticket.md lists them.
+// 1-`max` characters of A-Z a-z 0-9 . _ : - (ids: session, order, ticket type, key id).
+bool id_chars(std::string_view s, std::size_t max);
+// A hex digit's value, or -1.
+int hex_digit(char c);
+
 const std::vector<std::string_view>& known_payment_methods();
 
 Validation validate_session(std::string_view body, const Rules& rules);
