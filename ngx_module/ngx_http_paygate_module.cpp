@@ -53,8 +53,45 @@ void* create_loc_conf(ngx_conf_t* cf) {
     conf->pass = NGX_CONF_UNSET;
     conf->timeout = NGX_CONF_UNSET_MSEC;
     conf->max_body_size = NGX_CONF_UNSET_SIZE;
-    // callback_prefix, partner_prefix: unset is {0, nullptr} (ngx_pcalloc)
+    // callback_prefix, partner_prefix, merchant_prefix: unset is {0, nullptr} (ngx_pcalloc)
     return conf;
+}
+
+// Each prefix directive names a path (a leading slash, no trailing slash, no query), and no two
+// surfaces may share a path: one under another would make route_path() send a request to the
+// wrong surface. The client API's /api is fixed.
+char* check_route_prefixes(ngx_conf_t* cf, LocConf& conf) {
+    const std::pair<const char*, ngx_str_t*> prefixes[] = {{"paygate_callback_prefix", &conf.callback_prefix},
+                                                           {"paygate_partner_api_prefix", &conf.partner_prefix},
+                                                           {"paygate_merchant_api_prefix", &conf.merchant_prefix}};
+    auto overlap = [](std::string_view a, std::string_view b) {
+        std::string_view shorter = a.size() <= b.size() ? a : b, longer = a.size() <= b.size() ? b : a;
+        return longer.substr(0, shorter.size()) == shorter && (longer.size() == shorter.size() || longer[shorter.size()] == '/');
+    };
+    for (const auto& [directive, value] : prefixes) {
+        std::string_view prefix = view(*value);
+        if (prefix.size() < 2 || prefix.front() != '/' || prefix.back() == '/' ||
+            prefix.find_first_of("?#% \t") != std::string_view::npos) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "%s \"%V\": expected a path like /callbacks (a leading slash, no trailing slash, no query)",
+                               directive, value);
+            return static_cast<char*>(NGX_CONF_ERROR);
+        }
+        if (overlap(prefix, kClientRoutePrefix)) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "%s \"%V\": the client API is served under /api", directive, value);
+            return static_cast<char*>(NGX_CONF_ERROR);
+        }
+    }
+    for (size_t i = 0; i < std::size(prefixes); ++i) {
+        for (size_t j = i + 1; j < std::size(prefixes); ++j) {
+            if (overlap(view(*prefixes[i].second), view(*prefixes[j].second))) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "%s \"%V\" and %s \"%V\": two surfaces under one path",
+                                   prefixes[i].first, prefixes[i].second, prefixes[j].first, prefixes[j].second);
+                return static_cast<char*>(NGX_CONF_ERROR);
+            }
+        }
+    }
+    return NGX_CONF_OK;
 }
 
 char* merge_loc_conf(ngx_conf_t* cf, void* parent, void* child) {
@@ -65,17 +102,8 @@ char* merge_loc_conf(ngx_conf_t* cf, void* parent, void* child) {
     ngx_conf_merge_size_value(conf->max_body_size, prev->max_body_size, 64 * 1024);
     ngx_conf_merge_str_value(conf->callback_prefix, prev->callback_prefix, "/callbacks");
     ngx_conf_merge_str_value(conf->partner_prefix, prev->partner_prefix, "/partners");
-    for (auto [directive, value] : {std::pair<const char*, ngx_str_t*>{"paygate_callback_prefix", &conf->callback_prefix},
-                                    {"paygate_partner_api_prefix", &conf->partner_prefix}}) {
-        std::string_view prefix = view(*value);
-        if (prefix.size() < 2 || prefix.front() != '/' || prefix.back() == '/' ||
-            prefix.find_first_of("?#% \t") != std::string_view::npos) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "%s \"%V\": expected a path like /callbacks (a leading slash, no trailing slash, no query)",
-                               directive, value);
-            return static_cast<char*>(NGX_CONF_ERROR);
-        }
-    }
+    ngx_conf_merge_str_value(conf->merchant_prefix, prev->merchant_prefix, "/v1");
+    if (check_route_prefixes(cf, *conf) != NGX_CONF_OK) return static_cast<char*>(NGX_CONF_ERROR);
     if (conf->pass && conf->metrics) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"paygate_metrics\" needs a location of its own, without \"paygate_pass\" (set here or "
@@ -241,6 +269,8 @@ ngx_command_t commands[] = {
      ngx_conf_set_str_slot, NGX_HTTP_LOC_CONF_OFFSET, offsetof(LocConf, callback_prefix), nullptr},
     {ngx_string("paygate_partner_api_prefix"), NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1,
      ngx_conf_set_str_slot, NGX_HTTP_LOC_CONF_OFFSET, offsetof(LocConf, partner_prefix), nullptr},
+    {ngx_string("paygate_merchant_api_prefix"), NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1,
+     ngx_conf_set_str_slot, NGX_HTTP_LOC_CONF_OFFSET, offsetof(LocConf, merchant_prefix), nullptr},
     {ngx_string("paygate_max_body_size"), NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1,
      ngx_conf_set_size_slot, NGX_HTTP_LOC_CONF_OFFSET, offsetof(LocConf, max_body_size), nullptr},
     ngx_null_command};

@@ -169,8 +169,8 @@ void on_body_read(ngx_http_request_t* r) {
 }  // namespace
 
 // The path matched against the route table: callbacks are served under paygate_callback_prefix,
-// partner APIs under paygate_partner_api_prefix (the table's own /callbacks or /partners is then
-// not reachable). `storage` holds a rewritten path; the common case is the request's own URI, not copied.
+// partner APIs under paygate_partner_api_prefix, the merchant API under paygate_merchant_api_prefix
+// (the table's own /callbacks, /partners or /v1 is then not reachable). `storage` holds a rewritten path; the common case is the request's own URI, not copied.
 std::string_view route_path(ngx_http_request_t* r, std::string& storage) {
     auto* lcf = static_cast<LocConf*>(ngx_http_get_module_loc_conf(r, ngx_http_paygate_module));
     std::string_view uri = view(r->uri);
@@ -178,6 +178,7 @@ std::string_view route_path(ngx_http_request_t* r, std::string& storage) {
     const std::pair<std::string_view, std::string_view> moves[] = {
         {view(lcf->callback_prefix), kCallbackRoutePrefix},
         {view(lcf->partner_prefix), kPartnerRoutePrefix},
+        {view(lcf->merchant_prefix), kMerchantRoutePrefix},
     };
     for (const auto& [prefix, table_prefix] : moves) {
         if (prefix == table_prefix) continue;
@@ -213,14 +214,15 @@ void count_refusal(ngx_http_request_t* r, AuthRefusal kind) {
 
 ngx_int_t handle(ngx_http_request_t* r) {
     std::string rewritten;
-    routes::Match match = match_route(r, rewritten);
+    std::string_view path = route_path(r, rewritten);
+    routes::Match match = routes::match(view(r->method_name), path);
     if (match.result == routes::MatchResult::Found) {
         if (RequestCtx* early = ensure_ctx(r)) early->route_name = match.route->name;
     }
     if (match.result != routes::MatchResult::Found) {
         ngx_int_t rc = ngx_http_discard_request_body(r);
         if (rc != NGX_OK) return rc;
-        if (routes::merchant_surface(view(r->uri))) {
+        if (routes::merchant_surface(path)) {
             // The ZooTicket surface answers in its own envelope, even for paths it does not have.
             ipc::Reply reply = match.result == routes::MatchResult::NotFound
                 ? merchant_envelope::error_reply(0, NGX_HTTP_NOT_FOUND, "not_found", "No such endpoint")

@@ -61,12 +61,17 @@ struct LocConf {
     ngx_str_t callback_prefix;   // paygate_callback_prefix: where partner callbacks are served
     ngx_flag_t metrics;          // paygate_metrics in this location (not inherited)
     ngx_str_t partner_prefix;    // paygate_partner_api_prefix: where partners' own APIs are served
+    ngx_str_t merchant_prefix;   // paygate_merchant_api_prefix: where the ZooTicket merchant API is served
 };
 
 // The route table's callback paths start with this; paygate_callback_prefix moves them.
 inline constexpr std::string_view kCallbackRoutePrefix = "/callbacks";
 // The route table's partner API paths (WhiteBird's orders) start with this; paygate_partner_api_prefix moves them.
 inline constexpr std::string_view kPartnerRoutePrefix = "/partners";
+// The route table's merchant API paths (ZooTicket, seed 002) start with this; paygate_merchant_api_prefix moves them.
+inline constexpr std::string_view kMerchantRoutePrefix = "/v1";
+// The client API of seed 000: no prefix directive may take a path under it.
+inline constexpr std::string_view kClientRoutePrefix = "/api";
 
 // Ids of the module's own requests (token sync) have this bit; client requests never do.
 constexpr std::uint64_t kInternalId = std::uint64_t{1} << 63;

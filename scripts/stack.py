@@ -142,6 +142,11 @@ def wait_until(predicate: Callable[[], object], timeout: float, what: str,
 response_observers: list = []
 
 
+# Called as observer(directives) with the http-level directives of every nginx start_nginx()
+# starts (the e2e contract check learns the prefix directives that move a surface).
+nginx_observers: list = []
+
+
 def observe_response(method, target, status, headers, body, via: str) -> None:
     for observer in response_observers:
         observer(method, target, status, headers, body, via)
@@ -1505,6 +1510,8 @@ class Stack:
         if daemons is None:
             daemons = list(self.daemons)
         self._default_directives(directives)
+        for observer in nginx_observers:
+            observer(directives)
         port = self.http_port if name == "nginx" else free_port()
         if name == "nginx" and self.temporary and name not in self.nginxes and not port_is_free(port):
             port = self.http_port = free_port()  # taken since __init__: any free port will do

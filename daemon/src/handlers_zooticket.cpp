@@ -12,6 +12,7 @@
 #include "paygate/crypto.hpp"
 #include "paygate/digest.hpp"
 #include "paygated/payment_rules.hpp"
+#include "paygated/tokens.hpp"
 #include "paygated/zooticket.hpp"
 
 #include "paygate/json.hpp"
@@ -216,10 +217,11 @@ ipc::Reply validation_failed(const std::vector<zooticket::FieldError>& errors) {
 std::string merchant_client(Session& s, const std::string& merchant) {
     PgResult known = s.exec("SELECT client_id FROM zooticket_merchants WHERE name = $1", {merchant});
     if (PQntuples(known.get()) == 1) return value(known.get(), 0, 0);
-    PgResult made = s.exec("INSERT INTO clients (name) VALUES ('zt.' || $1) ON CONFLICT (name) DO NOTHING RETURNING id",
-                           {merchant});
-    // A client of the seed-000 API already named so is never taken over.
-    if (PQntuples(made.get()) != 1) throw std::runtime_error("clients name zt." + merchant + " is taken");
+    const std::string name = std::string(kMerchantClientPrefix) + merchant;
+    PgResult made = s.exec("INSERT INTO clients (name) VALUES ($1) ON CONFLICT (name) DO NOTHING RETURNING id", {name});
+    // paygatectl refuses this name to client tokens; a client made so before that rule is never
+    // taken over (an operator must rename it).
+    if (PQntuples(made.get()) != 1) throw std::runtime_error("clients name " + name + " is taken");
     std::string client_id = value(made.get(), 0, 0);
     s.exec("INSERT INTO zooticket_merchants (name, client_id) VALUES ($1, $2::bigint)", {merchant, client_id});
     return client_id;
@@ -450,26 +452,25 @@ ipc::Reply handle_zooticket_session_create(const ipc::Request& request, WorkerCo
         // Concurrent POSTs of one session_id queue here; the unique constraint is the last word.
         s.exec("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", {"zooticket\n" + merchant + "\n" + req.session_id});
         PgResult existing = s.exec(
-            "SELECT z.payment_id, z.request_sha256, z.customer_key_id, z.page_token_sealed, " ZT_UTC("z.expires_at")
-            ", p.status, p.cancel_reason, z.deleted_at IS NOT NULL, z.page_token_sha256"
-            " FROM zooticket_payments z JOIN payments p ON p.id = z.core_payment_id"
-            " WHERE z.merchant = $1 AND z.session_id = $2",
+            "SELECT payment_id, request_sha256, customer_key_id, page_token_sealed, " ZT_UTC("expires_at")
+            ", deleted_at IS NOT NULL FROM zooticket_payments WHERE merchant = $1 AND session_id = $2",
             {merchant, req.session_id});
         if (PQntuples(existing.get()) == 1) {
             const PGresult* e = existing.get();
-            if (value(e, 0, 1) != req.fingerprint || value(e, 0, 7) == "t") {
+            if (value(e, 0, 1) != req.fingerprint || value(e, 0, 5) == "t") {
                 throw MerchantRefusal{422, "session_id_reused",
                                       "session_id " + req.session_id + " was used for another payment session"};
             }
-            // The same session again: the same answer (the page token is kept sealed for this).
+            // The same session again: the same answer as the first, byte for byte (its status
+            // is the creation's "pending"; GET tells the status now). The page token is kept
+            // sealed for this.
             std::string payment_id = value(e, 0, 0);
             std::optional<std::string> token =
                 settings.keyring.open(value(e, 0, 2), unhex_bytea(value(e, 0, 3)), "page:" + payment_id);
             if (!token) throw std::runtime_error("page token of " + payment_id + " cannot be opened (key removed?)");
             s.commit();
-            return session_created(payment_id, req.session_id,
-                                   std::string(merchant_status(value(e, 0, 5), nullable(e, 0, 6).value_or(""))),
-                                   settings.page_url + "/" + *token, value(e, 0, 4));
+            return session_created(payment_id, req.session_id, "pending", settings.page_url + "/" + *token,
+                                   value(e, 0, 4));
         }
 
         std::string client_id = merchant_client(s, merchant);
@@ -477,7 +478,7 @@ ipc::Reply handle_zooticket_session_create(const ipc::Request& request, WorkerCo
         core.idempotency_token = random_uuid();
         core.money.method_id = "zooticket-session";
         core.money.amount = req.total;
-        core.recipient_id = "zt." + merchant;
+        core.recipient_id = std::string(kMerchantClientPrefix) + merchant;
         core.sender_id = "zt-customer";
         std::string core_id = create_payment(s, client_id, "merchant:" + merchant, core);
 

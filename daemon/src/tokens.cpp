@@ -120,6 +120,13 @@ bool create_token(PGconn* conn, const std::string& client, CreatedToken& out, st
                 "' belong to partners (paygatectl partner key create --partner NAME)";
         return false;
     }
+    if (client.rfind(kMerchantClientPrefix, 0) == 0) {
+        // Likewise a ZooTicket merchant's: a client token there would act on its payments (and
+        // take the name its first session needs).
+        error = "client names starting with '" + std::string(kMerchantClientPrefix) +
+                "' belong to ZooTicket merchants (they authenticate with a JWT: paygatectl jwt mint)";
+        return false;
+    }
     Transaction tx(conn);
     if (!tx.begin(error)) return false;
     PgResult inserted = run(conn, "INSERT INTO clients (name) VALUES ($1::text) ON CONFLICT (name) DO NOTHING RETURNING id",

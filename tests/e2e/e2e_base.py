@@ -41,6 +41,7 @@ __all__ = ["TOO_LARGE_BODY", "StackTestCase", "Stack", "StackError", "http_reque
 CONTRACT = openapi_contract.shared() if os.environ.get("PAYGATE_OPENAPI_CHECK", "1") != "0" else None
 if CONTRACT is not None:
     stack_module.response_observers.append(CONTRACT.observe)
+    stack_module.nginx_observers.append(CONTRACT.use_prefixes)
     atexit.register(lambda: (CONTRACT.checked or CONTRACT.exempted) and
                     print(f"openapi contract: {CONTRACT.checked} answers checked, "
                           f"{CONTRACT.exempted} exempt", file=sys.stderr))

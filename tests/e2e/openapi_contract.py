@@ -7,9 +7,15 @@ schema, the internal ones absent), the content type and the body against its JSO
 (Draft 2020-12, as OpenAPI 3.1 uses).
 
 A request that no operation matches is checked against the answers of `x-paygate-unrouted` (the
-route table's 404/405/...); answers nginx gives before routing (`x-paygate-before-routing`) are
-possible for any request. Nothing is skipped: an answer that no document describes is a
-violation.
+route table's 404/405/...); a document with a server path of its own (`/v1`) may have its own
+`x-paygate-unrouted`, which answers in its place under that path. Answers nginx gives before
+routing (`x-paygate-before-routing`) are possible for any request. Nothing is skipped: an answer
+that no document describes is a violation.
+
+The documents describe the default paths. The prefix directives of the nginx under test
+(paygate_callback_prefix, paygate_partner_api_prefix, paygate_merchant_api_prefix) move a
+surface; `use_prefixes()` tells the check, which maps a path back as route_path() in the module
+does (the default path of a moved surface is then unrouted).
 
 Not a test file (no test_ prefix). Used by e2e_base (which hooks it into every way the suite sends
 HTTP) and by test_openapi.py (which checks the documents themselves).
@@ -38,13 +44,16 @@ METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 EXEMPT_PATHS = {
     "/__paygate_status": "nginx's own stub_status, in a location test_client_abort.py adds to count "
                          "parked requests (its Writing); plain text from nginx, not a paygate answer",
-    # Not yet documented (follow-up): the ZooTicket surface's own envelope for route-table 404/405
-    # under /v1, and the WhiteBird routes moved by paygate_partner_api_prefix in PrefixTest.
-    "/v1/nothing": "test_zooticket_jwt: the /v1 envelope of a route-table 404 (not yet in zooticket.yaml)",
-    "/v1/payments/ZT_0000000405": "test_zooticket_jwt: the /v1 envelope of a route-table 405",
-    "/fiat/v2/whitebird/orders": "test_whitebird.PrefixTest: the routes under a moved prefix",
-    "/fiat/v2/whitebird/timeout": "test_whitebird.PrefixTest: the routes under a moved prefix",
 }
+
+# The prefix directives and the route table's own prefix each moves (ngx_module/paygate_module.hpp).
+PREFIX_DIRECTIVES = {"paygate_callback_prefix": "/callbacks",
+                     "paygate_partner_api_prefix": "/partners",
+                     "paygate_merchant_api_prefix": "/v1"}
+
+
+def _under(path: str, prefix: str) -> bool:
+    return path.startswith(prefix + "/")
 
 
 class DocumentError(Exception):
@@ -151,6 +160,8 @@ class Contract:
         self.operations: list[Operation] = []
         self.before_routing: dict[str, list] = {}
         self.unrouted: dict[str, list] = {}
+        self.unrouted_under: list[tuple[str, dict]] = []   # (server path, {status: response})
+        self.moves: list[tuple[str, str]] = []   # (served prefix, documented prefix), see use_prefixes
         self.forbidden_headers: set[str] = set()
         self._validators: dict[int, jsonschema.protocols.Validator] = {}
         for name, doc in self.documents.docs.items():
@@ -164,8 +175,12 @@ class Contract:
                         self.operations.append(Operation(name, template, method, spec, prefix))
             for status, resp in (doc.get("x-paygate-before-routing") or {}).items():
                 self.before_routing.setdefault(str(status), []).append(resp)
-            for status, resp in (doc.get("x-paygate-unrouted") or {}).items():
-                self.unrouted.setdefault(str(status), []).append(resp)
+            unrouted = {str(status): resp for status, resp in (doc.get("x-paygate-unrouted") or {}).items()}
+            if unrouted and prefix[0]:
+                self.unrouted_under.append((prefix[0], unrouted))
+            else:
+                for status, resp in unrouted.items():
+                    self.unrouted.setdefault(status, []).append(resp)
             self.forbidden_headers |= {h.lower() for h in doc.get("x-paygate-forbidden-response-headers") or ()}
         self._lock = threading.Lock()
         self.violations: list[str] = []
@@ -195,6 +210,28 @@ class Contract:
             for status, resps in table.items():
                 for resp in resps:
                     yield f"{name} {status}", resp
+        for prefix, table in self.unrouted_under:
+            for status, resp in table.items():
+                yield f"x-paygate-unrouted {status} under {prefix}", resp
+
+    def use_prefixes(self, nginx_directives: dict) -> None:
+        """The prefix directives of the nginx whose answers follow (absent: the default)."""
+        moves = []
+        for directive, documented in PREFIX_DIRECTIVES.items():
+            served = nginx_directives.get(directive, documented)
+            if served != documented:
+                moves.append((served, documented))
+        with self._lock:
+            self.moves = moves
+
+    def documented_path(self, path: str) -> Optional[str]:
+        """The path as the documents have it; None when a directive moved it away (unrouted)."""
+        for served, documented in self.moves:
+            if _under(path, served):
+                return documented + path[len(served):]
+            if _under(path, documented):
+                return None
+        return path
 
     # -- matching -----------------------------------------------------------------------------
 
@@ -203,6 +240,9 @@ class Contract:
         if target is None:
             return None, None
         path = urllib.parse.urlsplit(target).path if "://" in target else target.split("?", 1)[0]
+        path = self.documented_path(path)
+        if path is None:
+            return None, None
         on_path = [op for op in self.operations if op.regex.match(path)]
         if not on_path:
             return None, None
@@ -225,8 +265,12 @@ class Contract:
             for resp in _by_status(op.spec.get("responses") or {}, code):
                 candidates.append((f"{op!r} {code}", resp))
         else:
-            for resp in self.unrouted.get(code, ()):
-                candidates.append((f"x-paygate-unrouted {code}", resp))
+            own_prefix, own = self.unrouted_table(target)
+            if code in own:
+                candidates.append((f"x-paygate-unrouted {code} under {own_prefix}", own[code]))
+            else:
+                for resp in self.unrouted.get(code, ()):
+                    candidates.append((f"x-paygate-unrouted {code}", resp))
         for resp in self.before_routing.get(code, ()):
             only = resp.get("x-paygate-methods")
             if only and method is not None and method.upper() not in only:
@@ -250,6 +294,17 @@ class Contract:
             first_failure = first_failure or f"{label}: {failure}"
         problems.append(first_failure)
         return problems
+
+    def unrouted_table(self, target: Optional[str]) -> tuple[str, dict]:
+        """(server path, x-paygate-unrouted) of the document whose server path holds `target`;
+        ("", {}) when none has its own."""
+        if target is not None:
+            path = urllib.parse.urlsplit(target).path if "://" in target else target.split("?", 1)[0]
+            path = self.documented_path(path)
+            for prefix, table in self.unrouted_under:
+                if path is not None and (path == prefix or _under(path, prefix)):
+                    return prefix, table
+        return "", {}
 
     def _check_response(self, resp: dict, method: Optional[str], hdrs: Optional[dict], body: bytes) -> Optional[str]:
         """None when the answer conforms to `resp`; `hdrs` None: headers unknown, not checked."""

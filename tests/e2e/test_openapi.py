@@ -189,6 +189,28 @@ class CheckerTest(unittest.TestCase):
         self.assertEqual(self.c.check("POST", "/callbacks/mserver/notify", 200, None, b'{"status":"duplicate"}'), [])
         # paygate_callback_prefix moves the callbacks (the documents' server variable)
         self.ok("POST", "/hooks/paygate/mserver/notify", 200, b'{"status":"accepted"}')
+        # the ZooTicket surface's own envelope for the route table's 404/405 under /v1
+        self.ok("GET", "/v1/nothing", 404,
+                b'{"success":false,"message":"No such endpoint","error":{"code":"not_found"}}')
+        self.ok("POST", "/v1/payments/ZT_0000000001", 405,
+                b'{"success":false,"message":"m","error":{"code":"method_not_allowed"}}',
+                Allow="DELETE, GET, PATCH, PUT")
+
+    def test_moved_prefixes(self):
+        order = b'{"status":"PROCESSING"}'
+        try:
+            self.c.use_prefixes({"paygate_partner_api_prefix": "/fiat/v2", "paygate_merchant_api_prefix": "/zoo/v1"})
+            self.ok("POST", "/fiat/v2/whitebird/orders", 200, order)
+            self.ok("POST", "/partners/whitebird/orders", 404, b'{"code":"not_found","message":"no such route"}')
+            self.ok("GET", "/zoo/v1/nothing", 404,
+                    b'{"success":false,"message":"No such endpoint","error":{"code":"not_found"}}')
+            self.ok("GET", "/v1/payments/ZT_0000000001", 404, b'{"code":"not_found","message":"no such route"}')
+            self.bad("POST", "/partners/whitebird/orders", 200, order, expect="not documented")
+            self.bad("GET", "/zoo/v1/nothing", 404, b'{"code":"not_found","message":"no such route"}',
+                     expect="body")
+        finally:
+            self.c.use_prefixes({})
+        self.bad("POST", "/fiat/v2/whitebird/orders", 200, order, expect="not documented")
 
     def test_each_drift_is_caught(self):
         pid = "6f1c2b9e-0d7a-4f3e-8b5c-1a2d3e4f5a6b"

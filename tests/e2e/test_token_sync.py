@@ -45,9 +45,6 @@ STALENESS_MARGIN = 0.5
 # The module sizes its chunks for ~2 ms of work each; this is the bound asserted on the longest
 # chunk's CPU time in the Debug (ASan) build, on a busy machine.
 CHUNK_CPU_BOUND_MS = 10.0
-# /ping during a large sync, answered by the worker that applies it: the 99th percentile. A full
-# list applied at once (the design before P8) held a worker for seconds.
-PING_P99_BOUND_MS = 60.0
 
 WORKERS = 4
 STATUS_PATH = f"{PAYMENT_API}/{UNKNOWN_PAYMENT}/retrieve/status"   # 404 once the token passes
@@ -548,9 +545,12 @@ class ListScaleTest(TokenSyncTestCase):
         figures["ping"] = self.ping_figures([s for s in probe.samples if inserted <= s[0] <= synced],
                                             {ln["pid"] for ln in rounds})
         self.assertFalse(probe.errors, f"/ping failed during the sync: {probe.errors[:3]}")
-        if figures["ping"]["syncer_answers"] >= 20:
-            self.assertLessEqual(figures["ping"]["syncer_p99_ms"], PING_P99_BOUND_MS,
-                                 f"/ping waited on the syncing worker: {figures}")
+        # The /ping latency meanwhile is a figure, not an assertion (a wall time on a shared
+        # machine): bench/tokens.sh measures it against an idle anchor. What is asserted is the
+        # shape that keeps the event loop free: a large list is applied in many short chunks.
+        if count >= 100_000:
+            self.assertTrue(all(ln["chunks"] > 1 for ln in rounds if ln["changes"] >= 100_000),
+                            f"a large list was applied in one piece: {figures}")
         sample = [scale_token(seed, i) for i in (1, count // 2, count)]
         answers = self.on_every_worker(sample)
         for i, t in zip((1, count // 2, count), sample):

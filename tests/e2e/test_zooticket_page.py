@@ -163,5 +163,21 @@ class PageExpiryTest(PageTestBase):
         self.assertEqual(self.payment(session["payment_id"])["status"], "expired")
 
 
+class PageLiveExpiryTest(PageTestBase):
+    # Long enough for chromium to start and show the form before the time is up.
+    daemon_config = {"zooticket_session_lifetime_s": "20"}
+
+    def test_an_open_page_turns_into_the_expired_page_by_itself(self):
+        # The page reloads itself when its time is up (a meta refresh: no script), so a customer
+        # who waited sees that the link expired instead of a form that no longer works.
+        session = self.new_session("waited")
+        out = self.browse("stay", session["confirmation_url"])
+        self.assertEqual(out["page"]["h1"], "Pay for your order")
+        self.assertRegex(out["page"]["time-left"], r"^Time left to pay: 0 min ([1-9]|1[0-9]|20) s$")
+        self.assertFalse(out.get("timeout"), out)
+        self.assertEqual(out["final"]["h1"], "This payment link has expired")
+        self.assertEqual(out["final"]["back"], f"{self.shop_url}/cancel?order=waited")
+
+
 if __name__ == "__main__":
     unittest.main()

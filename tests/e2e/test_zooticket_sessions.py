@@ -149,6 +149,17 @@ class SessionsTest(PaymentStackTestCase):
                               f" JOIN clients c ON c.id = p.client_id WHERE z.payment_id = '{data['payment_id']}'")
         self.assertEqual(row, f"created RUB 250000 zt.{MERCHANT_ID}")
 
+    def test_no_client_token_for_a_merchant_client(self):
+        # A client token of "zt.<merchant>" would act on that merchant's payments through the
+        # client API, and would take the name its first session needs.
+        for name in (f"zt.{MERCHANT_ID}", "zt.someone-new"):
+            res = self.stack.ctl("token", "create", "--client", name, check=False)
+            self.assertEqual(res.returncode, 1, res.stdout + res.stderr)
+            self.assertIn("belong to ZooTicket merchants", res.stderr)
+            self.assertEqual(res.stdout, "")
+        self.assertEqual(self.stack.psql("SELECT count(*) FROM api_tokens t JOIN clients c ON c.id = t.client_id"
+                                         " WHERE c.name LIKE 'zt.%'"), "0")
+
     def test_repeat_returns_the_same_answer_and_reuse_is_refused(self):
         body = seed_body(self.session_id())
         st, _, first = self.post(body)
@@ -471,10 +482,10 @@ class ExpiryTest(PaymentStackTestCase):
     def test_unpaid_session_expires(self):
         jwt = self.stack.mint_merchant_jwt()
         headers = {"Authorization": f"Bearer {jwt}", "Content-Type": "application/json"}
-        st, _, raw = self.stack.http("POST", SESSIONS, body=json.dumps(seed_body("expiring-1")).encode(),
-                                     headers=headers)
-        self.assertEqual(st, 201, raw)
-        pid = json.loads(raw)["data"]["payment_id"]
+        st, _, first = self.stack.http("POST", SESSIONS, body=json.dumps(seed_body("expiring-1")).encode(),
+                                       headers=headers)
+        self.assertEqual(st, 201, first)
+        pid = json.loads(first)["data"]["payment_id"]
         core = self.stack.psql(f"SELECT core_payment_id FROM zooticket_payments WHERE payment_id = '{pid}'")
         self.assertEqual(self.stack.psql(f"SELECT kind || ' ' || state FROM tasks WHERE payment_id = '{core}'"),
                          "zooticket_session_expiry pending")
@@ -486,6 +497,10 @@ class ExpiryTest(PaymentStackTestCase):
         wait_until(expired_in_core, 30, "the session's expiry task")
         st, _, raw = self.stack.http("GET", f"/v1/payments/{pid}", headers=headers)
         self.assertEqual(json.loads(raw)["data"]["status"], "expired")
+        # A repeat of the session's POST gets the first answer again, its "pending" included.
+        st, _, again = self.stack.http("POST", SESSIONS, body=json.dumps(seed_body("expiring-1")).encode(),
+                                       headers=headers)
+        self.assertEqual((st, again), (201, first))
         self.assertEqual(self.stack.psql(
             f"SELECT action || ' ' || from_status || ' ' || to_status || ' ' || actor || ' ' || reason"
             f" FROM payment_events WHERE payment_id = '{core}' ORDER BY id DESC LIMIT 1"),

@@ -2,11 +2,12 @@
 hosted payment page; run with /usr/bin/python3, which sees python3-selenium. Not a test file:
 test_zooticket_page.py runs it and checks what it prints (one JSON object).
 
-    zooticket_browser.py pay|cancel|look URL [EXPECTED_URL_PREFIX] [METHOD]
+    zooticket_browser.py pay|cancel|look|stay URL [EXPECTED_URL_PREFIX] [METHOD]
 
 pay: reads the page, picks METHOD by clicking its label, focuses "Pay" and presses Enter (the
 keyboard path), then waits until the browser is at EXPECTED_URL_PREFIX. cancel: the same with the
-cancel button. look: only reads the page.
+cancel button. look: only reads the page. stay: reads the page, touches nothing, and waits (60 s
+at most) until the page says the link has expired, then reads it again.
 """
 
 import json
@@ -71,6 +72,13 @@ def main() -> int:
                 out["timeout"] = True
             out["final_url"] = driver.current_url
             out["final_text"] = driver.find_element(By.TAG_NAME, "body").text
+        elif action == "stay":
+            try:
+                WebDriverWait(driver, 60, poll_frequency=0.2).until(
+                    lambda d: d.find_element(By.TAG_NAME, "h1").text == "This payment link has expired")
+            except TimeoutException:
+                out["timeout"] = True
+            out["final"] = page_facts(driver)
     finally:
         driver.quit()
     print(json.dumps(out))

@@ -69,6 +69,9 @@ bool list_tokens(PGconn* conn, const std::optional<std::string>& client, std::ve
 
 inline constexpr std::string_view kPartnerKeyPrefix = "pgk_";
 inline constexpr std::string_view kPartnerClientPrefix = "partner.";
+// The client a ZooTicket merchant's payments belong to is "zt.<merchant>", made on its first
+// session; its JWT is the only credential that acts for it.
+inline constexpr std::string_view kMerchantClientPrefix = "zt.";
 
 bool is_key_partner(std::string_view partner);   // a partner that calls with API keys ("whitebird")
 bool is_partner_key_text(std::string_view text);
