@@ -64,7 +64,23 @@ std::optional<std::uint64_t> client_of_token(ngx_http_request_t* r) {
     std::string_view token = auth_token(r, ambiguous);
     if (ambiguous || token.empty() || worker == nullptr) return std::nullopt;
     TokenLookup found = lookup_token(token);
-    return found.state == TokenLookup::Usable ? found.client : std::nullopt;
+    if (found.state != TokenLookup::Usable || !found.client) return std::nullopt;
+    // A partner's key sent as a client token is no client's.
+    if (token_sync::credential_kind(*found.client) != token_sync::kClientToken) return std::nullopt;
+    return token_sync::credential_owner(*found.client);
+}
+
+std::optional<std::string> partner_of_key(ngx_http_request_t* r, const routes::Route& route) {
+    int count = 0;
+    std::string_view key = find_header(r, {"x-api-key"}, count);
+    if (count != 1 || key.empty() || worker == nullptr) return std::nullopt;
+    TokenLookup found = lookup_token(key);
+    unsigned want = token_sync::key_partner_kind(route.partner);
+    if (found.state != TokenLookup::Usable || !found.client || want == 0 ||
+        token_sync::credential_kind(*found.client) != want) {
+        return std::nullopt;
+    }
+    return "partner:" + std::string(route.partner);
 }
 
 namespace {

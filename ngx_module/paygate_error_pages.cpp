@@ -5,7 +5,6 @@
 #include <string>
 #include <string_view>
 
-#include "paygate/json_error.hpp"
 
 namespace paygate::module {
 namespace {
@@ -15,33 +14,38 @@ ngx_http_output_body_filter_pt next_body_filter;
 
 constexpr std::string_view kJson = "application/json";
 
+struct NginxError {
+    std::string code;
+    std::string message;
+};
+
 // What nginx itself answered with (body too large, malformed chunked body, body read timeout,
-// an internal failure) in the paygate error vocabulary.
-std::string nginx_error_json(ngx_http_request_t* r, ngx_uint_t status) {
+// limit_req, an internal failure) in the paygate error vocabulary.
+NginxError nginx_error(ngx_http_request_t* r, ngx_uint_t status) {
     switch (status) {
-        case NGX_HTTP_BAD_REQUEST: return ipc::json_error("validation_error", "malformed HTTP request");
-        case NGX_HTTP_REQUEST_TIME_OUT: return ipc::json_error("request_timeout", "request not received in time");
-        case NGX_HTTP_LENGTH_REQUIRED: return ipc::json_error("length_required", "request body needs a length");
+        case NGX_HTTP_BAD_REQUEST: return NginxError{"validation_error", "malformed HTTP request"};
+        case NGX_HTTP_REQUEST_TIME_OUT: return NginxError{"request_timeout", "request not received in time"};
+        case NGX_HTTP_LENGTH_REQUIRED: return NginxError{"length_required", "request body needs a length"};
         case NGX_HTTP_REQUEST_ENTITY_TOO_LARGE: {
             RequestCtx* ctx = ctx_of(r);
             if (ctx != nullptr && ctx->body_over_buffer) {
-                return ipc::json_error("payload_too_large",
-                                       "chunk framing makes the request body too large to hold; send it with "
-                                       "Content-Length or in larger chunks");
+                return NginxError{"payload_too_large",
+                                  "chunk framing makes the request body too large to hold; send it with "
+                                  "Content-Length or in larger chunks"};
             }
             auto* clcf = static_cast<ngx_http_core_loc_conf_t*>(ngx_http_get_module_loc_conf(r, ngx_http_core_module));
-            return ipc::json_error("payload_too_large", "request body exceeds " +
-                                                            std::to_string(clcf->client_max_body_size) + " bytes");
+            return NginxError{"payload_too_large",
+                              "request body exceeds " + std::to_string(clcf->client_max_body_size) + " bytes"};
         }
-        case NGX_HTTP_FORBIDDEN: return ipc::json_error("acces_error", "access denied");
-        case NGX_HTTP_NOT_FOUND: return ipc::json_error("not_found", "not found");
-        case NGX_HTTP_NOT_ALLOWED: return ipc::json_error("method_not_allowed", "method not allowed");
-        case 429: return ipc::json_error("too_many_requests", "too many requests, retry later");
-        case NGX_HTTP_SERVICE_UNAVAILABLE: return ipc::json_error("service_unavailable", "service unavailable, retry later");
-        case NGX_HTTP_GATEWAY_TIME_OUT: return ipc::json_error("gateway_timeout", "gateway timeout");
+        case NGX_HTTP_FORBIDDEN: return NginxError{"acces_error", "access denied"};
+        case NGX_HTTP_NOT_FOUND: return NginxError{"not_found", "not found"};
+        case NGX_HTTP_NOT_ALLOWED: return NginxError{"method_not_allowed", "method not allowed"};
+        case 429: return NginxError{"too_many_requests", "too many requests, retry later"};
+        case NGX_HTTP_SERVICE_UNAVAILABLE: return NginxError{"service_unavailable", "service unavailable, retry later"};
+        case NGX_HTTP_GATEWAY_TIME_OUT: return NginxError{"gateway_timeout", "gateway timeout"};
         default:
-            if (status < 500) return ipc::json_error("request_error", "request refused");
-            return ipc::json_error("internal_error", "internal error");
+            if (status < 500) return NginxError{"request_error", "request refused"};
+            return NginxError{"internal_error", "internal error"};
     }
 }
 
@@ -52,7 +56,8 @@ ngx_int_t error_page_header_filter(ngx_http_request_t* r) {
     try {
         RequestCtx* ctx = ensure_ctx(r);
         if (ctx == nullptr) return NGX_ERROR;
-        ctx->error_body = nginx_error_json(r, r->err_status);
+        NginxError e = nginx_error(r, r->err_status);
+        ctx->error_body = error_body(r, e.code, e.message);   // in the surface's vocabulary
         r->headers_out.status = r->err_status;
         r->headers_out.content_type.len = kJson.size();
         r->headers_out.content_type.data = reinterpret_cast<u_char*>(const_cast<char*>(kJson.data()));

@@ -8,7 +8,6 @@
 #include <string_view>
 
 #include "request_line.hpp"
-#include "paygate/merchant_envelope.hpp"
 
 namespace paygate::module {
 namespace {
@@ -222,20 +221,15 @@ ngx_int_t handle(ngx_http_request_t* r) {
     if (match.result != routes::MatchResult::Found) {
         ngx_int_t rc = ngx_http_discard_request_body(r);
         if (rc != NGX_OK) return rc;
-        if (routes::merchant_surface(path)) {
-            // The ZooTicket surface answers in its own envelope, even for paths it does not have.
-            ipc::Reply reply = match.result == routes::MatchResult::NotFound
-                ? merchant_envelope::error_reply(0, NGX_HTTP_NOT_FOUND, "not_found", "No such endpoint")
-                : merchant_envelope::error_reply(0, NGX_HTTP_NOT_ALLOWED, "method_not_allowed",
-                                                 "Method " + std::string(view(r->method_name)) + " is not allowed here");
-            if (match.result == routes::MatchResult::MethodNotAllowed) reply.headers.emplace_back("Allow", match.allowed);
-            return send_reply(r, reply);
-        }
+        // send_error answers in the surface's vocabulary (the merchant API's envelope under its
+        // prefix, even for paths it does not have); the merchant API's messages are sentences.
+        const bool merchant = routes::merchant_surface(path);
         if (match.result == routes::MatchResult::NotFound) {
-            return send_error(r, NGX_HTTP_NOT_FOUND, "not_found", "no such route");
+            return send_error(r, NGX_HTTP_NOT_FOUND, "not_found", merchant ? "No such endpoint" : "no such route");
         }
         return send_error(r, NGX_HTTP_NOT_ALLOWED, "method_not_allowed",
-                          "method " + std::string(view(r->method_name)) + " is not allowed here", match.allowed);
+                          (merchant ? "Method " : "method ") + std::string(view(r->method_name)) + " is not allowed here",
+                          match.allowed);
     }
     // The context first: the request is counted under its route however it is answered.
     RequestCtx* ctx = ensure_ctx(r);
@@ -276,7 +270,12 @@ ngx_int_t handle(ngx_http_request_t* r) {
         ngx_int_t rc;   // parked like a client request while the table loads
         if (!authenticate_partner_key(r, *match.route, principal, rc)) return rc;
     }
-    std::string client = match.route->access == routes::Access::Client ? principal : std::string();
+    // $paygate_client: the caller a credential named (callbacks are signed by providers, not callers).
+    const routes::Access access = match.route->access;
+    std::string client = access == routes::Access::Client || access == routes::Access::PartnerKey ||
+                                 access == routes::Access::MerchantJwt
+                             ? principal
+                             : std::string();
 
     // An oversized Content-Length never gets here: nginx's client_max_body_size check, clamped to
     // paygate_max_body_size in merge_loc_conf, answers it before the content phase.

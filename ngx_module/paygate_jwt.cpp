@@ -125,6 +125,15 @@ void warn_about_missing_jwt_keys(ngx_conf_t* cf, const MainConf& conf) {
     }
 }
 
+std::optional<std::string> merchant_of_jwt(ngx_http_request_t* r) {
+    auto* mcf = static_cast<MainConf*>(ngx_http_get_module_main_conf(r, ngx_http_paygate_module));
+    std::string_view token = bearer_token(r);
+    if (token.empty() || mcf->jwt == nullptr) return std::nullopt;
+    jwt::Result result = jwt::verify(mcf->jwt->policy, token, static_cast<std::int64_t>(ngx_time()));
+    if (result.verdict != jwt::Verdict::Ok) return std::nullopt;
+    return "merchant:" + result.merchant;
+}
+
 bool check_merchant_jwt(ngx_http_request_t* r, std::string& principal, ngx_int_t& rc) {
     auto* mcf = static_cast<MainConf*>(ngx_http_get_module_main_conf(r, ngx_http_paygate_module));
     std::string_view token = bearer_token(r);

@@ -161,8 +161,11 @@ std::string_view request_id(ngx_http_request_t* r);
 ngx_int_t add_header(ngx_http_request_t* r, std::string_view name, std::string_view value);
 // Sends status, headers and body of `reply`; returns what ngx_http_finalize_request wants.
 ngx_int_t send_reply(ngx_http_request_t* r, const ipc::Reply& reply);
+// The module's own error, in the vocabulary of the request's surface: the merchant API (under
+// paygate_merchant_api_prefix) answers in its envelope, every other surface {code, message}.
 ngx_int_t send_error(ngx_http_request_t* r, ngx_uint_t status, std::string_view code, std::string_view message,
                      std::string_view allow = {});
+std::string error_body(ngx_http_request_t* r, std::string_view code, std::string_view message);
 ngx_int_t send_unavailable(ngx_http_request_t* r, Unavailable cause, std::string_view why);
 // Never throws: logs `what` and answers 500 (or NGX_ERROR).
 ngx_int_t send_internal_error(ngx_http_request_t* r, const char* what);
@@ -194,6 +197,8 @@ void install_request_body_filter();
 // The client id of the request's token, if the token table is usable and the token live; no
 // answer is sent and nothing is parked (for $paygate_client before the content phase).
 std::optional<std::uint64_t> client_of_token(ngx_http_request_t* r);
+// Likewise for Access::PartnerKey: "partner:<name>" when X-Api-Key is a live key of the route's partner.
+std::optional<std::string> partner_of_key(ngx_http_request_t* r, const routes::Route& route);
 
 // True with `principal` set; false when the request was answered instead (403, or 503 without a
 // fresh token table) or parked until the table is loaded, `rc` being what the handler returns.
@@ -237,6 +242,8 @@ char* set_jwt_merchant_claim(ngx_conf_t* cf, ngx_command_t* cmd, void* conf);
 void warn_about_missing_jwt_keys(ngx_conf_t* cf, const MainConf& conf);
 // True with `principal` = "merchant:<id>"; false when answered (401 in the merchant envelope).
 bool check_merchant_jwt(ngx_http_request_t* r, std::string& principal, ngx_int_t& rc);
+// "merchant:<id>" when the Bearer token verifies; nothing is logged or sent ($paygate_client).
+std::optional<std::string> merchant_of_jwt(ngx_http_request_t* r);
 
 // ---- paygate_token_sync.cpp: the shared token table and its sync from the daemons ----
 

@@ -5,6 +5,7 @@
 #include <string_view>
 
 #include "paygate/json_error.hpp"
+#include "paygate/merchant_envelope.hpp"
 
 namespace paygate::module {
 namespace {
@@ -78,9 +79,24 @@ ngx_int_t send_reply(ngx_http_request_t* r, const ipc::Reply& reply) {
     return ngx_http_output_filter(r, &out);
 }
 
+namespace {
+
+bool merchant_request(ngx_http_request_t* r) {
+    std::string storage;
+    return routes::merchant_surface(route_path(r, storage));
+}
+
+}  // namespace
+
+std::string error_body(ngx_http_request_t* r, std::string_view code, std::string_view message) {
+    return merchant_request(r) ? merchant_envelope::error_body(code, message) : ipc::json_error(code, message);
+}
+
 ngx_int_t send_error(ngx_http_request_t* r, ngx_uint_t status, std::string_view code, std::string_view message,
                      std::string_view allow) {
-    ipc::Reply reply = ipc::error_reply(0, static_cast<std::uint16_t>(status), code, message);
+    const auto code_status = static_cast<std::uint16_t>(status);
+    ipc::Reply reply = merchant_request(r) ? merchant_envelope::error_reply(0, code_status, code, message)
+                                           : ipc::error_reply(0, code_status, code, message);
     if (!allow.empty()) reply.headers.emplace_back("Allow", std::string(allow));
     return send_reply(r, reply);
 }

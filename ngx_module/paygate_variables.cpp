@@ -43,22 +43,35 @@ ngx_int_t route_variable(ngx_http_request_t* r, ngx_http_variable_value_t* v, ui
     }
 }
 
-// The authenticated client id. Asked for after the content handler, it is the one the request
-// was served as; asked for earlier (limit_req keys are evaluated in the preaccess phase, before
-// the content handler authenticates), the token is looked up here in the shared table, which
-// costs one hash and one hold of the zone's lock, no I/O. Empty when there is no live token, the
-// token table is not usable yet, or the route is not a client route.
+// The authenticated caller: a client id (a client token), "partner:<name>" (a partner's API
+// key) or "merchant:<id>" (a merchant's JWT). Asked for after the content handler, it is the one
+// the request was served as; asked for earlier (limit_req keys are evaluated in the preaccess
+// phase, before the content handler authenticates), the credential is checked here: a token or
+// key is one hash and one hold of the token zone's lock, a JWT one signature check; no I/O.
+// Empty when the credential does not pass, the token table is not usable yet, or the route takes
+// none of these (callbacks, /health).
 ngx_int_t client_variable(ngx_http_request_t* r, ngx_http_variable_value_t* v, uintptr_t) {
     try {
         if (RequestCtx* ctx = ctx_of(r); ctx != nullptr && !ctx->client.empty()) return set_value(r, v, ctx->client);
         if (!in_paygate_location(r)) return set_value(r, v, {});
         std::string storage;
         routes::Match match = match_route(r, storage);
-        if (match.result != routes::MatchResult::Found || match.route->access != routes::Access::Client) {
-            return set_value(r, v, {});
+        if (match.result != routes::MatchResult::Found) return set_value(r, v, {});
+        std::optional<std::string> caller;
+        switch (match.route->access) {
+        case routes::Access::Client:
+            if (std::optional<std::uint64_t> client = client_of_token(r)) caller = std::to_string(*client);
+            break;
+        case routes::Access::PartnerKey:
+            caller = partner_of_key(r, *match.route);
+            break;
+        case routes::Access::MerchantJwt:
+            caller = merchant_of_jwt(r);
+            break;
+        default:
+            break;
         }
-        std::optional<std::uint64_t> client = client_of_token(r);
-        return set_value(r, v, client ? std::to_string(*client) : std::string());
+        return set_value(r, v, caller.value_or(std::string()));
     } catch (...) {
         return NGX_ERROR;
     }

@@ -24,10 +24,17 @@ class DaemonKilledTest(StackTestCase):
             # "immediately": well before paygate_timeout (3s), i.e. not a timeout in disguise
             self.assertLess(elapsed, 3.0)
         self.assertJsonError(self.get("/health"), 503, "service_unavailable")
+        # The merchant API answers the same in its own envelope.
+        st, _, body = self.stack.http("GET", "/v1/payments/ZT_0000000001",
+                                      headers={"Authorization": f"Bearer {self.stack.mint_merchant_jwt()}"})
+        self.assertEqual((st, json.loads(body)), (503, {"success": False, "message": "payment core unavailable, retry later",
+                                                        "error": {"code": "service_unavailable"}}))
         self.assertEqual(self.stack.nginx_worker_pids(), workers, "nginx workers changed")
 
         self.stack.start_daemon("d1")
         self.wait_for_steady("/ping", 200)   # every worker has reconnected
+        # /health also needs the new daemon's PostgreSQL connection, opened on its own schedule.
+        self.wait_for_steady("/health", 200, consecutive=3)
         status, headers, body = self.get("/health")
         self.assertEqual(status, 200, body)
         self.assertEqual(self.assertJson(headers, body).get("status"), "healthy", body)

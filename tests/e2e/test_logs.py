@@ -128,6 +128,22 @@ class AccessLogTest(PaymentStackTestCase):
             self.assertEqual(st, 403)
             line = self.line_of(hdrs["X-Request-Id"])
             self.assertEqual((line["route"], line["client"], line["status"]), ("payment.status", "-", "403"))
+        # a partner's key and a merchant's JWT name their caller; a refused JWT nobody
+        key = self.stack.create_partner_key("whitebird")
+        orders = "/partners/whitebird/orders"
+        wait_until(lambda: self.stack.http("POST", orders, body=b"{}", headers={
+            "X-Api-Key": key, "Content-Type": "application/json"})[0] != 401, 10, "the key synced")
+        st, hdrs, _ = self.stack.http("POST", orders, body=b"{}",
+                                      headers={"X-Api-Key": key, "Content-Type": "application/json"})
+        self.assertEqual(st, 400)
+        line = self.line_of(hdrs["X-Request-Id"])
+        self.assertEqual((line["route"], line["client"]), ("whitebird.order", "partner:whitebird"))
+        jwt = self.stack.mint_merchant_jwt()
+        for auth, status, client in ((f"Bearer {jwt}", 404, "merchant:zooticket"), ("Bearer x.y.z", 401, "-")):
+            st, hdrs, _ = self.stack.http("GET", "/v1/payments/ZT_0000000001", headers={"Authorization": auth})
+            self.assertEqual(st, status)
+            line = self.line_of(hdrs["X-Request-Id"])
+            self.assertEqual((line["route"], line["client"]), ("zooticket.payment.get", client))
         # no route: 404; a query string stays out of the log
         st, hdrs, _ = self.get("/no/such/path?access_token=kept-out-of-the-log")
         self.assertEqual(st, 404)
@@ -207,14 +223,15 @@ class RateLimitTest(StackTestCase):
         # wait_until_token_accepted's requests were counted for alice: start from a full bucket
         time.sleep(2.5)
 
-    def burst(self, n, path, token=None, threads=4):
+    def burst(self, n, path, token=None, threads=4, headers=None):
         """n requests from `threads` threads at once: the statuses and the 429 answers."""
         results, lock = [], threading.Lock()
         per = [n // threads + (1 if i < n % threads else 0) for i in range(threads)]
+        if token:
+            headers = {"x_auth_token": token}
 
         def run(count):
             for _ in range(count):
-                headers = {"x_auth_token": token} if token else None
                 got = self.stack.http("GET", path, headers=headers)
                 with lock:
                     results.append(got)
@@ -253,6 +270,24 @@ class RateLimitTest(StackTestCase):
         self.assertGreaterEqual(statuses.count(404), 101)    # burst 100 + the first
         self.assertTooManyRequests(limited)
         # bob has his own bucket, and alice's traffic did not count against the address
+        statuses, _ = self.burst(10, STATUS_PATH, self.bob, threads=1)
+        self.assertEqual(statuses, [404] * 10)
+        statuses, _ = self.burst(10, "/health", threads=1)
+        self.assertEqual(statuses, [200] * 10)
+
+    def test_burst_of_one_merchant_is_limited_for_that_merchant_only(self):
+        # A merchant's JWT is a caller of its own ($paygate_client "merchant:<id>"), like a client.
+        merchant = {"Authorization": f"Bearer {self.stack.mint_merchant_jwt()}"}
+        statuses, limited = self.burst(300, "/v1/payments/ZT_0000000001", threads=8, headers=merchant)
+        self.assertEqual(set(statuses), {404, 429})
+        self.assertGreaterEqual(statuses.count(404), 101)    # burst 100 + the first
+        for status, headers, body in limited:   # nginx's 429, in the merchant API's envelope
+            self.assertEqual(json.loads(body), {"success": False, "message": "too many requests, retry later",
+                                                "error": {"code": "too_many_requests"}})
+        # another merchant, a client and the address each have their own bucket
+        other = {"Authorization": f"Bearer {self.stack.mint_merchant_jwt('another-merchant')}"}
+        statuses, _ = self.burst(10, "/v1/payments/ZT_0000000001", threads=1, headers=other)
+        self.assertEqual(statuses, [404] * 10)
         statuses, _ = self.burst(10, STATUS_PATH, self.bob, threads=1)
         self.assertEqual(statuses, [404] * 10)
         statuses, _ = self.burst(10, "/health", threads=1)
