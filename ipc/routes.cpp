@@ -56,9 +56,9 @@ const std::vector<Route>& table() {
         {"zooticket.payment.patch", ipc::Method::Patch, "/v1/payments/{payment_id}", Access::MerchantJwt},
         {"zooticket.payment.delete", ipc::Method::Delete, "/v1/payments/{payment_id}", Access::MerchantJwt},
         // The hosted payment page (confirmation_url): the token in the path is the credential.
-        {"zooticket.page.show", ipc::Method::Get, "/pay/{token}"},
-        {"zooticket.page.pay", ipc::Method::Post, "/pay/{token}/pay"},
-        {"zooticket.page.cancel", ipc::Method::Post, "/pay/{token}/cancel"},
+        {"zooticket.page.show", ipc::Method::Get, "/pay/{token}", Access::PathToken},
+        {"zooticket.page.pay", ipc::Method::Post, "/pay/{token}/pay", Access::PathToken},
+        {"zooticket.page.cancel", ipc::Method::Post, "/pay/{token}/cancel", Access::PathToken},
         {"callback.sky_technologies", ipc::Method::Post, "/callbacks/sky-technologies/v1/on_payment_completed",
          Access::Partner, "sky-technologies"},
         {"callback.mserver", ipc::Method::Post, "/callbacks/mserver/notify", Access::AppToken, "mserver"},

@@ -204,6 +204,23 @@ void mask_query_credential(ngx_http_request_t* r, std::string_view name) {
     r->request_line = {masked->size(), data};
 }
 
+// The same for a credential in the path (Access::PathToken: the page link's token): $uri, which
+// the access log shows, and the request line keep its first 6 characters, enough to follow one
+// link through the logs. The token itself went into the route's parameters before this.
+void mask_path_credential(ngx_http_request_t* r, const routes::Route& route) {
+    std::optional<std::size_t> index = parameter_segment(route.pattern);
+    std::optional<std::string> masked = index ? mask_path_segment(view(r->uri), *index, 6) : std::nullopt;
+    if (!masked) return;
+    std::string line = replace_request_target(view(r->request_line), *masked);
+    auto* uri = static_cast<u_char*>(ngx_pnalloc(r->pool, masked->size()));
+    auto* request_line = static_cast<u_char*>(ngx_pnalloc(r->pool, line.size()));
+    if (uri == nullptr || request_line == nullptr) return;   // then both stay as they were
+    ngx_memcpy(uri, masked->data(), masked->size());
+    ngx_memcpy(request_line, line.data(), line.size());
+    r->uri = {masked->size(), uri};
+    r->request_line = {line.size(), request_line};
+}
+
 // A check answered the request: a 401/403 is an auth refusal of that kind.
 void count_refusal(ngx_http_request_t* r, AuthRefusal kind) {
     ngx_uint_t status = r->headers_out.status;
@@ -246,6 +263,7 @@ ngx_int_t handle(ngx_http_request_t* r) {
         }
         principal = "partner:" + std::string(match.route->partner);
     }
+    if (match.route->access == routes::Access::PathToken) mask_path_credential(r, *match.route);
     if (match.route->access == routes::Access::AppToken) {
         mask_query_credential(r, "access_token");
         ngx_int_t rc;

@@ -1,6 +1,8 @@
 // Masking a query parameter's value in a request line (request_line.hpp).
 #include "request_line.hpp"
 
+#include <algorithm>
+
 namespace paygate::module {
 namespace {
 
@@ -41,6 +43,44 @@ std::optional<std::string> mask_query_parameter(std::string_view request_line, s
     if (!changed) return std::nullopt;
     masked.append(request_line.substr(end));
     return masked;
+}
+
+std::optional<std::string> mask_path_segment(std::string_view path, std::size_t index, std::size_t keep) {
+    if (path.empty() || path.front() != '/') return std::nullopt;
+    std::size_t start = 1;
+    for (std::size_t i = 0; i < index; ++i) {
+        std::size_t slash = path.find('/', start);
+        if (slash == std::string_view::npos) return std::nullopt;
+        start = slash + 1;
+    }
+    std::size_t end = path.find('/', start);
+    if (end == std::string_view::npos) end = path.size();
+    if (end == start) return std::nullopt;
+    std::string masked(path.substr(0, start));
+    masked.append(path.substr(start, std::min(keep, end - start))).append("***").append(path.substr(end));
+    return masked;
+}
+
+std::optional<std::size_t> parameter_segment(std::string_view pattern) {
+    if (pattern.empty() || pattern.front() != '/') return std::nullopt;
+    pattern.remove_prefix(1);
+    for (std::size_t index = 0;; ++index) {
+        std::size_t slash = pattern.find('/');
+        std::string_view segment = pattern.substr(0, slash);
+        if (!segment.empty() && segment.front() == '{') return index;
+        if (slash == std::string_view::npos) return std::nullopt;
+        pattern.remove_prefix(slash + 1);
+    }
+}
+
+std::string replace_request_target(std::string_view request_line, std::string_view target) {
+    std::size_t first = request_line.find(' ');
+    if (first == std::string_view::npos) return std::string(request_line);
+    std::size_t second = request_line.find(' ', first + 1);
+    std::string out(request_line.substr(0, first + 1));
+    out.append(target);
+    if (second != std::string_view::npos) out.append(request_line.substr(second));
+    return out;
 }
 
 }  // namespace paygate::module

@@ -15,7 +15,7 @@ import sys
 import tempfile
 
 from selenium import webdriver
-from selenium.common.exceptions import TimeoutException
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException, TimeoutException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -74,7 +74,9 @@ def main() -> int:
             out["final_text"] = driver.find_element(By.TAG_NAME, "body").text
         elif action == "stay":
             try:
-                WebDriverWait(driver, 60, poll_frequency=0.2).until(
+                # The page reloads under us: an element read while it does is stale, or not there yet.
+                WebDriverWait(driver, 60, poll_frequency=0.2,
+                              ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)).until(
                     lambda d: d.find_element(By.TAG_NAME, "h1").text == "This payment link has expired")
             except TimeoutException:
                 out["timeout"] = True

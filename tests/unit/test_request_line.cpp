@@ -1,4 +1,5 @@
-// mask_query_parameter: a credential in a request line's query is masked, nothing else changes.
+// mask_query_parameter: a credential in a request line's query is masked, nothing else changes;
+// mask_path_segment, parameter_segment, replace_request_target: the same for a path credential.
 #include "cmocka.hpp"
 
 #include <optional>
@@ -6,7 +7,10 @@
 
 #include "request_line.hpp"
 
+using paygate::module::mask_path_segment;
 using paygate::module::mask_query_parameter;
+using paygate::module::parameter_segment;
+using paygate::module::replace_request_target;
 
 namespace {
 
@@ -37,12 +41,53 @@ void leaves_everything_else_alone(void**) {
     assert_string_equal(masked("GET /n?&&access_token=x&& HTTP/1.1").c_str(), "GET /n?&&access_token=***&& HTTP/1.1");
 }
 
+std::string path_masked(const char* path, std::size_t index) {
+    std::optional<std::string> out = mask_path_segment(path, index, 6);
+    return out ? *out : std::string("(unchanged)");
+}
+
+void masks_one_path_segment(void**) {
+    const char* token = "AbCdEfGhIjKlMnOpQrStUvWxYz0123456789-_abcde";
+    assert_string_equal(path_masked((std::string("/pay/") + token).c_str(), 1).c_str(), "/pay/AbCdEf***");
+    assert_string_equal(path_masked((std::string("/pay/") + token + "/cancel").c_str(), 1).c_str(),
+                        "/pay/AbCdEf***/cancel");
+    assert_string_equal(path_masked("/pay/abc/", 1).c_str(), "/pay/abc***/");   // shorter than `keep`
+    assert_string_equal(path_masked("/pay/x", 0).c_str(), "/pay***/x");
+    // no such segment, or an empty one: nothing to mask
+    assert_string_equal(path_masked("/pay", 1).c_str(), "(unchanged)");
+    assert_string_equal(path_masked("/pay/", 1).c_str(), "(unchanged)");
+    assert_string_equal(path_masked("pay/x", 1).c_str(), "(unchanged)");
+    assert_string_equal(path_masked("", 0).c_str(), "(unchanged)");
+}
+
+void finds_the_parameter_segment(void**) {
+    assert_true(parameter_segment("/pay/{token}") == std::optional<std::size_t>(1));
+    assert_true(parameter_segment("/pay/{token}/cancel") == std::optional<std::size_t>(1));
+    assert_true(parameter_segment("/api/v1/payment/{payment_id}/retrieve") == std::optional<std::size_t>(3));
+    assert_true(parameter_segment("/{x}") == std::optional<std::size_t>(0));
+    assert_false(parameter_segment("/health").has_value());
+    assert_false(parameter_segment("health/{x}").has_value());
+}
+
+void replaces_the_request_target(void**) {
+    assert_string_equal(replace_request_target("GET /pay/secret HTTP/1.1", "/pay/sec***").c_str(),
+                        "GET /pay/sec*** HTTP/1.1");
+    // the raw target may be spelled otherwise (//, %2F): the whole target is replaced
+    assert_string_equal(replace_request_target("POST //pay/%73ecret/pay HTTP/2.0", "/pay/sec***/pay").c_str(),
+                        "POST /pay/sec***/pay HTTP/2.0");
+    assert_string_equal(replace_request_target("GET /pay/secret", "/pay/sec***").c_str(), "GET /pay/sec***");
+    assert_string_equal(replace_request_target("garbage", "/x").c_str(), "garbage");
+}
+
 }  // namespace
 
 int main() {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(masks_the_value_wherever_the_parameter_is),
         cmocka_unit_test(leaves_everything_else_alone),
+        cmocka_unit_test(masks_one_path_segment),
+        cmocka_unit_test(finds_the_parameter_segment),
+        cmocka_unit_test(replaces_the_request_target),
     };
     return cmocka_run_group_tests(tests, nullptr, nullptr);
 }

@@ -23,6 +23,8 @@ enum class Access {
                  // (paygate_jwt_key); the daemon gets "merchant:<merchant claim>"
     PartnerKey, // a partner calling our API (WhiteBird, seed 004) with its X-Api-Key, checked by the
                 // module against the synced key table; the daemon gets "partner:<name>"
+    PathToken,  // the pattern's {token} segment is a bearer credential the daemon checks (the
+                // hosted payment page's link): the module masks it in $uri and the request line
 };
 
 struct Route {
