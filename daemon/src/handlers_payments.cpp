@@ -188,6 +188,29 @@ ipc::Reply change_payment(Session& s, const WorkerContext& ctx, const Caller& ca
     return value_reply(200, changed_reply(row->id, t->to, operation_id));
 }
 
+// Another surface's accept or cancel of the locked `row` (apply_core_action, cancel_or_reverse):
+// the transition, the change, its event and its provider work. `ctx` is needed only by an accept
+// (it queues the charge at the routed provider).
+std::optional<PaymentStatus> apply_action(Session& s, const WorkerContext* ctx, const PaymentRow& row, Action action,
+                                          const std::string& actor, std::optional<CancelReason> reason,
+                                          const std::string& accept_info_json) {
+    std::optional<Transition> t = transition(stored_status(row.status), action, row.reversal_requested);
+    if (!t) return std::nullopt;
+    if (action == Action::Accept && ctx != nullptr) {
+        update_accepted(s, row.id, t->to, accept_info_json);
+    } else if (action == Action::Cancel && reason) {
+        update_cancelled(s, row.id, t->to, *reason, t->requests_reversal);
+    } else {
+        throw std::logic_error("apply_action: only accept (with a context), or cancel with a reason");
+    }
+    insert_event(s, PaymentEvent{row.id, std::string(action_name(action)), row.status, std::string(status_name(t->to)),
+                                 actor, reason ? std::optional<std::string>(std::string(reason_name(*reason))) : std::nullopt,
+                                 std::nullopt});
+    if (t->requests_charge) queue_charge(s, *ctx, row);   // only an accept requests a charge
+    if (t->requests_reversal) queue_reversal(s, row, PaymentRef{row.id, row.id});
+    return t->to;
+}
+
 }  // namespace
 
 std::optional<PaymentStatus> apply_core_action(Session& s, const WorkerContext& ctx, const std::string& payment_id,
@@ -195,21 +218,7 @@ std::optional<PaymentStatus> apply_core_action(Session& s, const WorkerContext& 
                                                std::optional<CancelReason> reason, const std::string& accept_info_json) {
     std::optional<PaymentRow> row = find_payment(s, payment_id, true);
     if (!row) throw std::runtime_error("payment " + payment_id + " does not exist");
-    std::optional<Transition> t = transition(stored_status(row->status), action, row->reversal_requested);
-    if (!t) return std::nullopt;
-    if (action == Action::Accept) {
-        update_accepted(s, row->id, t->to, accept_info_json);
-    } else if (action == Action::Cancel && reason) {
-        update_cancelled(s, row->id, t->to, *reason, t->requests_reversal);
-    } else {
-        throw std::logic_error("apply_core_action: only accept, or cancel with a reason");
-    }
-    insert_event(s, PaymentEvent{row->id, std::string(action_name(action)), row->status, std::string(status_name(t->to)),
-                                 actor, reason ? std::optional<std::string>(std::string(reason_name(*reason))) : std::nullopt,
-                                 std::nullopt});
-    if (t->requests_charge) queue_charge(s, ctx, *row);
-    if (t->requests_reversal) queue_reversal(s, *row, PaymentRef{row->id, row->id});
-    return t->to;
+    return apply_action(s, &ctx, *row, action, actor, reason, accept_info_json);
 }
 
 std::string create_accepted_payment(Session& s, const WorkerContext& ctx, const std::string& client_id,
@@ -228,15 +237,7 @@ std::string create_accepted_payment(Session& s, const WorkerContext& ctx, const 
 
 bool cancel_or_reverse(Session& s, const std::string& payment_id, const std::string& actor) {
     std::optional<PaymentRow> row = find_payment(s, payment_id, true);
-    if (!row) return false;
-    std::optional<Transition> t = transition(stored_status(row->status), Action::Cancel, row->reversal_requested);
-    if (!t) return false;
-    update_cancelled(s, row->id, t->to, CancelReason::Expired, t->requests_reversal);
-    insert_event(s, PaymentEvent{row->id, std::string(action_name(Action::Cancel)), row->status,
-                                 std::string(status_name(t->to)), actor, std::string(reason_name(CancelReason::Expired)),
-                                 std::nullopt});
-    if (t->requests_reversal) queue_reversal(s, *row, PaymentRef{row->id, row->id});
-    return true;
+    return row && apply_action(s, nullptr, *row, Action::Cancel, actor, CancelReason::Expired, {}).has_value();
 }
 
 ipc::Reply handle_payment_create(const ipc::Request& request, WorkerContext& ctx) {

@@ -63,7 +63,9 @@ std::string render_page(const PageView& v) {
                     "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n";
     if (v.kind == PageView::Kind::Processing) h += "<meta http-equiv=\"refresh\" content=\"1\">\n";
     // Reloaded when its time is up, the page says the link expired (a meta refresh: no script).
-    if (v.kind == PageView::Kind::Pay) h += "<meta http-equiv=\"refresh\" content=\"" + std::to_string(v.seconds_left + 1) + "\">\n";
+    if (v.kind == PageView::Kind::Pay) {
+        h += "<meta http-equiv=\"refresh\" content=\"" + std::to_string(v.seconds_left + 1) + "\">\n";
+    }
     h += "<title>" + html_escape(title) + "</title>\n<style>\n"
          "body{font-family:system-ui,sans-serif;max-width:36rem;margin:2rem auto;padding:0 1rem;color:#1a1a1a}\n"
          "table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:.3rem;border-bottom:1px solid #ccc}\n"
