@@ -7,9 +7,11 @@
 // everything without nginx types lives in plain C++ (daemon_channel, token_table, replay_policy).
 #include "paygate_module.hpp"
 
+#include <algorithm>
 #include <cstddef>
 #include <exception>
 #include <string_view>
+#include <vector>
 
 #ifdef PAYGATE_TEST_HOOKS
 #include <cstdlib>
@@ -58,17 +60,31 @@ void* create_loc_conf(ngx_conf_t* cf) {
 }
 
 // Each prefix directive names a path (a leading slash, no trailing slash, no query), and no two
-// surfaces may share a path: one under another would make route_path() send a request to the
-// wrong surface. The client API's /api is fixed.
+// surfaces may share a path, or route_path() would send a request to the wrong one: a prefix may
+// not overlap another directive's, another movable surface's own (the table's /callbacks,
+// /partners, /v1: route_path() answers those 404 once moved), nor the first segment of a route
+// that does not move (/api, /pay, /health, /ping).
 char* check_route_prefixes(ngx_conf_t* cf, LocConf& conf) {
-    const std::pair<const char*, ngx_str_t*> prefixes[] = {{"paygate_callback_prefix", &conf.callback_prefix},
-                                                           {"paygate_partner_api_prefix", &conf.partner_prefix},
-                                                           {"paygate_merchant_api_prefix", &conf.merchant_prefix}};
+    struct Movable {
+        const char* directive;
+        ngx_str_t* value;
+        std::string_view table_prefix;
+    };
+    const Movable prefixes[] = {{"paygate_callback_prefix", &conf.callback_prefix, kCallbackRoutePrefix},
+                                {"paygate_partner_api_prefix", &conf.partner_prefix, kPartnerRoutePrefix},
+                                {"paygate_merchant_api_prefix", &conf.merchant_prefix, kMerchantRoutePrefix}};
     auto overlap = [](std::string_view a, std::string_view b) {
         std::string_view shorter = a.size() <= b.size() ? a : b, longer = a.size() <= b.size() ? b : a;
         return longer.substr(0, shorter.size()) == shorter && (longer.size() == shorter.size() || longer[shorter.size()] == '/');
     };
-    for (const auto& [directive, value] : prefixes) {
+    std::vector<std::string_view> fixed;   // "/api", "/pay", ...: the first segments of routes that stay
+    for (const routes::Route& route : routes::table()) {
+        std::string_view first = route.pattern.substr(0, route.pattern.find('/', 1));
+        bool movable = false;
+        for (const Movable& m : prefixes) movable = movable || overlap(first, m.table_prefix);
+        if (!movable && std::find(fixed.begin(), fixed.end(), first) == fixed.end()) fixed.push_back(first);
+    }
+    for (const auto& [directive, value, table_prefix] : prefixes) {
         std::string_view prefix = view(*value);
         if (prefix.size() < 2 || prefix.front() != '/' || prefix.back() == '/' ||
             prefix.find_first_of("?#% \t") != std::string_view::npos) {
@@ -77,16 +93,21 @@ char* check_route_prefixes(ngx_conf_t* cf, LocConf& conf) {
                                directive, value);
             return static_cast<char*>(NGX_CONF_ERROR);
         }
-        if (overlap(prefix, kClientRoutePrefix)) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "%s \"%V\": the client API is served under /api", directive, value);
-            return static_cast<char*>(NGX_CONF_ERROR);
+        for (std::string_view taken : fixed) {
+            if (overlap(prefix, taken)) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "%s \"%V\": %*s is served by paygate already", directive,
+                                   value, taken.size(), taken.data());
+                return static_cast<char*>(NGX_CONF_ERROR);
+            }
         }
     }
-    for (size_t i = 0; i < std::size(prefixes); ++i) {
-        for (size_t j = i + 1; j < std::size(prefixes); ++j) {
-            if (overlap(view(*prefixes[i].second), view(*prefixes[j].second))) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "%s \"%V\" and %s \"%V\": two surfaces under one path",
-                                   prefixes[i].first, prefixes[i].second, prefixes[j].first, prefixes[j].second);
+    for (const Movable& a : prefixes) {
+        for (const Movable& b : prefixes) {
+            if (&a == &b) continue;
+            if ((&a < &b && overlap(view(*a.value), view(*b.value))) || overlap(view(*a.value), b.table_prefix)) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "%s \"%V\" and %s (\"%V\", by default %*s): two surfaces under one path",
+                                   a.directive, a.value, b.directive, b.value, b.table_prefix.size(),
+                                   b.table_prefix.data());
                 return static_cast<char*>(NGX_CONF_ERROR);
             }
         }

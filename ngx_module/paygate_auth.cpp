@@ -120,7 +120,7 @@ bool authenticate(ngx_http_request_t* r, std::string& principal, ngx_int_t& rc) 
         }
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0, "paygate: 403, %s token, request_id=%*s",
                       ambiguous ? "more than one" : token.empty() ? "missing" : "unknown or revoked",
-                      static_cast<int>(request_id(r).size()),
+                      request_id(r).size(),
                       request_id(r).data());
         rc = ngx_http_discard_request_body(r);
         if (rc == NGX_OK) {
@@ -148,7 +148,7 @@ bool authenticate_partner_key(ngx_http_request_t* r, const routes::Route& route,
         if (ModuleMetrics* m = metrics()) m->auth_refusal(AuthRefusal::PartnerKey);
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0, "paygate: 401, %s API key, request_id=%*s",
                       ambiguous ? "more than one" : key.empty() ? "missing" : "unknown or revoked",
-                      static_cast<int>(request_id(r).size()), request_id(r).data());
+                      request_id(r).size(), request_id(r).data());
         rc = ngx_http_discard_request_body(r);
         if (rc == NGX_OK) {
             rc = send_error(r, NGX_HTTP_UNAUTHORIZED, "unauthorized",

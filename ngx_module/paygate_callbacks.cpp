@@ -57,7 +57,7 @@ char* conf_error(ngx_conf_t* cf, const std::string& message) {
 
 ngx_int_t refuse(ngx_http_request_t* r, std::string_view partner, const char* why) {
     ngx_log_error(NGX_LOG_WARN, r->connection->log, 0, "paygate: 401, %*s callback refused: %s, request_id=%*s",
-                  static_cast<int>(partner.size()), partner.data(), why, static_cast<int>(request_id(r).size()),
+                  partner.size(), partner.data(), why, request_id(r).size(),
                   request_id(r).data());
     ngx_int_t rc = ngx_http_discard_request_body(r);
     if (rc != NGX_OK) return rc;
@@ -175,13 +175,13 @@ void warn_about_missing_callback_keys(ngx_conf_t* cf, const MainConf& conf) {
     for (const routes::Route& route : routes::table()) {
         if (route.access == routes::Access::AppToken && (conf.callbacks == nullptr || conf.callbacks->app_of(route.partner) == nullptr)) {
             ngx_conf_log_error(NGX_LOG_WARN, cf, 0, "paygate: no \"paygate_app_secret %*s\": its notifications are refused (401)",
-                               static_cast<int>(route.partner.size()), route.partner.data());
+                               route.partner.size(), route.partner.data());
         }
         if (route.access != routes::Access::Partner) continue;
         if (conf.callbacks == nullptr || conf.callbacks->keys_of(route.partner) == nullptr) {
             ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
                                "paygate: no \"paygate_partner_key %*s\": its callbacks are refused (401)",
-                               static_cast<int>(route.partner.size()), route.partner.data());
+                               route.partner.size(), route.partner.data());
         }
     }
 }
@@ -221,8 +221,8 @@ bool check_signature(ngx_http_request_t* r, const routes::Route& route, std::str
     }
     if (verdict != webhook::Verdict::Ok) {
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0, "paygate: 401, %*s callback refused: signature %s, request_id=%*s",
-                      static_cast<int>(route.partner.size()), route.partner.data(), webhook::verdict_name(verdict),
-                      static_cast<int>(request_id(r).size()), request_id(r).data());
+                      route.partner.size(), route.partner.data(), webhook::verdict_name(verdict),
+                      request_id(r).size(), request_id(r).data());
         rc = send_error(r, NGX_HTTP_UNAUTHORIZED, "unauthorized",
                         std::string("callback refused: signature ") + webhook::verdict_name(verdict));
         return false;

@@ -52,7 +52,7 @@ bool resend_elsewhere(ngx_http_request_t* r, RequestCtx* ctx, std::string_view w
     ctx->sent_at = std::chrono::steady_clock::now();
     if (ModuleMetrics* m = metrics()) m->resent();
     ngx_log_error(NGX_LOG_INFO, log, 0, "paygate: daemon %d did not execute request %*s (%*s), sent to daemon %d",
-                  first, static_cast<int>(request_id(r).size()), request_id(r).data(), static_cast<int>(why.size()),
+                  first, request_id(r).size(), request_id(r).data(), why.size(),
                   why.data(), daemon);
     return true;
 }

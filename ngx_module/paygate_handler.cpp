@@ -23,7 +23,7 @@ void on_timeout(ngx_event_t* ev) {
     stop_waiting(ctx_of(r));
     if (ModuleMetrics* m = metrics()) m->unavailable(Unavailable::Timeout);
     ngx_log_error(NGX_LOG_WARN, r->connection->log, 0, "paygate: 504, no reply from the payment core in time, request_id=%*s",
-                  static_cast<int>(request_id(r).size()), request_id(r).data());
+                  request_id(r).size(), request_id(r).data());
     ngx_int_t rc;
     try {
         rc = send_error(r, NGX_HTTP_GATEWAY_TIME_OUT, "gateway_timeout", "payment core did not answer in time");
@@ -51,7 +51,7 @@ ngx_int_t request_body_filter(ngx_http_request_t* r, ngx_chain_t* in) {
             ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                           "paygate: 413, the request body does not fit its memory buffer (chunk framing), "
                           "request_id=%*s",
-                          static_cast<int>(request_id(r).size()), request_id(r).data());
+                          request_id(r).size(), request_id(r).data());
             return NGX_HTTP_REQUEST_ENTITY_TOO_LARGE;
         }
     }
@@ -359,7 +359,7 @@ void client_gone(ngx_http_request_t* r, const char* how, ngx_err_t err) {
     c->read->eof = 1;
     c->error = 1;
     ngx_log_error(NGX_LOG_INFO, c->log, err, "paygate: client %s while waiting for the payment core, request_id=%*s",
-                  how, static_cast<int>(request_id(r).size()), request_id(r).data());
+                  how, request_id(r).size(), request_id(r).data());
     ngx_http_finalize_request(r, NGX_HTTP_CLIENT_CLOSED_REQUEST);
 }
 

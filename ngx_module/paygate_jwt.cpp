@@ -149,7 +149,7 @@ bool check_merchant_jwt(ngx_http_request_t* r, std::string& principal, ngx_int_t
     // The token itself is never logged: its kid and the verdict say enough.
     ngx_log_error(NGX_LOG_INFO, r->connection->log, 0, "paygate: 401, merchant token %s, kid=%*s, request_id=%*s",
                   missing ? "missing" : std::string(jwt::verdict_name(result.verdict)).c_str(),
-                  static_cast<int>(result.kid.size()), result.kid.data(), static_cast<int>(request_id(r).size()),
+                  result.kid.size(), result.kid.data(), request_id(r).size(),
                   request_id(r).data());
     rc = ngx_http_discard_request_body(r);
     if (rc != NGX_OK) return false;

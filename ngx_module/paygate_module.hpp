@@ -70,8 +70,6 @@ inline constexpr std::string_view kCallbackRoutePrefix = "/callbacks";
 inline constexpr std::string_view kPartnerRoutePrefix = "/partners";
 // The route table's merchant API paths (ZooTicket, seed 002) start with this; paygate_merchant_api_prefix moves them.
 inline constexpr std::string_view kMerchantRoutePrefix = "/v1";
-// The client API of seed 000: no prefix directive may take a path under it.
-inline constexpr std::string_view kClientRoutePrefix = "/api";
 
 // Ids of the module's own requests (token sync) have this bit; client requests never do.
 constexpr std::uint64_t kInternalId = std::uint64_t{1} << 63;

@@ -104,7 +104,7 @@ ngx_int_t send_error(ngx_http_request_t* r, ngx_uint_t status, std::string_view 
 ngx_int_t send_unavailable(ngx_http_request_t* r, Unavailable cause, std::string_view why) {
     if (ModuleMetrics* m = metrics()) m->unavailable(cause);
     ngx_log_error(NGX_LOG_WARN, r->connection->log, 0, "paygate: 503, %*s, request_id=%*s",
-                  static_cast<int>(why.size()), why.data(), static_cast<int>(request_id(r).size()),
+                  why.size(), why.data(), request_id(r).size(),
                   request_id(r).data());
     return send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE, "service_unavailable", "payment core unavailable, retry later");
 }

@@ -298,13 +298,19 @@ class MerchantJwtConfigTest(StackTestCase):
     def test_bad_merchant_prefixes_are_refused(self):
         for bad in ("v1", "/v1/", "/", "/a?b"):
             self.assertConfRefused("expected a path", paygate_merchant_api_prefix=bad)
-        for bad in ("/api", "/api/v1"):
-            self.assertConfRefused("the client API is served under /api", paygate_merchant_api_prefix=bad)
-        # One surface under another's path would route requests to the wrong one.
+        # Paths of routes that do not move: the client API, the payment page, /health, /ping.
+        for bad, taken in (("/api", "/api"), ("/api/v1", "/api"), ("/pay", "/pay"), ("/health", "/health")):
+            self.assertConfRefused(f"{taken} is served by paygate already", paygate_merchant_api_prefix=bad)
+        # One surface under another's path would route requests to the wrong one: another
+        # directive's prefix, or another surface's own path (answered 404 once that one moved).
         self.assertConfRefused("two surfaces under one path", paygate_merchant_api_prefix="/partners")
         self.assertConfRefused("two surfaces under one path", paygate_merchant_api_prefix="/partners/zoo")
         self.assertConfRefused("two surfaces under one path", paygate_merchant_api_prefix="/zoo",
                                paygate_callback_prefix="/zoo/hooks")
+        self.assertConfRefused("two surfaces under one path", paygate_merchant_api_prefix="/zoo",
+                               paygate_partner_api_prefix="/v1")
+        self.assertConfRefused("two surfaces under one path", paygate_merchant_api_prefix="/callbacks",
+                               paygate_callback_prefix="/hooks")
         rc, out = self.stack.check_nginx_conf(daemons=["d1"], paygate_merchant_api_prefix="/zoo/v2")
         self.assertEqual(rc, 0, out)
 
