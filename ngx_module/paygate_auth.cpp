@@ -59,15 +59,30 @@ std::string_view find_header(ngx_http_request_t* r, std::initializer_list<std::s
     return found;
 }
 
+namespace {
+
+// The client a looked-up credential belongs to when it is a client token: a partner's API key is
+// no client's, even though its hash is in the same table.
+std::optional<std::uint64_t> client_owner(const TokenLookup& found) {
+    if (!found.client || token_sync::credential_kind(*found.client) != token_sync::kClientToken) return std::nullopt;
+    return token_sync::credential_owner(*found.client);
+}
+
+// True when a looked-up credential is a live key of the route's partner (not a client token, not
+// another partner's key).
+bool is_key_of(const TokenLookup& found, const routes::Route& route) {
+    unsigned want = token_sync::key_partner_kind(route.partner);
+    return found.client && want != 0 && token_sync::credential_kind(*found.client) == want;
+}
+
+}  // namespace
+
 std::optional<std::uint64_t> client_of_token(ngx_http_request_t* r) {
     bool ambiguous = false;
     std::string_view token = auth_token(r, ambiguous);
     if (ambiguous || token.empty() || worker == nullptr) return std::nullopt;
     TokenLookup found = lookup_token(token);
-    if (found.state != TokenLookup::Usable || !found.client) return std::nullopt;
-    // A partner's key sent as a client token is no client's.
-    if (token_sync::credential_kind(*found.client) != token_sync::kClientToken) return std::nullopt;
-    return token_sync::credential_owner(*found.client);
+    return found.state == TokenLookup::Usable ? client_owner(found) : std::nullopt;
 }
 
 std::optional<std::string> partner_of_key(ngx_http_request_t* r, const routes::Route& route) {
@@ -75,11 +90,7 @@ std::optional<std::string> partner_of_key(ngx_http_request_t* r, const routes::R
     std::string_view key = find_header(r, {"x-api-key"}, count);
     if (count != 1 || key.empty() || worker == nullptr) return std::nullopt;
     TokenLookup found = lookup_token(key);
-    unsigned want = token_sync::key_partner_kind(route.partner);
-    if (found.state != TokenLookup::Usable || !found.client || want == 0 ||
-        token_sync::credential_kind(*found.client) != want) {
-        return std::nullopt;
-    }
+    if (found.state != TokenLookup::Usable || !is_key_of(found, route)) return std::nullopt;
     return "partner:" + std::string(route.partner);
 }
 
@@ -110,9 +121,8 @@ bool authenticate(ngx_http_request_t* r, std::string& principal, ngx_int_t& rc) 
     std::string_view token = auth_token(r, ambiguous);
     TokenLookup found;
     if (!look_up_credential(r, ambiguous ? std::string_view() : token, found, rc)) return false;
-    // A partner's API key is not a client token, even when its hash is in the same table.
-    if (found.client && token_sync::credential_kind(*found.client) != token_sync::kClientToken) found.client.reset();
-    if (!found.client) {
+    std::optional<std::uint64_t> client = client_owner(found);
+    if (!client) {
         if (ModuleMetrics* m = metrics()) {
             m->auth_refusal(ambiguous       ? AuthRefusal::TokenAmbiguous
                             : token.empty() ? AuthRefusal::TokenMissing
@@ -131,7 +141,7 @@ bool authenticate(ngx_http_request_t* r, std::string& principal, ngx_int_t& rc) 
         }
         return false;
     }
-    principal = std::to_string(token_sync::credential_owner(*found.client));
+    principal = std::to_string(*client);
     return true;
 }
 
@@ -141,10 +151,7 @@ bool authenticate_partner_key(ngx_http_request_t* r, const routes::Route& route,
     bool ambiguous = count > 1;
     TokenLookup found;
     if (!look_up_credential(r, ambiguous ? std::string_view() : key, found, rc)) return false;
-    // Only a live key of this route's partner: a client token or another partner's key is refused.
-    unsigned want = token_sync::key_partner_kind(route.partner);
-    bool valid = found.client && want != 0 && token_sync::credential_kind(*found.client) == want;
-    if (!valid) {
+    if (!is_key_of(found, route)) {
         if (ModuleMetrics* m = metrics()) m->auth_refusal(AuthRefusal::PartnerKey);
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0, "paygate: 401, %s API key, request_id=%*s",
                       ambiguous ? "more than one" : key.empty() ? "missing" : "unknown or revoked",

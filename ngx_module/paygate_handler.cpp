@@ -197,11 +197,8 @@ namespace {
 // before anything about the request is logged. r->args keeps the real value for the check.
 void mask_query_credential(ngx_http_request_t* r, std::string_view name) {
     std::optional<std::string> masked = mask_query_parameter(view(r->request_line), name);
-    if (!masked) return;
-    auto* data = static_cast<u_char*>(ngx_pnalloc(r->pool, masked->size()));
-    if (data == nullptr) return;   // then the line stays as it was; the request goes on
-    ngx_memcpy(data, masked->data(), masked->size());
-    r->request_line = {masked->size(), data};
+    // Without memory the line stays as it was; the request goes on.
+    if (masked) copy_to_pool(r->pool, *masked, r->request_line);
 }
 
 // The same for a credential in the path (Access::PathToken: the page link's token): $uri, which
@@ -211,14 +208,13 @@ void mask_path_credential(ngx_http_request_t* r, const routes::Route& route) {
     std::optional<std::size_t> index = parameter_segment(route.pattern);
     std::optional<std::string> masked = index ? mask_path_segment(view(r->uri), *index, 6) : std::nullopt;
     if (!masked) return;
-    std::string line = replace_request_target(view(r->request_line), *masked);
-    auto* uri = static_cast<u_char*>(ngx_pnalloc(r->pool, masked->size()));
-    auto* request_line = static_cast<u_char*>(ngx_pnalloc(r->pool, line.size()));
-    if (uri == nullptr || request_line == nullptr) return;   // then both stay as they were
-    ngx_memcpy(uri, masked->data(), masked->size());
-    ngx_memcpy(request_line, line.data(), line.size());
-    r->uri = {masked->size(), uri};
-    r->request_line = {line.size(), request_line};
+    ngx_str_t uri, request_line;
+    if (!copy_to_pool(r->pool, *masked, uri) ||
+        !copy_to_pool(r->pool, replace_request_target(view(r->request_line), *masked), request_line)) {
+        return;   // then both stay as they were
+    }
+    r->uri = uri;
+    r->request_line = request_line;
 }
 
 // A check answered the request: a 401/403 is an auth refusal of that kind.

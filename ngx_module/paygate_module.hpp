@@ -156,6 +156,8 @@ inline std::string_view view(const ngx_str_t& s) { return {reinterpret_cast<cons
 // Resolves $request_id once, at configuration time.
 ngx_int_t register_request_id_variable(ngx_conf_t* cf);
 std::string_view request_id(ngx_http_request_t* r);
+// `from` copied into `pool` (NUL-terminated); `to` is set only on success.
+bool copy_to_pool(ngx_pool_t* pool, std::string_view from, ngx_str_t& to);
 ngx_int_t add_header(ngx_http_request_t* r, std::string_view name, std::string_view value);
 // Sends status, headers and body of `reply`; returns what ngx_http_finalize_request wants.
 ngx_int_t send_reply(ngx_http_request_t* r, const ipc::Reply& reply);

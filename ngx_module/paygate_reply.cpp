@@ -12,16 +12,16 @@ namespace {
 
 ngx_int_t request_id_variable = NGX_ERROR;
 
+}  // namespace
+
 bool copy_to_pool(ngx_pool_t* pool, std::string_view from, ngx_str_t& to) {
-    to.len = from.size();
-    to.data = static_cast<u_char*>(ngx_pnalloc(pool, from.size() + 1));
-    if (to.data == nullptr) return false;
-    ngx_memcpy(to.data, from.data(), from.size());
-    to.data[from.size()] = '\0';
+    auto* data = static_cast<u_char*>(ngx_pnalloc(pool, from.size() + 1));
+    if (data == nullptr) return false;
+    ngx_memcpy(data, from.data(), from.size());
+    data[from.size()] = '\0';
+    to = {from.size(), data};
     return true;
 }
-
-}  // namespace
 
 ngx_int_t register_request_id_variable(ngx_conf_t* cf) {
     ngx_str_t name = ngx_string("request_id");
